@@ -1,0 +1,431 @@
+"""Residual networks and their plain twins.
+
+- :func:`cifar_resnet`: the CIFAR-10 networks of He et al. (2015, §4.2), depth 6n+2, and
+  their plain twins (``skip=False``). Parameter counts match the paper's Table 6 exactly.
+- :func:`resnet18` ... :func:`resnet152`: ImageNet ResNets whose state-dict keys and shapes
+  are torchvision's, so ``ours.load_state_dict(torchvision_model.state_dict())`` works.
+- :class:`ArticleNet`: the article's network as written, and :class:`ArticleNetFixed`.
+- :func:`load_reference_weights`: akamaster/pytorch_resnet_cifar10 checkpoints into ours.
+- :func:`count_params`, :func:`shape_trace`: what the chapters print.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from resnet_lab.blocks import BLOCKS, SHORTCUTS, BasicBlock, Bottleneck, conv3x3, zero_init_residual_
+
+CIFAR_DEPTHS = (20, 32, 44, 56, 110, 1202)
+
+
+class ResNet(nn.Module):
+    """A stem, stages of residual blocks, global average pooling and a linear classifier.
+
+    ``stem="cifar"``: one 3x3 conv at full resolution (He et al. 2015 §4.2).
+    ``stem="imagenet"``: a 7x7 stride-2 conv and a 3x3 max-pool (§3.4, torchvision's layout).
+    Stage i has ``layers[i]`` blocks of width ``widths[i]``; every stage after the first
+    halves the resolution in its first block.
+    """
+
+    def __init__(
+        self,
+        block: type[nn.Module],
+        layers: Sequence[int],
+        widths: Sequence[int],
+        *,
+        num_classes: int = 10,
+        stem: str = "cifar",
+        skip: bool = True,
+        shortcut: str = "A",
+        zero_init_residual: bool = False,
+    ) -> None:
+        super().__init__()
+        self.skip = skip
+        self.shortcut = shortcut
+        self.preact = block is BLOCKS["preact"]
+        stem_width = widths[0]
+        if stem == "cifar":
+            self.conv1 = conv3x3(3, stem_width)
+            self.maxpool = nn.Identity()
+        elif stem == "imagenet":
+            self.conv1 = nn.Conv2d(3, stem_width, kernel_size=7, stride=2, padding=3, bias=False)
+            self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        else:
+            raise ValueError(f"stem must be 'cifar' or 'imagenet', got {stem!r}")
+        # a pre-activation network normalises inside its first block, so the stem is a bare conv
+        self.bn1 = nn.Identity() if self.preact else nn.BatchNorm2d(stem_width)
+        self.relu = nn.Identity() if self.preact else nn.ReLU(inplace=True)
+
+        in_planes = stem_width
+        for i, (n, width) in enumerate(zip(layers, widths), start=1):
+            stride = 1 if i == 1 else 2
+            blocks = []
+            for j in range(n):
+                blocks.append(
+                    block(in_planes, width, stride if j == 0 else 1, skip=skip, shortcut=shortcut)
+                )
+                in_planes = width * block.expansion
+            setattr(self, f"layer{i}", nn.Sequential(*blocks))
+        self.num_stages = len(layers)
+        # pre-activation blocks end in a conv: one last BN-ReLU before pooling (He et al. 2016)
+        self.final_act = (
+            nn.Sequential(nn.BatchNorm2d(in_planes), nn.ReLU()) if self.preact else nn.Identity()
+        )
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(in_planes, num_classes)
+
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        if zero_init_residual:
+            for b in self.blocks():
+                zero_init_residual_(b)
+
+    def stages(self) -> list[nn.Sequential]:
+        return [getattr(self, f"layer{i}") for i in range(1, self.num_stages + 1)]
+
+    def blocks(self) -> list[nn.Module]:
+        """All residual blocks, input to output."""
+        return [b for stage in self.stages() for b in stage]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.bn1(self.conv1(x)))  # CIFAR: (B, 16, 32, 32)
+        x = self.maxpool(x)
+        for stage in self.stages():  # CIFAR: (B, 16, 32, 32) -> (B, 32, 16, 16) -> (B, 64, 8, 8)
+            x = stage(x)
+        x = self.final_act(x)
+        x = torch.flatten(self.avgpool(x), 1)  # (B, 64)
+        return self.fc(x)  # (B, num_classes)
+
+
+def cifar_blocks_per_stage(depth: int, block: str = "basic") -> int:
+    """n for a CIFAR ResNet of the given depth: 6n+2 (basic, preact) or 9n+2 (bottleneck)."""
+    if block not in BLOCKS:
+        raise ValueError(f"block must be one of {tuple(BLOCKS)}, got {block!r}")
+    per_block = 9 if block == "bottleneck" else 6
+    if not isinstance(depth, int) or depth < per_block + 2 or (depth - 2) % per_block:
+        valid = ", ".join(str(per_block * n + 2) for n in (1, 2, 3, 5, 9, 18))
+        raise ValueError(
+            f"depth must be {per_block}n+2 for {block!r} blocks ({valid}, ...), got {depth!r}"
+        )
+    return (depth - 2) // per_block
+
+
+def cifar_resnet(
+    depth: int,
+    *,
+    skip: bool = True,
+    shortcut: str = "A",
+    block: str = "basic",
+    width: int = 16,
+    num_classes: int = 10,
+    zero_init_residual: bool = False,
+) -> ResNet:
+    """The CIFAR-10 network of He et al. (2015, §4.2), or its plain twin with ``skip=False``.
+
+    A 3x3 conv with ``width`` filters, three stages of n blocks at width, 2 width, 4 width
+    filters on 32, 16 and 8 pixels (stride 2 in the first conv of stages 2 and 3), global
+    average pooling and a linear classifier: 6n+2 weight layers.
+    ``cifar_resnet(56, skip=False)`` is the paper's plain-56.
+
+    (B, 3, 32, 32) -> (B, num_classes).
+    """
+    n = cifar_blocks_per_stage(depth, block)
+    if shortcut not in SHORTCUTS:
+        raise ValueError(f"shortcut must be one of {SHORTCUTS}, got {shortcut!r}")
+    if not isinstance(width, int) or width < 1:
+        raise ValueError(f"width must be a positive integer (the paper uses 16), got {width!r}")
+    if shortcut == "A" and width % 2:
+        raise ValueError(
+            f"shortcut 'A' pads channels evenly on both sides, so width must be even, got {width}"
+        )
+    return ResNet(
+        BLOCKS[block],
+        [n, n, n],
+        [width, 2 * width, 4 * width],
+        num_classes=num_classes,
+        stem="cifar",
+        skip=skip,
+        shortcut=shortcut,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+def resnet20(**kw) -> ResNet:
+    return cifar_resnet(20, **kw)
+
+
+def resnet32(**kw) -> ResNet:
+    return cifar_resnet(32, **kw)
+
+
+def resnet44(**kw) -> ResNet:
+    return cifar_resnet(44, **kw)
+
+
+def resnet56(**kw) -> ResNet:
+    return cifar_resnet(56, **kw)
+
+
+def resnet110(**kw) -> ResNet:
+    return cifar_resnet(110, **kw)
+
+
+def resnet1202(**kw) -> ResNet:
+    return cifar_resnet(1202, **kw)
+
+
+def plain20(**kw) -> ResNet:
+    return cifar_resnet(20, skip=False, **kw)
+
+
+def plain32(**kw) -> ResNet:
+    return cifar_resnet(32, skip=False, **kw)
+
+
+def plain44(**kw) -> ResNet:
+    return cifar_resnet(44, skip=False, **kw)
+
+
+def plain56(**kw) -> ResNet:
+    return cifar_resnet(56, skip=False, **kw)
+
+
+def plain110(**kw) -> ResNet:
+    return cifar_resnet(110, skip=False, **kw)
+
+
+# ---------------------------------------------------------------------------- ImageNet
+
+IMAGENET_LAYERS = {
+    18: (BasicBlock, (2, 2, 2, 2)),
+    34: (BasicBlock, (3, 4, 6, 3)),
+    50: (Bottleneck, (3, 4, 6, 3)),
+    101: (Bottleneck, (3, 4, 23, 3)),
+    152: (Bottleneck, (3, 8, 36, 3)),
+}
+
+
+def imagenet_resnet(depth: int, *, num_classes: int = 1000, skip: bool = True, zero_init_residual: bool = False) -> ResNet:
+    """ImageNet ResNet-``depth`` (He et al. 2015, Table 1), torchvision's layout and keys.
+
+    Shortcut B: projections only where shapes change. (B, 3, 224, 224) -> (B, num_classes).
+    """
+    if depth not in IMAGENET_LAYERS:
+        raise ValueError(f"ImageNet depth must be one of {tuple(IMAGENET_LAYERS)}, got {depth!r}")
+    block, layers = IMAGENET_LAYERS[depth]
+    return ResNet(
+        block,
+        layers,
+        (64, 128, 256, 512),
+        num_classes=num_classes,
+        stem="imagenet",
+        skip=skip,
+        shortcut="B",
+        zero_init_residual=zero_init_residual,
+    )
+
+
+def resnet18(num_classes: int = 1000, **kw) -> ResNet:
+    return imagenet_resnet(18, num_classes=num_classes, **kw)
+
+
+def resnet34(num_classes: int = 1000, **kw) -> ResNet:
+    return imagenet_resnet(34, num_classes=num_classes, **kw)
+
+
+def resnet50(num_classes: int = 1000, **kw) -> ResNet:
+    return imagenet_resnet(50, num_classes=num_classes, **kw)
+
+
+def resnet101(num_classes: int = 1000, **kw) -> ResNet:
+    return imagenet_resnet(101, num_classes=num_classes, **kw)
+
+
+def resnet152(num_classes: int = 1000, **kw) -> ResNet:
+    return imagenet_resnet(152, num_classes=num_classes, **kw)
+
+
+# ---------------------------------------------------------------------------- the article
+
+
+class ArticleConvBlock(nn.Module):
+    """The article's "residual block", as written: two 3x3 convs in a row, nothing else.
+
+    There is no ``+ x`` anywhere in ``forward``: despite its name this block has no skip
+    connection, no batch normalisation and not even a non-linearity between the convs.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=stride, padding=1)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, kernel_size=3, stride=1, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv1(x)
+        out = self.conv2(out)
+        return out
+
+
+class ArticleNet(nn.Module):
+    """The article's ResNet, exactly as written. It is wrong in four ways:
+
+    1. **No skip connection**: the blocks compute conv2(conv1(x)); nothing adds x back, so
+       this is a plain network, not a residual one.
+    2. **No activation**: with no ReLU between them, the eight convolutions compose to a
+       single linear map of the input; depth buys nothing.
+    3. **No batch normalisation**, which the paper uses after every convolution.
+    4. **No classifier head**: ``forward`` returns a (B, 512, 4, 4) feature map for
+       (B, 3, 32, 32) input, not (B, num_classes) logits, so ``nn.CrossEntropyLoss`` fails
+       (it reads dimension 1, the 512 channels, as classes, and wants a target of shape
+       (B, 4, 4)). ``num_classes`` is accepted and never used.
+
+    :class:`ArticleNetFixed` repairs all four.
+    """
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.layer1 = ArticleConvBlock(3, 64)
+        self.layer2 = ArticleConvBlock(64, 128, stride=2)
+        self.layer3 = ArticleConvBlock(128, 256, stride=2)
+        self.layer4 = ArticleConvBlock(256, 512, stride=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layer1(x)  # (B, 64, 32, 32)
+        x = self.layer2(x)  # (B, 128, 16, 16)
+        x = self.layer3(x)  # (B, 256, 8, 8)
+        x = self.layer4(x)  # (B, 512, 4, 4): feature maps, not class scores
+        return x
+
+
+class ArticleNetFixed(nn.Module):
+    """The article's network repaired: the same four stages and widths, built from
+    :class:`~resnet_lab.blocks.BasicBlock` (BN, ReLU, a real skip connection, a 1x1
+    projection where shapes change), then global average pooling and a linear head.
+
+    (B, 3, 32, 32) -> (B, num_classes).
+    """
+
+    def __init__(self, num_classes: int = 10, *, skip: bool = True) -> None:
+        super().__init__()
+        self.layer1 = BasicBlock(3, 64, skip=skip, shortcut="B")
+        self.layer2 = BasicBlock(64, 128, stride=2, skip=skip, shortcut="B")
+        self.layer3 = BasicBlock(128, 256, stride=2, skip=skip, shortcut="B")
+        self.layer4 = BasicBlock(256, 512, stride=2, skip=skip, shortcut="B")
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(512, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layer1(x)  # (B, 64, 32, 32)
+        x = self.layer2(x)  # (B, 128, 16, 16)
+        x = self.layer3(x)  # (B, 256, 8, 8)
+        x = self.layer4(x)  # (B, 512, 4, 4)
+        x = torch.flatten(self.avgpool(x), 1)  # (B, 512)
+        return self.fc(x)  # (B, num_classes)
+
+
+# ---------------------------------------------------------------------------- weights
+
+
+def load_reference_weights(model: ResNet, state_dict: Mapping[str, torch.Tensor]) -> ResNet:
+    """Load a checkpoint of akamaster/pytorch_resnet_cifar10 into a :func:`cifar_resnet`.
+
+    Its keys (``conv1``, ``bn1``, ``layer1.0.conv1``, ..., ``linear``, with a ``module.``
+    prefix when saved from ``DataParallel``; the file itself holds them under
+    ``"state_dict"``) are renamed to ours (``linear`` -> ``fc``, ``shortcut`` ->
+    ``downsample``). A checkpoint of another depth raises a ValueError naming both depths.
+    Returns the model, in place.
+    """
+    if "state_dict" in state_dict and not isinstance(state_dict["state_dict"], torch.Tensor):
+        state_dict = state_dict["state_dict"]
+    renamed: dict[str, torch.Tensor] = {}
+    for key, value in state_dict.items():
+        if key.startswith("module."):
+            key = key[len("module.") :]
+        if key.startswith("linear."):
+            key = "fc." + key[len("linear.") :]
+        key = key.replace(".shortcut.", ".downsample.")
+        renamed[key] = value
+
+    def blocks_in(keys) -> int:
+        return len({k.split(".")[1] for k in keys if k.startswith("layer1.")})
+
+    theirs, ours = blocks_in(renamed), blocks_in(model.state_dict())
+    if theirs != ours:
+        raise ValueError(
+            f"checkpoint is a ResNet-{6 * theirs + 2} ({theirs} blocks per stage) but the model is a "
+            f"ResNet-{6 * ours + 2} ({ours} blocks per stage): build the model with "
+            f"cifar_resnet({6 * theirs + 2})"
+        )
+    # checkpoints from older torch lack BN's num_batches_tracked buffers; keep ours for those
+    own = model.state_dict()
+    missing = [k for k in own if k not in renamed and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in renamed if k not in own]
+    if missing or unexpected:
+        raise ValueError(
+            f"checkpoint does not fit this model: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    for k in own:
+        renamed.setdefault(k, own[k])
+    model.load_state_dict(renamed)
+    return model
+
+
+# ---------------------------------------------------------------------------- inspection
+
+
+def count_params(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (BN's running statistics are buffers and are not counted)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def shape_trace(
+    model: nn.Module, input_shape: Sequence[int] = (1, 3, 32, 32), depth: int = 2
+) -> "OrderedDict[str, tuple[int, ...]]":
+    """Output shape of every submodule up to ``depth`` levels deep, in the order they run.
+
+    ``shape_trace(resnet20())`` gives ``{"conv1": (1, 16, 32, 32), ..., "fc": (1, 10)}``.
+    Runs one forward pass in eval mode on zeros, on the model's own device.
+    """
+    order: list[str] = []
+    shapes: dict[str, tuple[int, ...]] = {}
+    handles = []
+    for name, module in model.named_modules():
+        if not name or name.count(".") >= depth or isinstance(module, nn.Identity):
+            continue
+
+        def pre(_m, _inp, name=name):
+            if name not in order:
+                order.append(name)
+
+        def post(_m, _inp, out, name=name):
+            if isinstance(out, torch.Tensor):
+                shapes[name] = tuple(out.shape)
+
+        handles.append(module.register_forward_pre_hook(pre))
+        handles.append(module.register_forward_hook(post))
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else "cpu"
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(*input_shape, device=device))
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return OrderedDict((name, shapes[name]) for name in order if name in shapes)
+
+
+CIFAR_BUILDERS = {
+    **{f"resnet{d}": (lambda d=d, **kw: cifar_resnet(d, **kw)) for d in CIFAR_DEPTHS},
+    **{f"plain{d}": (lambda d=d, **kw: cifar_resnet(d, skip=False, **kw)) for d in CIFAR_DEPTHS[:-1]},
+}

@@ -1,0 +1,38 @@
+"""The book's structure: every chapter in the table of contents exists, and each chapter's
+output-less .ipynb pair (for the Colab and Binder buttons) holds the same cells."""
+
+from pathlib import Path
+
+import jupytext
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = sorted((ROOT / "book").glob("[0-9][0-9]_*.md"))
+
+
+def _toc_files():
+    files = []
+    for line in (ROOT / "_toc.yml").read_text().splitlines():
+        line = line.strip()
+        if line.startswith(("- file:", "root:")):
+            files.append(line.split(":", 1)[1].strip())
+    return files
+
+
+def test_toc_lists_every_chapter_and_nothing_missing():
+    listed = set(_toc_files())
+    for f in listed:
+        assert (ROOT / f"{f}.md").exists(), f"_toc.yml lists {f} but {f}.md does not exist"
+    for ch in CHAPTERS:
+        assert f"book/{ch.stem}" in listed, f"{ch.name} is not in _toc.yml"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.name)
+def test_ipynb_pair_in_sync(chapter):
+    pair = chapter.with_suffix(".ipynb")
+    assert pair.exists(), f"{pair.name} missing: run `make notebooks`"
+    md, nb = jupytext.read(chapter), jupytext.read(pair)
+    assert [(c.cell_type, c.source) for c in md.cells] == [(c.cell_type, c.source) for c in nb.cells], (
+        f"{pair.name} is out of sync with {chapter.name}: run `make notebooks`"
+    )
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "pairs carry no outputs"

@@ -1,0 +1,205 @@
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+from resnet_lab.models import (
+    ArticleNet,
+    ArticleNetFixed,
+    CIFAR_BUILDERS,
+    cifar_resnet,
+    count_params,
+    imagenet_resnet,
+    load_reference_weights,
+    plain56,
+    resnet18,
+    resnet20,
+    resnet50,
+    shape_trace,
+)
+
+# He et al. 2015, Table 6 (option A); exact counts as the akamaster reproduction prints them
+PAPER_PARAMS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_962}
+
+
+@pytest.mark.parametrize("depth,expected", PAPER_PARAMS.items())
+def test_parameter_counts_match_paper(depth, expected):
+    assert count_params(cifar_resnet(depth)) == expected
+    # the plain twin has exactly the same parameters: option A shortcuts have none
+    assert count_params(cifar_resnet(depth, skip=False)) == expected
+
+
+def test_builders_and_output_shape():
+    x = torch.randn(2, 3, 32, 32)
+    for name in ("resnet20", "plain20", "resnet32", "plain44"):
+        assert CIFAR_BUILDERS[name]()(x).shape == (2, 10)
+    assert cifar_resnet(20, num_classes=100)(x).shape == (2, 100)
+    assert cifar_resnet(11, block="bottleneck")(x).shape == (2, 10)
+    assert cifar_resnet(20, block="preact", width=8)(x).shape == (2, 10)
+    m = plain56()
+    assert not m.skip and all(b.downsample is None for b in m.blocks())
+    assert len(m.blocks()) == 27
+
+
+def test_weight_layer_count_is_depth():
+    for depth in (20, 56):
+        m = cifar_resnet(depth)
+        n_layers = sum(isinstance(x, (nn.Conv2d, nn.Linear)) for x in m.modules())
+        assert n_layers == depth
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(depth=21), r"6n\+2 .*got 21"),
+        (dict(depth=0), r"6n\+2"),
+        (dict(depth=26, block="bottleneck"), r"9n\+2 .*got 26"),
+        (dict(depth=20, shortcut="Z"), "shortcut must be one of"),
+        (dict(depth=20, block="dense"), "block must be one of"),
+        (dict(depth=20, width=0), "width must be a positive integer"),
+        (dict(depth=20, width=15), "width must be even"),
+    ],
+)
+def test_bad_arguments_raise_clear_errors(kwargs, match):
+    depth = kwargs.pop("depth")
+    with pytest.raises(ValueError, match=match):
+        cifar_resnet(depth, **kwargs)
+
+
+def test_imagenet_bad_depth():
+    with pytest.raises(ValueError, match="18, 34, 50"):
+        imagenet_resnet(20)
+
+
+@pytest.mark.parametrize("depth", [18, 50])
+def test_imagenet_resnets_load_torchvision_weights(depth):
+    torch.manual_seed(0)
+    theirs = getattr(torchvision.models, f"resnet{depth}")(weights=None)
+    ours = {18: resnet18, 50: resnet50}[depth]()
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    ours.load_state_dict(theirs.state_dict())  # strict: same keys and shapes
+    theirs.eval(), ours.eval()
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        assert torch.equal(ours(x), theirs(x))
+
+
+def test_gradients_reach_first_layer():
+    for skip in (True, False):
+        m = resnet20(skip=skip) if skip else cifar_resnet(20, skip=False)
+        x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
+        F.cross_entropy(m(x), y).backward()
+        g = m.conv1.weight.grad
+        assert g is not None and torch.isfinite(g).all() and g.abs().sum() > 0
+
+
+def test_zero_init_residual_makes_blocks_identity():
+    m = resnet20(zero_init_residual=True)
+    assert all(b.bn2.weight.abs().sum() == 0 for b in m.blocks())
+    # each block in stage 1 (identity shortcut) passes its non-negative input through unchanged
+    x = torch.relu(torch.randn(2, 16, 8, 8))
+    assert torch.equal(m.layer1(x), x)
+
+
+def test_shape_trace():
+    trace = shape_trace(resnet20())
+    assert trace["conv1"] == (1, 16, 32, 32)
+    assert trace["layer1"] == (1, 16, 32, 32)
+    assert trace["layer2.0"] == (1, 32, 16, 16)
+    assert trace["layer3"] == (1, 64, 8, 8)
+    assert trace["fc"] == (1, 10)
+    assert list(trace).index("layer1.2") < list(trace).index("layer2.0")
+
+
+# --- akamaster/pytorch_resnet_cifar10 interop -------------------------------------------
+# A minimal model with that repository's layout and key names, written here so the test can
+# build a state dict of its form without downloading anything.
+
+
+class _AkaBlock(nn.Module):
+    def __init__(self, in_planes, planes, stride=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.pad = (stride != 1 or in_planes != planes) and planes // 4
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        sc = F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad, self.pad)) if self.pad else x
+        return F.relu(out + sc)
+
+
+class _AkaResNet(nn.Module):
+    def __init__(self, n):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        planes_in = 16
+        for i, planes in enumerate((16, 32, 64), start=1):
+            blocks = []
+            for j in range(n):
+                blocks.append(_AkaBlock(planes_in, planes, 2 if (j == 0 and i > 1) else 1))
+                planes_in = planes
+            setattr(self, f"layer{i}", nn.Sequential(*blocks))
+        self.linear = nn.Linear(64, 10)
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.layer3(self.layer2(self.layer1(out)))
+        out = F.avg_pool2d(out, out.size()[3]).flatten(1)
+        return self.linear(out)
+
+
+def _randomise_bn(model):
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+
+
+def test_reference_weights_load_and_match_outputs():
+    torch.manual_seed(0)
+    ref = _AkaResNet(3)
+    _randomise_bn(ref)
+    # as saved by that repository: DataParallel prefix, no num_batches_tracked, under "state_dict"
+    sd = {"module." + k: v for k, v in ref.state_dict().items() if "num_batches_tracked" not in k}
+    ours = load_reference_weights(resnet20(), {"state_dict": sd, "best_prec1": 91.7})
+    ref.eval(), ours.eval()
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=1e-5)
+
+
+def test_reference_weights_wrong_depth():
+    sd = _AkaResNet(5).state_dict()  # a ResNet-32
+    with pytest.raises(ValueError, match="ResNet-32 .* model is a ResNet-20.*cifar_resnet\\(32\\)"):
+        load_reference_weights(resnet20(), sd)
+
+
+def test_article_net_as_written_fails_and_fixed_works():
+    x, y = torch.randn(2, 3, 32, 32), torch.tensor([3, 7])
+    net = ArticleNet()
+    out = net(x)
+    assert out.shape == (2, 512, 4, 4)  # a feature map, not class scores
+    assert not any(isinstance(m, (nn.ReLU, nn.BatchNorm2d, nn.Linear)) for m in net.modules())
+    with pytest.raises(RuntimeError):
+        F.cross_entropy(out, y)
+    fixed = ArticleNetFixed()
+    assert fixed(x).shape == (2, 10)
+    F.cross_entropy(fixed(x), y).backward()
+
+
+def test_article_net_is_linear():
+    # without activations the 8 convs compose to one affine map: f(a+b) - f(b) == f(a) - f(0)
+    torch.manual_seed(0)
+    net = ArticleNet().double()
+    a, b = torch.randn(1, 3, 32, 32, dtype=torch.double), torch.randn(1, 3, 32, 32, dtype=torch.double)
+    zero = torch.zeros_like(a)
+    with torch.no_grad():
+        torch.testing.assert_close(net(a + b) - net(b), net(a) - net(zero))
