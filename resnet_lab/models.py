@@ -146,7 +146,7 @@ def cifar_resnet(
         raise ValueError(
             f"shortcut 'A' pads channels evenly on both sides, so width must be even, got {width}"
         )
-    return ResNet(
+    model = ResNet(
         BLOCKS[block],
         [n, n, n],
         [width, 2 * width, 4 * width],
@@ -156,6 +156,12 @@ def cifar_resnet(
         shortcut=shortcut,
         zero_init_residual=zero_init_residual,
     )
+    variant = [f"{block} blocks"] if block != "basic" else []
+    variant += [f"shortcut {shortcut}"] if shortcut != "A" and skip else []
+    variant += [f"width {width}"] if width != 16 else []
+    variant += ["zero-init"] if zero_init_residual else []
+    model.name = f"{'resnet' if skip else 'plain'}{depth}" + (f" ({', '.join(variant)})" if variant else "")
+    return model
 
 
 def resnet20(**kw) -> ResNet:
@@ -221,7 +227,7 @@ def imagenet_resnet(depth: int, *, num_classes: int = 1000, skip: bool = True, z
     if depth not in IMAGENET_LAYERS:
         raise ValueError(f"ImageNet depth must be one of {tuple(IMAGENET_LAYERS)}, got {depth!r}")
     block, layers = IMAGENET_LAYERS[depth]
-    return ResNet(
+    model = ResNet(
         block,
         layers,
         (64, 128, 256, 512),
@@ -231,6 +237,8 @@ def imagenet_resnet(depth: int, *, num_classes: int = 1000, skip: bool = True, z
         shortcut="B",
         zero_init_residual=zero_init_residual,
     )
+    model.name = f"{'resnet' if skip else 'plain'}{depth} (ImageNet)"
+    return model
 
 
 def resnet18(num_classes: int = 1000, **kw) -> ResNet:
@@ -429,3 +437,83 @@ CIFAR_BUILDERS = {
     **{f"resnet{d}": (lambda d=d, **kw: cifar_resnet(d, **kw)) for d in CIFAR_DEPTHS},
     **{f"plain{d}": (lambda d=d, **kw: cifar_resnet(d, skip=False, **kw)) for d in CIFAR_DEPTHS[:-1]},
 }
+
+
+# ---------------------------------------------------------------------------- fast training
+
+
+def conv_bn_relu(in_planes: int, out_planes: int) -> nn.Sequential:
+    return nn.Sequential(conv3x3(in_planes, out_planes), nn.BatchNorm2d(out_planes), nn.ReLU(inplace=True))
+
+
+class Scale(nn.Module):
+    """Multiply by a constant: Page's ResNet-9 scales its logits by 1/8 so that the initial
+    softmax is soft and label smoothing has room to act."""
+
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.factor
+
+    def extra_repr(self) -> str:
+        return f"factor={self.factor}"
+
+
+class SpeedNet(nn.Module):
+    """A wide, shallow residual network for fast CIFAR-10 training (the DAWNBench ResNet-9 line
+    of work: Page 2018, Jordan 2024), built from :class:`~resnet_lab.blocks.BasicBlock`.
+
+    A 3x3 conv stem, then per stage: a 3x3 conv that widens, a 2x2 max-pool that halves the
+    resolution, and (in the stages listed in ``res_stages``) one residual BasicBlock. Global max
+    pooling and a linear classifier whose logits are scaled by ``logit_scale``.
+
+    (B, 3, 32, 32) -> (B, num_classes).
+    """
+
+    def __init__(
+        self,
+        widths: Sequence[int] = (64, 128, 256, 512),
+        res_stages: Sequence[int] = (1, 3),
+        *,
+        num_classes: int = 10,
+        skip: bool = True,
+        logit_scale: float = 0.125,
+    ) -> None:
+        super().__init__()
+        self.prep = conv_bn_relu(3, widths[0])  # (B, w0, 32, 32)
+        stages = []
+        for i, (w_in, w_out) in enumerate(zip(widths[:-1], widths[1:]), start=1):
+            layers = [conv_bn_relu(w_in, w_out), nn.MaxPool2d(2)]
+            if i in res_stages:
+                layers.append(BasicBlock(w_out, w_out, skip=skip))
+            stages.append(nn.Sequential(*layers))
+        self.layers = nn.Sequential(*stages)  # (B, w_last, 32 / 2^k, 32 / 2^k)
+        self.pool = nn.AdaptiveMaxPool2d(1)
+        self.fc = nn.Linear(widths[-1], num_classes, bias=False)
+        self.scale = Scale(logit_scale)
+        self.name = f"speednet{tuple(widths)}" + ("" if skip else " (plain)")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layers(self.prep(x))
+        x = torch.flatten(self.pool(x), 1)
+        return self.scale(self.fc(x))
+
+
+def build_model(name: str, **kwargs) -> nn.Module:
+    """A model by name: ``resnet20`` ... ``resnet1202``, ``plain20`` ... ``plain110``,
+    ``resnet18`` ... ``resnet152`` (ImageNet), ``speednet``, ``article``, ``article_fixed``."""
+    builders = {
+        **CIFAR_BUILDERS,
+        **{f"resnet{d}": (lambda d=d, **kw: imagenet_resnet(d, **kw)) for d in IMAGENET_LAYERS},
+        "speednet": SpeedNet,
+        "article": ArticleNet,
+        "article_fixed": ArticleNetFixed,
+    }
+    if name not in builders:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(builders)}")
+    model = builders[name](**kwargs)
+    if not hasattr(model, "name"):
+        model.name = name
+    return model

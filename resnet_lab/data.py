@@ -1,0 +1,540 @@
+"""CIFAR-10: find it, decode it once, cache it, and feed it fast.
+
+:func:`load_cifar10` returns the whole data set as uint8 tensors (N, 3, 32, 32), from the first
+source it finds under ``root`` (or ``$RESNET_LAB_DATA``):
+
+1. a folder of images in class subfolders: ``train/<class>/*``, ``test/<class>/*`` (PNG or JPEG);
+2. the ``train.tar.gz`` / ``test.tar.gz`` archives of such a folder, checked against a
+   ``SHA256SUMS`` file when one is present (the offline copy in ``shared/data/cifar10-jpeg``);
+3. the official python batches, as torchvision stores them (``cifar-10-batches-py/``);
+4. torchvision's download of the official release (its archive's MD5 is checked by torchvision).
+
+Decoded tensors are cached, keyed by a checksum of the source, beside the data or, where that
+folder is read-only, in the user's cache folder; a second load takes well under two seconds.
+
+:class:`CifarLoader` holds a split as one tensor on the training device and does random
+crop (4-pixel padding) and horizontal flip as batched tensor ops: no PIL in the training loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import stat
+import tarfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+# per-channel statistics of the CIFAR-10 training set (official release), in [0, 1] units
+MEAN = (0.4914, 0.4822, 0.4465)
+STD = (0.2470, 0.2435, 0.2616)
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+CACHE_VERSION = 1
+
+
+class DataError(ValueError):
+    """The data could not be found or read; the message says what was tried and how to fix it."""
+
+
+@dataclass
+class CifarData:
+    """CIFAR-10 as tensors. Images are uint8 (N, 3, 32, 32), labels int64 (N,)."""
+
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    classes: tuple[str, ...] = CLASSES
+    source: str = ""
+    val_images: torch.Tensor | None = None
+    val_labels: torch.Tensor | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        val = f", val={len(self.val_labels)}" if self.val_labels is not None else ""
+        return f"CifarData(train={len(self.train_labels)}, test={len(self.test_labels)}{val}, source={self.source!r})"
+
+    def subset(self, train: int | None = None, test: int | None = None, seed: int = 0) -> "CifarData":
+        """A class-balanced subset: ``train`` and ``test`` images in total (each a multiple of
+        the 10 classes is exact; otherwise the first classes get one more). Deterministic by seed."""
+        out = self
+        if train is not None:
+            idx = balanced_indices(self.train_labels, train, seed)
+            out = replace(out, train_images=self.train_images[idx], train_labels=self.train_labels[idx])
+        if test is not None:
+            idx = balanced_indices(self.test_labels, test, seed + 1)
+            out = replace(out, test_images=self.test_images[idx], test_labels=self.test_labels[idx])
+        note = f"subset: {len(out.train_labels)} train / {len(out.test_labels)} test, seed {seed}"
+        return replace(out, notes=[*self.notes, note])
+
+    def split_validation(self, size: int = 5000, seed: int = 0) -> "CifarData":
+        """Hold out ``size`` class-balanced training images as a validation set (the paper's
+        45k/5k split with the default). Deterministic by seed."""
+        if not 0 < size < len(self.train_labels):
+            raise ValueError(f"validation size must be between 1 and {len(self.train_labels) - 1}, got {size}")
+        val_idx = balanced_indices(self.train_labels, size, seed)
+        keep = torch.ones(len(self.train_labels), dtype=torch.bool)
+        keep[val_idx] = False
+        return replace(
+            self,
+            train_images=self.train_images[keep],
+            train_labels=self.train_labels[keep],
+            val_images=self.train_images[val_idx],
+            val_labels=self.train_labels[val_idx],
+            notes=[*self.notes, f"validation split: {size} held out of the training set, seed {seed}"],
+        )
+
+    def describe(self) -> str:
+        """One line for figure captions: source, split sizes, subset notes."""
+        extra = "; ".join(self.notes)
+        sizes = f"{len(self.train_labels):,} train / {len(self.test_labels):,} test images"
+        return f"{self.source} ({sizes}{'; ' + extra if extra else ''})"
+
+
+def balanced_indices(labels: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
+    """``n`` indices spread evenly over the classes present in ``labels``, sorted."""
+    classes = torch.unique(labels)
+    if n < len(classes) or n > len(labels):
+        raise ValueError(f"subset size must be between {len(classes)} and {len(labels)}, got {n}")
+    g = torch.Generator().manual_seed(seed)
+    per_class = [n // len(classes) + (1 if i < n % len(classes) else 0) for i in range(len(classes))]
+    picked = []
+    for c, k in zip(classes.tolist(), per_class):
+        members = torch.nonzero(labels == c).flatten()
+        if k > len(members):
+            raise ValueError(f"class {c} has only {len(members)} images, cannot take {k}")
+        picked.append(members[torch.randperm(len(members), generator=g)[:k]])
+    return torch.cat(picked).sort().values
+
+
+# --------------------------------------------------------------------------- finding data
+
+
+def default_root() -> Path:
+    """``$RESNET_LAB_DATA`` when set, else ``<user cache>/resnet_lab/cifar10``."""
+    env = os.environ.get("RESNET_LAB_DATA")
+    if env:
+        return Path(env).expanduser()
+    return user_cache_dir() / "cifar10"
+
+
+def user_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "resnet_lab"
+
+
+def load_cifar10(
+    root: str | os.PathLike | None = None,
+    *,
+    download: bool = True,
+    subset: int | None = None,
+    test_subset: int | None = None,
+    validation: int | None = None,
+    seed: int = 0,
+    cache: bool = True,
+) -> CifarData:
+    """Load CIFAR-10 from the first source found under ``root`` (see the module docstring).
+
+    ``subset``/``test_subset``: class-balanced subsets of that many images;
+    ``validation``: hold out that many training images (5000 gives the paper's 45k/5k).
+    Raises :class:`DataError` listing what was tried when nothing is found.
+    """
+    root = Path(root).expanduser() if root is not None else default_root()
+    tried: list[str] = []
+    data = None
+    for finder in (_from_folders, _from_archives, _from_python_batches):
+        key_and_reader = finder(root, tried)
+        if key_and_reader is not None:
+            key, source, reader = key_and_reader
+            data = _cached(root, key, source, reader) if cache else _as_data(reader(), source)
+            break
+    if data is None:
+        if not download:
+            raise DataError(_not_found(root, tried, "download=False"))
+        data = _download(root, tried)
+    if validation:
+        data = data.split_validation(validation, seed)
+    if subset is not None or test_subset is not None:
+        data = data.subset(subset, test_subset, seed)
+    return data
+
+
+def _not_found(root: Path, tried: list[str], why: str) -> str:
+    lines = "\n".join(f"  - {t}" for t in tried)
+    return (
+        f"CIFAR-10 not found under {root} ({why}). Tried:\n{lines}\n"
+        "Fix: set RESNET_LAB_DATA (or pass root=) to a folder holding train/<class>/ and "
+        "test/<class>/ images, their train.tar.gz/test.tar.gz archives, or torchvision's "
+        "cifar-10-batches-py/; or allow download=True with a network connection."
+    )
+
+
+def _check_classes(found: list[str], where: Path) -> None:
+    missing = [c for c in CLASSES if c not in found]
+    extra = [c for c in found if c not in CLASSES]
+    if missing or extra:
+        raise DataError(
+            f"{where} must hold one folder per CIFAR-10 class {list(CLASSES)}; "
+            f"missing {missing}, unexpected {extra}. Fix the folder names (or restore the missing ones)."
+        )
+
+
+def _from_folders(root: Path, tried: list[str]):
+    if not (root / "train").is_dir() or not (root / "test").is_dir():
+        tried.append(f"image folders {root / 'train'} and {root / 'test'}: not found")
+        return None
+    listing = {}
+    for split in ("train", "test"):
+        classes = sorted(p.name for p in (root / split).iterdir() if p.is_dir())
+        _check_classes(classes, root / split)
+        listing[split] = {
+            c: sorted(p for p in (root / split / c).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            for c in CLASSES
+        }
+        empty = [c for c, files in listing[split].items() if not files]
+        if empty:
+            raise DataError(f"{root / split}: class folders {empty} hold no PNG or JPEG images")
+    h = hashlib.sha256()
+    for split, per_class in listing.items():
+        for c, files in per_class.items():
+            for p in files:
+                st = p.stat()
+                h.update(f"{split}/{c}/{p.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+
+    def read():
+        return tuple(
+            _decode_files([(label, p.read_bytes(), str(p)) for label, c in enumerate(CLASSES) for p in listing[split][c]])
+            for split in ("train", "test")
+        )
+
+    return h.hexdigest(), f"image folders in {root}", read
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _from_archives(root: Path, tried: list[str]):
+    archives = {s: root / f"{s}.tar.gz" for s in ("train", "test")}
+    if not all(p.is_file() for p in archives.values()):
+        tried.append(f"archives {archives['train']} and {archives['test']}: not found")
+        return None
+    sums = root / "SHA256SUMS"
+    expected = {}
+    if sums.is_file():
+        for line in sums.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 2:
+                expected[parts[1].lstrip("*")] = parts[0]
+    digests = {}
+    for split, path in archives.items():
+        digest = sha256_file(path)
+        want = expected.get(path.name)
+        if want is not None and want != digest:
+            raise DataError(
+                f"checksum mismatch for {path}: SHA256SUMS says {want}, the file hashes to {digest}. "
+                "The archive is corrupted or was changed: download or copy it again."
+            )
+        digests[split] = digest
+    checked = "checked against SHA256SUMS" if expected else "no SHA256SUMS to check against"
+    source = f"CIFAR-10 JPEG archives in {root} ({checked})"
+
+    def read():
+        return tuple(_read_archive(archives[split], split) for split in ("train", "test"))
+
+    return digests["train"] + digests["test"], source, read
+
+
+def _read_archive(path: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    items = []
+    found = set()
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                parts = Path(member.name).parts
+                if Path(member.name).suffix.lower() not in IMAGE_SUFFIXES or len(parts) < 2:
+                    continue
+                cls = parts[-2]
+                found.add(cls)
+                if cls not in CLASSES:
+                    continue
+                items.append((CLASSES.index(cls), tar.extractfile(member).read(), f"{path}:{member.name}"))
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
+        raise DataError(
+            f"{path} is not a readable .tar.gz archive ({type(e).__name__}: {e}). "
+            "It is probably truncated or corrupted: download or copy it again."
+        ) from e
+    _check_classes(sorted(found), path)
+    return _decode_files(items)
+
+
+def _decode_files(items: list[tuple[int, bytes, str]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode (label, encoded bytes, name) triples into uint8 (N, 3, 32, 32) and int64 labels."""
+    from PIL import Image
+
+    images = np.empty((len(items), 32, 32, 3), dtype=np.uint8)
+    labels = np.empty(len(items), dtype=np.int64)
+    for i, (label, blob, name) in enumerate(items):
+        try:
+            with Image.open(io.BytesIO(blob)) as im:
+                arr = np.asarray(im.convert("RGB"))
+        except Exception as e:  # PIL raises many types for bad files
+            raise DataError(f"cannot decode image {name}: {e}. Replace or delete the file.") from e
+        if arr.shape != (32, 32, 3):
+            raise DataError(f"image {name} is {arr.shape[1]}x{arr.shape[0]}, CIFAR-10 images are 32x32")
+        images[i] = arr
+        labels[i] = label
+    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels)
+
+
+def _python_batches_dir(root: Path) -> Path | None:
+    for d in (root / "cifar-10-batches-py", root):
+        if (d / "data_batch_1").is_file() and (d / "test_batch").is_file():
+            return d
+    return None
+
+
+def _from_python_batches(root: Path, tried: list[str]):
+    d = _python_batches_dir(root)
+    if d is None:
+        tried.append(f"official python batches in {root / 'cifar-10-batches-py'}: not found")
+        return None
+    files = [d / f"data_batch_{i}" for i in range(1, 6)] + [d / "test_batch"]
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        raise DataError(f"{d} lacks {missing}: the python batches are incomplete; download them again")
+    h = hashlib.sha256()
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+
+    def read():
+        def load(paths):
+            xs, ys = [], []
+            for p in paths:
+                try:
+                    with open(p, "rb") as fh:
+                        entry = pickle.load(fh, encoding="latin1")
+                except Exception as e:
+                    raise DataError(f"cannot read {p} ({e}): the batch is corrupted; download it again") from e
+                xs.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+                ys.extend(entry.get("labels", entry.get("fine_labels", [])))
+            return torch.from_numpy(np.concatenate(xs)), torch.tensor(ys, dtype=torch.int64)
+
+        return load(files[:5]), load(files[5:])
+
+    return h.hexdigest(), f"official CIFAR-10 python batches in {d}", read
+
+
+def _download(root: Path, tried: list[str]) -> CifarData:
+    import torchvision
+
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        # torchvision checks the archive's MD5 against the published one before extracting
+        torchvision.datasets.CIFAR10(str(root), train=True, download=True)
+    except Exception as e:
+        tried.append(f"torchvision download into {root}: {type(e).__name__}: {e}")
+        raise DataError(_not_found(root, tried, "the download failed")) from e
+    found = _from_python_batches(root, tried)
+    key, source, reader = found
+    return _cached(root, key, "official CIFAR-10 release (downloaded by torchvision)", reader)
+
+
+# --------------------------------------------------------------------------- cache
+
+
+def _writable(folder: Path) -> bool:
+    """Whether we may write in ``folder``. Checks the owner's write bit as well as access(),
+    because root passes access() on folders that are meant to be read-only (shared data)."""
+    try:
+        st = folder.stat()
+    except OSError:
+        return False
+    return bool(st.st_mode & stat.S_IWUSR) and os.access(folder, os.W_OK)
+
+
+def _cache_path(root: Path, key: str) -> Path:
+    """Beside the data when its folder is writable, else in the user's cache folder."""
+    name = f"cifar10-v{CACHE_VERSION}-{key[:16]}.pt"
+    if _writable(root):
+        return root / ".resnet_lab_cache" / name
+    return user_cache_dir() / name
+
+
+def _as_data(splits, source: str) -> CifarData:
+    (xtr, ytr), (xte, yte) = splits
+    return CifarData(xtr, ytr, xte, yte, CLASSES, source)
+
+
+def _cached(root: Path, key: str, source: str, reader) -> CifarData:
+    path = _cache_path(root, key)
+    if path.is_file():
+        try:
+            blob = torch.load(path, weights_only=True)
+            return CifarData(
+                blob["train_images"], blob["train_labels"], blob["test_images"], blob["test_labels"], CLASSES, source
+            )
+        except Exception:
+            pass  # a stale or broken cache is simply rebuilt
+    data = _as_data(reader(), source)
+    blob = {k: getattr(data, k) for k in ("train_images", "train_labels", "test_images", "test_labels")}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_save(blob, path)
+    except OSError:
+        pass  # caching is an optimisation; a read-only home still gets the data
+    return data
+
+
+def atomic_save(obj, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename: a crash or Ctrl-C
+    mid-write never leaves a half-written file under ``path``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+# --------------------------------------------------------------------------- loader
+
+
+def pick_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` gives CUDA when available, else Apple's MPS, else the CPU."""
+    if str(device) != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def normalize(images: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 (B, 3, H, W) -> float, per-channel standardised with the CIFAR-10 statistics."""
+    mean = torch.tensor(MEAN, device=images.device, dtype=dtype).view(1, 3, 1, 1) * 255
+    std = torch.tensor(STD, device=images.device, dtype=dtype).view(1, 3, 1, 1) * 255
+    return (images.to(dtype) - mean) / std
+
+
+def random_crop_flip(
+    images: torch.Tensor, generator: torch.Generator, pad: int = 4, flip: bool = True
+) -> torch.Tensor:
+    """Each image its own random crop (after ``pad`` pixels of zero padding) and its own
+    horizontal flip with probability 1/2, as one batched gather. (B, C, H, W) -> same shape.
+
+    The randomness comes from ``generator`` (on the CPU), so results are deterministic by seed
+    on every device.
+    """
+    b, c, h, w = images.shape
+    dev = images.device
+    if pad:
+        padded = torch.nn.functional.pad(images, (pad, pad, pad, pad))
+        dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(dev)
+        dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(dev)
+        rows = (dy[:, None] + torch.arange(h, device=dev))[:, None, :, None]  # (B, 1, H, 1)
+        cols = (dx[:, None] + torch.arange(w, device=dev))[:, None, None, :]  # (B, 1, 1, W)
+        bi = torch.arange(b, device=dev)[:, None, None, None]
+        ci = torch.arange(c, device=dev)[None, :, None, None]
+        images = padded[bi, ci, rows, cols]  # (B, C, H, W)
+    if flip:
+        flips = (torch.rand(b, generator=generator) < 0.5).to(dev)
+        images = torch.where(flips[:, None, None, None], images.flip(3), images)
+    return images
+
+
+class CifarLoader:
+    """Batches from tensors held on the target device; augmentation as batched tensor ops.
+
+    ``train=True``: reshuffled every epoch, each image its own random crop (4-pixel padding)
+    and flip. ``train=False``: fixed order, no augmentation. Iterating yields normalised float
+    images (B, 3, 32, 32) and int64 labels (B,), on ``device``. Shuffling and augmentation are
+    seeded by (seed, epoch), so an epoch is reproducible on its own (that is what makes an
+    interrupted-and-resumed run identical to an uninterrupted one).
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int = 512,
+        *,
+        train: bool = True,
+        device: str | torch.device = "auto",
+        seed: int = 0,
+        crop_pad: int = 4,
+        flip: bool = True,
+        drop_last: bool | None = None,
+        channels_last: bool = False,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be uint8 (N, 3, H, W), got {images.dtype} {tuple(images.shape)}")
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.device = pick_device(device)
+        self.images = images.to(self.device)
+        self.labels = labels.to(self.device)
+        self.batch_size = batch_size
+        self.train = train
+        self.seed = seed
+        self.crop_pad = crop_pad if train else 0
+        self.flip = flip and train
+        self.drop_last = train if drop_last is None else drop_last
+        self.channels_last = channels_last
+        self.dtype = dtype
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        n = len(self.labels)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        n = len(self.labels)
+        order = torch.randperm(n, generator=g).to(self.device) if self.train else None
+        if self.train:
+            self.epoch += 1
+        for i in range(len(self)):
+            if order is None:
+                sl = slice(i * self.batch_size, (i + 1) * self.batch_size)
+                x, y = self.images[sl], self.labels[sl]
+            else:
+                idx = order[i * self.batch_size : (i + 1) * self.batch_size]
+                x, y = self.images[idx], self.labels[idx]
+            if self.crop_pad or self.flip:
+                x = random_crop_flip(x, g, self.crop_pad, self.flip)
+            x = normalize(x, self.dtype)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, y
+
+
+def denormalize(images: torch.Tensor) -> torch.Tensor:
+    """Undo :func:`normalize`: float images back to [0, 1], for plotting."""
+    mean = torch.tensor(MEAN, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(STD, device=images.device).view(1, 3, 1, 1)
+    return (images.float() * std + mean).clamp(0, 1)
