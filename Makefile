@@ -29,7 +29,7 @@ test: $(BIN)/.installed
 	RESNET_LAB_PROFILE=$${RESNET_LAB_PROFILE:-smoke} $(BIN)/python -m pytest
 
 notebooks: $(BIN)/.installed
-	$(BIN)/jupytext --to ipynb book/[0-9]*.md
+	$(BIN)/jupytext --to ipynb $$(grep -l '^kernelspec:' book/[0-9]*.md)
 
 clean:
 	rm -rf _build

@@ -100,10 +100,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if args.command == "experiment":
-        from resnet_lab.experiments import run_experiment
+        from resnet_lab.experiments import experiment_names, run_experiment
 
-        history = run_experiment(args.name, out=args.out, runs_dir=args.runs_dir, progress=not args.no_progress)
-        print(history.summary())
+        names = experiment_names(args.name)
+        if args.out and len(names) > 1:
+            parser.error("--out names one file; a group of experiments writes results/<group>/<name>.json")
+        for name in names:
+            history = run_experiment(name, out=args.out, runs_dir=args.runs_dir, progress=not args.no_progress)
+            print(history.summary(), flush=True)
         return 0
     return 2
 

@@ -433,11 +433,6 @@ def shape_trace(
     return OrderedDict((name, shapes[name]) for name in order if name in shapes)
 
 
-CIFAR_BUILDERS = {
-    **{f"resnet{d}": (lambda d=d, **kw: cifar_resnet(d, **kw)) for d in CIFAR_DEPTHS},
-    **{f"plain{d}": (lambda d=d, **kw: cifar_resnet(d, skip=False, **kw)) for d in CIFAR_DEPTHS[:-1]},
-}
-
 
 # ---------------------------------------------------------------------------- fast training
 
@@ -502,18 +497,21 @@ class SpeedNet(nn.Module):
 
 
 def build_model(name: str, **kwargs) -> nn.Module:
-    """A model by name: ``resnet20`` ... ``resnet1202``, ``plain20`` ... ``plain110``,
-    ``resnet18`` ... ``resnet152`` (ImageNet), ``speednet``, ``article``, ``article_fixed``."""
-    builders = {
-        **CIFAR_BUILDERS,
-        **{f"resnet{d}": (lambda d=d, **kw: imagenet_resnet(d, **kw)) for d in IMAGENET_LAYERS},
-        "speednet": SpeedNet,
-        "article": ArticleNet,
-        "article_fixed": ArticleNetFixed,
-    }
-    if name not in builders:
-        raise ValueError(f"unknown model {name!r}; choose one of {sorted(builders)}")
-    model = builders[name](**kwargs)
+    """A model by name: ``resnet<depth>`` and ``plain<depth>`` for the CIFAR networks (any
+    6n+2 depth: ``resnet20``, ``plain56``, ``resnet8`` ...), except ``resnet18/34/50/101/152``,
+    which are the ImageNet networks as in torchvision; ``speednet``, ``article``, ``article_fixed``."""
+    import re
+
+    others = {"speednet": SpeedNet, "article": ArticleNet, "article_fixed": ArticleNetFixed}
+    m = re.fullmatch(r"(resnet|plain)(\d+)", name)
+    if m and m.group(1) == "resnet" and int(m.group(2)) in IMAGENET_LAYERS:
+        model = imagenet_resnet(int(m.group(2)), **kwargs)
+    elif m:
+        model = cifar_resnet(int(m.group(2)), skip=m.group(1) == "resnet", **kwargs)
+    elif name in others:
+        model = others[name](**kwargs)
+    else:
+        raise ValueError(f"unknown model {name!r}; use resnet<6n+2>, plain<6n+2>, resnet18/34/50/101/152 or {sorted(others)}")
     if not hasattr(model, "name"):
         model.name = name
     return model

@@ -20,7 +20,7 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -57,6 +57,7 @@ class TrainConfig:
     device: str = "auto"  # "auto": CUDA when present, else the CPU
     eval_every: int = 1  # evaluate on the test set every k epochs (and always after the last)
     tta: bool = False  # flip test-time augmentation in evaluation
+    tta_translate: bool = False  # also 1-pixel translated views in evaluation (as in airbench)
     crop_pad: int = 4  # random-crop padding in pixels (0 turns cropping off)
     flip: bool = True  # random horizontal flips
 
@@ -207,17 +208,42 @@ def unwrap(model: nn.Module) -> nn.Module:
 # ---------------------------------------------------------------------------- evaluation
 
 
+def _shift(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """Translate images by (dy, dx) pixels, filling with zeros (the padding value used in training)."""
+    p = max(abs(dy), abs(dx))
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (p, p, p, p))
+    return padded[..., p - dy : p - dy + h, p - dx : p - dx + w]
+
+
+def tta_logits(model: nn.Module, x: torch.Tensor, *, flip: bool = True, translate: bool = False) -> torch.Tensor:
+    """Logits averaged over test-time views: the image and its mirror image (``flip``), and with
+    ``translate`` also both shifted one pixel up-left and down-right, weighted as airbench does
+    (Jordan 2024): half on the untranslated views, a quarter on each translation."""
+
+    def views(img):
+        out = model(img).float()
+        return 0.5 * (out + model(img.flip(3)).float()) if flip else out
+
+    logits = views(x)
+    if translate:
+        logits = 0.5 * logits + 0.25 * (views(_shift(x, -1, -1)) + views(_shift(x, 1, 1)))
+    return logits
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
     loader: CifarLoader,
     *,
     tta: bool = False,
+    tta_translate: bool = False,
     precision: str = "fp32",
 ) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``model`` over ``loader`` (in eval mode).
 
-    ``tta=True`` averages the logits of each image and its mirror image.
+    ``tta=True`` averages the logits of each image and its mirror image; ``tta_translate``
+    adds 1-pixel translations (see :func:`tta_logits`).
     """
     was_training = model.training
     model.eval()
@@ -228,9 +254,7 @@ def evaluate(
     try:
         with autocast_context(device, precision):
             for x, y in loader:
-                logits = model(x).float()
-                if tta:
-                    logits = 0.5 * (logits + model(x.flip(3)).float())
+                logits = tta_logits(model, x, flip=tta, translate=tta_translate)
                 total_loss += F.cross_entropy(logits, y, reduction="sum")
                 correct += (logits.argmax(1) == y).sum()
                 n += len(y)
@@ -244,16 +268,10 @@ def predict(model: nn.Module, loader: CifarLoader, *, tta: bool = False) -> torc
     """Logits for every image of ``loader`` in order, on the CPU: (N, num_classes)."""
     was_training = model.training
     model.eval()
-    out = []
     try:
-        for x, _ in loader:
-            logits = model(x).float()
-            if tta:
-                logits = 0.5 * (logits + model(x.flip(3)).float())
-            out.append(logits.cpu())
+        return torch.cat([tta_logits(model, x, flip=tta).cpu() for x, _ in loader])
     finally:
         model.train(was_training)
-    return torch.cat(out)
 
 
 # ---------------------------------------------------------------------------- checkpoints
@@ -317,11 +335,13 @@ def train(
     progress: bool = True,
     checkpoint_dir: str | os.PathLike | None = None,
     resume: bool = False,
+    on_epoch: Callable[[History], None] | None = None,
 ) -> History:
     """Train ``model`` on ``data.train_*`` and evaluate on ``data.test_*`` every epoch.
 
     Returns a :class:`History`. With ``checkpoint_dir`` a checkpoint and the History JSON are
     written there after every epoch; ``resume=True`` continues from that checkpoint.
+    ``on_epoch(history)`` is called after every epoch (live plots use it).
     """
     cfg = cfg or TrainConfig()
     device = pick_device(cfg.device)
@@ -454,7 +474,7 @@ def train(
             if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
                 t1 = time.perf_counter()
                 record["test_loss"], record["test_acc"] = evaluate(
-                    step_model, test_loader, tta=cfg.tta, precision=cfg.precision
+                    step_model, test_loader, tta=cfg.tta, tta_translate=cfg.tta_translate, precision=cfg.precision
                 )
                 record["eval_seconds"] = time.perf_counter() - t1
             history.epochs.append(record)
@@ -466,6 +486,8 @@ def train(
                 ckpt_path.parent.mkdir(parents=True, exist_ok=True)
                 save_checkpoint(ckpt_path, base, optimizer, scheduler, epoch + 1, cfg, history, scaler)
                 history.save(ckpt_path.parent / HISTORY_NAME)
+            if on_epoch is not None:
+                on_epoch(history)
     except KeyboardInterrupt:
         interrupted = True
         history.meta["interrupted_after_epoch"] = len(history.epochs)

@@ -7,7 +7,9 @@ import jupytext
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CHAPTERS = sorted((ROOT / "book").glob("[0-9][0-9]_*.md"))
+PAGES = sorted((ROOT / "book").glob("[0-9][0-9]_*.md"))
+# chapters that are notebooks (a jupytext header with a kernelspec) get an .ipynb pair
+CHAPTERS = [p for p in PAGES if "kernelspec:" in p.read_text(encoding="utf-8")[:600]]
 
 
 def _toc_files():
@@ -23,7 +25,7 @@ def test_toc_lists_every_chapter_and_nothing_missing():
     listed = set(_toc_files())
     for f in listed:
         assert (ROOT / f"{f}.md").exists(), f"_toc.yml lists {f} but {f}.md does not exist"
-    for ch in CHAPTERS:
+    for ch in PAGES:
         assert f"book/{ch.stem}" in listed, f"{ch.name} is not in _toc.yml"
 
 
@@ -36,3 +38,8 @@ def test_ipynb_pair_in_sync(chapter):
         f"{pair.name} is out of sync with {chapter.name}: run `make notebooks`"
     )
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "pairs carry no outputs"
+
+
+def test_pairs_have_no_orphans():
+    for nb in (ROOT / "book").glob("*.ipynb"):
+        assert nb.with_suffix(".md").exists(), f"{nb.name} has no chapter: delete it"

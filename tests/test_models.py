@@ -7,7 +7,7 @@ from torch import nn
 from resnet_lab.models import (
     ArticleNet,
     ArticleNetFixed,
-    CIFAR_BUILDERS,
+    build_model,
     cifar_resnet,
     count_params,
     imagenet_resnet,
@@ -33,7 +33,9 @@ def test_parameter_counts_match_paper(depth, expected):
 def test_builders_and_output_shape():
     x = torch.randn(2, 3, 32, 32)
     for name in ("resnet20", "plain20", "resnet32", "plain44"):
-        assert CIFAR_BUILDERS[name]()(x).shape == (2, 10)
+        assert build_model(name)(x).shape == (2, 10)
+    assert build_model("resnet18").fc.out_features == 1000  # ImageNet names as in torchvision
+    assert build_model("plain8").name == "plain8"
     assert cifar_resnet(20, num_classes=100)(x).shape == (2, 100)
     assert cifar_resnet(11, block="bottleneck")(x).shape == (2, 10)
     assert cifar_resnet(20, block="preact", width=8)(x).shape == (2, 10)

@@ -1,0 +1,154 @@
+"""Pure computations the chapters and explorers plot: gradient norms per layer, signal
+propagation through the blocks, lesions of trained networks. No plotting, no training here."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Convolutions and linear layers in the order they are defined (input to output),
+    shortcut projections excluded: these are the layers a depth count counts."""
+    return [
+        (name, m)
+        for name, m in model.named_modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear)) and ".downsample" not in name
+    ]
+
+
+def gradient_norms(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> list[float]:
+    """L2 norm of the loss gradient of each weight layer's weight, input to output, for one batch.
+
+    Uses the model's current mode (train mode: BN uses batch statistics, as in training).
+    Leaves the model's ``.grad`` fields cleared.
+    """
+    model.zero_grad(set_to_none=True)
+    loss = F.cross_entropy(model(images), labels)
+    layers = weight_layers(model)
+    grads = torch.autograd.grad(loss, [m.weight for _, m in layers])
+    return [g.norm().item() for g in grads]
+
+
+@torch.no_grad()
+def activation_stats(model: nn.Module, images: torch.Tensor) -> dict[str, list[float]]:
+    """Mean and standard deviation of the output of every residual block (signal propagation).
+
+    Returns ``{"block": [...names], "mean": [...], "std": [...]}``, input to output. Works for
+    any model with a ``blocks()`` method (the CIFAR and ImageNet ResNets).
+    """
+    names, means, stds = [], [], []
+    handles = []
+    lookup = {id(m): n for n, m in model.named_modules()}
+    for block in model.blocks():
+
+        def hook(module, _inp, out):
+            names.append(lookup[id(module)])
+            means.append(out.float().mean().item())
+            stds.append(out.float().std().item())
+
+        handles.append(block.register_forward_hook(hook))
+    try:
+        model(images)
+    finally:
+        for h in handles:
+            h.remove()
+    return {"block": names, "mean": means, "std": stds}
+
+
+class _Skip(nn.Module):
+    """Stands in for a removed block: passes the input through its shortcut branch only."""
+
+    def __init__(self, block: nn.Module) -> None:
+        super().__init__()
+        self.downsample = getattr(block, "downsample", None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.downsample is None else self.downsample(x)
+
+
+def lesion(model: nn.Module, loader, block_index: int) -> float:
+    """Test accuracy with residual block ``block_index`` removed at test time (Veit et al. 2016).
+
+    A removed residual block keeps only its shortcut: x -> x (or the shortcut's projection /
+    padding where the shape changes). A plain block has no shortcut, so removing it passes the
+    input straight on where shapes allow, and raises a ValueError where they don't (the first
+    block of a stage changes the number of channels). The model is restored afterwards.
+    """
+    from resnet_lab.train import evaluate
+
+    blocks = model.blocks()
+    if not 0 <= block_index < len(blocks):
+        raise ValueError(f"block_index must be in 0..{len(blocks) - 1}, got {block_index}")
+    target = blocks[block_index]
+    if not getattr(target, "skip", True) and _changes_shape(target):
+        raise ValueError(
+            f"block {block_index} of a plain network changes the tensor's shape and has no shortcut: "
+            "it cannot be removed; pick a block that is not the first of its stage"
+        )
+    parent, attr = _parent_of(model, target)
+    replacement = _Skip(target) if getattr(target, "skip", True) else nn.Identity()
+    parent[int(attr)] = replacement
+    try:
+        _, acc = evaluate(model, loader)
+    finally:
+        parent[int(attr)] = target
+    return acc
+
+
+def _changes_shape(block: nn.Module) -> bool:
+    conv1 = block.conv1
+    return conv1.stride != (1, 1) or conv1.in_channels != _out_channels(block)
+
+
+def _out_channels(block: nn.Module) -> int:
+    last = getattr(block, "conv3", None) or block.conv2
+    return last.out_channels
+
+
+def _parent_of(model: nn.Module, target: nn.Module):
+    for stage in model.stages():
+        for i, b in enumerate(stage):
+            if b is target:
+                return stage, str(i)
+    raise ValueError("block not found in the model's stages")
+
+
+def depth_profile(
+    depth: int,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    skip: bool = True,
+    shortcut: str = "A",
+    zero_init: bool = False,
+    seed: int = 0,
+) -> dict:
+    """Everything the depth explorer shows for one freshly initialised CIFAR network:
+    ``{"name", "params", "grad_norms", "act_std", "act_mean"}`` (per layer / per block)."""
+    from resnet_lab.models import cifar_resnet, count_params
+
+    torch.manual_seed(seed)
+    model = cifar_resnet(depth, skip=skip, shortcut=shortcut, zero_init_residual=zero_init)
+    grads = gradient_norms(model, images, labels)
+    stats = activation_stats(model, images)
+    return {
+        "name": model.name,
+        "params": count_params(model),
+        "grad_norms": grads,
+        "act_std": stats["std"],
+        "act_mean": stats["mean"],
+    }
+
+
+def lesion_curve(model: nn.Module, loader) -> list[float | None]:
+    """:func:`lesion` for every block in turn: accuracy with block i removed, or ``None`` where
+    a plain block cannot be removed (it changes the shape and has no shortcut)."""
+    out: list[float | None] = []
+    for i in range(len(model.blocks())):
+        try:
+            out.append(lesion(model, loader, i))
+        except ValueError:
+            out.append(None)
+    return out

@@ -1,0 +1,294 @@
+"""Explorers for the book: move depth and skip connections and watch what changes.
+
+Two forms of each:
+
+- live ipywidgets (``DepthExplorer``, ``TrainingRace``) for Jupyter and Colab, where every move
+  recomputes on a real batch of CIFAR-10 images (results cached, so going back is instant);
+- kernel-free HTML (``depth_animation``) for the static book: frames precomputed at build time
+  and rendered with matplotlib's ``FuncAnimation.to_jshtml()``, whose slider works with no
+  kernel and no network.
+
+ipywidgets and matplotlib are imported here only, never by ``import resnet_lab``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import torch
+
+from resnet_lab.analysis import depth_profile
+
+DEPTHS = tuple(6 * n + 2 for n in range(1, 19))  # 8, 14, ..., 110
+
+
+def _draw_profiles(axes, profiles: dict[str, dict]) -> None:
+    ax_g, ax_a = axes
+    for label, p in profiles.items():
+        style = "-" if "resnet" in p["name"] else "--"
+        ax_g.plot(range(1, len(p["grad_norms"]) + 1), p["grad_norms"], style, marker="o", ms=2, label=label)
+        ax_a.plot(range(1, len(p["act_std"]) + 1), p["act_std"], style, marker="o", ms=2, label=label)
+    ax_g.set(yscale="log", xlabel="weight layer (input → output)", ylabel="‖∂loss/∂W‖",
+             title="gradient norm per layer")
+    ax_a.set(xlabel="residual block (input → output)", ylabel="std of output", title="signal per block")
+    for ax in axes:
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+
+
+class DepthExplorer:
+    """Depth (6n+2), skip on/off, shortcut type and zero-init for a freshly initialised CIFAR
+    ResNet; shows gradient norms per layer, activation statistics per block and the parameter
+    count, computed on the given batch (real CIFAR-10 images).
+
+    Drive it from Python: ``ex.depth.value = 56`` recomputes; ``ex.current`` holds what is shown.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, *, depth: int = 20, seed: int = 0) -> None:
+        import ipywidgets as w
+
+        self.images, self.labels, self.seed = images, labels, seed
+        self.cache: dict[tuple, dict] = {}
+        self.depth = w.SelectionSlider(options=DEPTHS, value=depth, description="depth",
+                                       continuous_update=False)
+        self.skip = w.ToggleButtons(options=[("residual", True), ("plain", False)], value=True,
+                                    description="skip")
+        self.shortcut = w.Dropdown(options=["A", "B", "C"], value="A", description="shortcut")
+        self.zero_init = w.Checkbox(value=False, description="zero-init last BN")
+        self.compare = w.Checkbox(value=True, description="show the other (skip on/off) too")
+        self.info = w.HTML()
+        self.out = w.Output()
+        for control in (self.depth, self.skip, self.shortcut, self.zero_init, self.compare):
+            control.observe(lambda _change: self.update(), names="value")
+        self.widget = w.VBox([w.HBox([self.depth, self.skip]), w.HBox([self.shortcut, self.zero_init, self.compare]),
+                              self.info, self.out])
+        self.current: dict[str, dict] = {}
+        self.seconds = 0.0
+        self.update()
+
+    def settings(self, skip: bool | None = None) -> tuple:
+        return (self.depth.value, self.skip.value if skip is None else skip, self.shortcut.value, self.zero_init.value)
+
+    def profile(self, settings: tuple) -> dict:
+        if settings not in self.cache:
+            depth, skip, shortcut, zero = settings
+            self.cache[settings] = depth_profile(depth, self.images, self.labels, skip=skip, shortcut=shortcut,
+                                                 zero_init=zero, seed=self.seed)
+        return self.cache[settings]
+
+    def update(self) -> None:
+        import matplotlib.pyplot as plt
+
+        t0 = time.perf_counter()
+        shown = {self.profile(self.settings())["name"]: self.profile(self.settings())}
+        if self.compare.value:
+            other = self.profile(self.settings(skip=not self.skip.value))
+            shown[other["name"]] = other
+        self.current = shown
+        self.seconds = time.perf_counter() - t0
+        main = self.profile(self.settings())
+        g = main["grad_norms"]
+        # with zero-initialised BN scales the last conv gets no gradient at all at initialisation
+        ratio = f"{g[0] / g[-2]:.3g}" if g[-2] > 0 else "n/a (last conv gradient is 0)"
+        self.info.value = (f"<b>{main['name']}</b>: {main['params']:,} parameters; gradient ratio first/last conv "
+                           f"{ratio}; computed in {self.seconds:.2f} s")
+        with self.out:
+            self.out.clear_output(wait=True)
+            fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+            _draw_profiles(axes, shown)
+            fig.tight_layout()
+            plt.show()
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+
+def depth_animation(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    depths: Sequence[int] = (8, 14, 20, 32, 44, 56),
+    *,
+    seed: int = 0,
+    caption: str = "",
+):
+    """Kernel-free depth slider: one frame per depth, plain and residual side by side, as
+    self-contained HTML (``IPython.display.HTML``) with matplotlib's JavaScript player.
+
+    Returns ``(html, frames)`` where ``frames[depth] = {"resnet": profile, "plain": profile}``.
+    """
+    import matplotlib.pyplot as plt
+    from IPython.display import HTML
+    from matplotlib.animation import FuncAnimation
+
+    frames = {
+        d: {kind: depth_profile(d, images, labels, skip=(kind == "resnet"), seed=seed) for kind in ("resnet", "plain")}
+        for d in depths
+    }
+    g_all = [v for f in frames.values() for p in f.values() for v in p["grad_norms"]]
+    a_all = [v for f in frames.values() for p in f.values() for v in p["act_std"]]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+
+    def draw(i):
+        d = depths[i]
+        for ax in axes:
+            ax.clear()
+        _draw_profiles(axes, {p["name"]: p for p in frames[d].values()})
+        axes[0].set_ylim(min(g_all) / 2, max(g_all) * 2)
+        axes[0].set_xlim(0, max(depths) + 1)
+        axes[1].set_ylim(0, max(a_all) * 1.1)
+        axes[1].set_xlim(0, (max(depths) - 2) // 2 + 1)
+        fig.suptitle(f"depth {d}: freshly initialised ResNet-{d} and plain-{d}", fontsize=10)
+        if caption:
+            fig.text(0.01, 0.01, caption, fontsize=7, color="0.35")
+        return []
+
+    fig.tight_layout(rect=(0, 0.04, 1, 0.95))
+    anim = FuncAnimation(fig, draw, frames=len(depths), interval=800, blit=False)
+    html = offline_jshtml(anim.to_jshtml(default_mode="once"))
+    plt.close(fig)
+    return HTML(html), frames
+
+
+_FA_SYMBOLS = {
+    "fa-minus": "&minus;", "fa-plus": "+", "fa-fast-backward": "&#x23EE;", "fa-fast-forward": "&#x23ED;",
+    "fa-step-backward": "|&#x25C0;", "fa-step-forward": "&#x25B6;|", "fa-play fa-flip-horizontal": "&#x25C0;",
+    "fa-play": "&#x25B6;", "fa-pause": "&#x23F8;",
+}
+
+
+def offline_jshtml(html: str) -> str:
+    """matplotlib's animation player loads its button icons from a CDN (Font Awesome); offline
+    the buttons would be blank. Drop that stylesheet and put plain symbols in the buttons."""
+    import re
+
+    html = re.sub(r'<link[^>]*font-awesome[^>]*>', "", html)
+    return re.sub(r'<i class="fa ([^"]*)"></i>', lambda m: _FA_SYMBOLS.get(m.group(1), "&#x2022;"), html)
+
+
+class TrainingRace:
+    """Plain against residual at the chosen depth: a short run of each on (a subset of) the
+    data, with live loss curves. Each (depth, epochs) result is cached, so going back is
+    instant. Drive it from Python: ``race.depth.value = 20; race.run()``."""
+
+    def __init__(self, data, *, depth: int = 20, epochs: int = 3, batch_size: int = 128, seed: int = 0) -> None:
+        import ipywidgets as w
+
+        self.data, self.batch_size, self.seed = data, batch_size, seed
+        self.results: dict[tuple[int, int], dict[str, object]] = {}
+        self.depth = w.SelectionSlider(options=DEPTHS[:10], value=depth, description="depth")
+        self.epochs = w.IntSlider(value=epochs, min=1, max=30, description="epochs")
+        self.button = w.Button(description="race", button_style="primary")
+        self.button.on_click(lambda _b: self.run())
+        self.status = w.HTML()
+        self.out = w.Output()
+        self.depth.observe(lambda _c: self.show_cached(), names="value")
+        self.epochs.observe(lambda _c: self.show_cached(), names="value")
+        self.widget = w.VBox([w.HBox([self.depth, self.epochs, self.button]), self.status, self.out])
+        self.show_cached()
+
+    def key(self) -> tuple[int, int]:
+        return (self.depth.value, self.epochs.value)
+
+    def run(self) -> dict:
+        """Train plain and residual at the current settings (or take them from the cache)."""
+        from resnet_lab.models import cifar_resnet
+        from resnet_lab.train import TrainConfig, train
+
+        key = self.key()
+        if key not in self.results:
+            cfg = TrainConfig(epochs=key[1], batch_size=self.batch_size, lr=0.1, schedule="onecycle",
+                              warmup=min(1, key[1] / 2), seed=self.seed)
+            runs: dict[str, object] = {}
+            for skip in (False, True):
+                model = cifar_resnet(key[0], skip=skip)
+                self.status.value = f"training {model.name} ..."
+                runs[model.name] = train(model, self.data, cfg, progress=False,
+                                         on_epoch=lambda h, runs=runs, name=model.name: self._draw({**runs, name: h}))
+            self.results[key] = runs
+        self.show_cached()
+        return self.results[key]
+
+    def show_cached(self) -> None:
+        runs = self.results.get(self.key())
+        if runs is None:
+            self.status.value = f"depth {self.depth.value}, {self.epochs.value} epochs: press <b>race</b>"
+            with self.out:
+                self.out.clear_output()
+            return
+        self._draw(runs)
+        finals = ", ".join(f"{n}: train error {100 * (1 - h.final['train_acc']):.1f}%" for n, h in runs.items())
+        self.status.value = f"depth {self.depth.value}, {self.epochs.value} epochs (cached): {finals}"
+
+    def _draw(self, runs: dict) -> None:
+        import matplotlib.pyplot as plt
+
+        with self.out:
+            self.out.clear_output(wait=True)
+            fig, ax = plt.subplots(figsize=(7, 3.2))
+            for name, h in runs.items():
+                ax.plot(h["epoch"], h["train_loss"], "--" if name.startswith("plain") else "-", marker="o", label=name)
+            ax.set(xlabel="epoch", ylabel="training loss", title="plain vs residual")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+            plt.show()
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+
+class LesionExplorer:
+    """Remove one block of a trained ResNet and of a trained plain network at test time
+    (Veit et al. 2016) and compare the accuracy each keeps. ``ex.block.value = 4`` selects."""
+
+    def __init__(self, resnet, plain, loader) -> None:
+        import ipywidgets as w
+
+        from resnet_lab.analysis import lesion_curve
+        from resnet_lab.train import evaluate
+
+        self.baseline = {"resnet": evaluate(resnet, loader)[1], "plain": evaluate(plain, loader)[1]}
+        self.curves = {"resnet": lesion_curve(resnet, loader), "plain": lesion_curve(plain, loader)}
+        n = len(self.curves["resnet"])
+        self.block = w.IntSlider(value=n // 2, min=0, max=n - 1, description="block")
+        self.info = w.HTML()
+        self.out = w.Output()
+        self.block.observe(lambda _c: self.update(), names="value")
+        self.widget = w.VBox([self.block, self.info, self.out])
+        self.update()
+
+    def current(self) -> dict[str, float | None]:
+        return {k: v[self.block.value] for k, v in self.curves.items()}
+
+    def update(self) -> None:
+        import matplotlib.pyplot as plt
+
+        cur = self.current()
+
+        def fmt(v):
+            return "cannot be removed (changes the shape)" if v is None else f"{100 * v:.1f}%"
+
+        self.info.value = (f"block {self.block.value} removed: ResNet keeps {fmt(cur['resnet'])} "
+                           f"(intact {100 * self.baseline['resnet']:.1f}%), plain keeps {fmt(cur['plain'])} "
+                           f"(intact {100 * self.baseline['plain']:.1f}%)")
+        with self.out:
+            self.out.clear_output(wait=True)
+            fig, ax = plt.subplots(figsize=(7, 3.2))
+            for kind, style in (("resnet", "-o"), ("plain", "--s")):
+                ys = [float("nan") if v is None else 100 * v for v in self.curves[kind]]
+                ax.plot(range(len(ys)), ys, style, ms=3, label=kind)
+                ax.axhline(100 * self.baseline[kind], color="0.6", lw=0.8)
+            ax.axvline(self.block.value, color="red", lw=0.8)
+            ax.set(xlabel="block removed", ylabel="test accuracy (%)", ylim=(0, 100))
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+            plt.show()
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)

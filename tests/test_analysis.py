@@ -1,0 +1,80 @@
+import pytest
+import torch
+from torch import nn
+
+from resnet_lab.analysis import activation_stats, depth_profile, gradient_norms, lesion, lesion_curve, weight_layers
+from resnet_lab.blocks import zero_init_residual_
+from resnet_lab.data import CifarLoader
+from resnet_lab.models import cifar_resnet
+
+
+def test_weight_layers_count_depth():
+    assert len(weight_layers(cifar_resnet(20))) == 20
+    assert len(weight_layers(cifar_resnet(20, shortcut="B"))) == 20  # projections are not counted
+
+
+def test_gradient_norms_against_hand_computation():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.Flatten(), nn.Linear(4 * 8 * 8, 10))
+    x, y = torch.randn(5, 3, 8, 8), torch.randint(0, 10, (5,))
+    norms = gradient_norms(model, x, y)
+    nn.functional.cross_entropy(model(x), y).backward()
+    assert norms == pytest.approx([model[0].weight.grad.norm().item(), model[2].weight.grad.norm().item()])
+    assert len(gradient_norms(cifar_resnet(8), torch.randn(4, 3, 32, 32), torch.arange(4))) == 8
+
+
+def test_gradient_norms_closed_form_linear():
+    # logits = W x with W = 0: softmax is uniform, so dL/dW = (p - onehot) x^T, norm known exactly
+    model = nn.Sequential(nn.Linear(2, 2, bias=False))
+    nn.init.zeros_(model[0].weight)
+    x, y = torch.tensor([[3.0, 4.0]]), torch.tensor([0])
+    (g,) = gradient_norms(model, x, y)
+    # (p - onehot) = (-0.5, 0.5); outer product with (3, 4): norm = sqrt(0.5) * 5
+    assert g == pytest.approx(5 * 0.5**0.5)
+
+
+def test_activation_stats_zero_init_stage_passes_signal():
+    torch.manual_seed(0)
+    model = cifar_resnet(20, zero_init_residual=True).eval()
+    stats = activation_stats(model, torch.randn(8, 3, 32, 32))
+    assert len(stats["std"]) == 9 and stats["block"][0] == "layer1.0"
+    # with F = 0 the first stage's blocks pass relu(x) on unchanged: identical statistics
+    assert stats["std"][0] == pytest.approx(stats["std"][1]) == pytest.approx(stats["std"][2])
+
+
+def test_depth_profile_plain_explodes_more():
+    torch.manual_seed(0)
+    x, y = torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))
+    res = depth_profile(32, x, y, skip=True)
+    plain = depth_profile(32, x, y, skip=False)
+    assert res["params"] == plain["params"] == 464_154
+    ratio = lambda p: p["grad_norms"][0] / p["grad_norms"][-2]
+    assert ratio(plain) > ratio(res)
+
+
+def _tiny_loader():
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (40, 3, 32, 32), dtype=torch.uint8)
+    return CifarLoader(images, torch.arange(40) % 10, 20, train=False, device="cpu")
+
+
+def test_lesion_of_zero_branch_block_changes_nothing():
+    model = cifar_resnet(14)
+    zero_init_residual_(model.layer2[1])  # this block computes relu(x) = x on its (non-negative) input
+    loader = _tiny_loader()
+    from resnet_lab.train import evaluate
+
+    _, intact = evaluate(model, loader)
+    assert lesion(model, loader, 3) == intact  # block 3 = layer2[1]
+    assert model.layer2[1].conv1 is not None  # restored
+
+
+def test_lesion_plain_first_block_of_stage_cannot_be_removed():
+    plain = cifar_resnet(14, skip=False)
+    loader = _tiny_loader()
+    with pytest.raises(ValueError, match="cannot be removed"):
+        lesion(plain, loader, 2)  # layer2[0] changes 16 -> 32 channels
+    curve = lesion_curve(plain, loader)
+    assert curve[2] is None and curve[4] is None and curve[0] is not None
+    with pytest.raises(ValueError, match="block_index"):
+        lesion(plain, loader, 99)

@@ -1,0 +1,193 @@
+import os
+import stat
+
+import numpy as np
+import pytest
+import torch
+
+from resnet_lab.data import (
+    CLASSES,
+    CifarLoader,
+    DataError,
+    balanced_indices,
+    denormalize,
+    load_cifar10,
+    normalize,
+    random_crop_flip,
+)
+from tests.conftest import make_archives
+
+
+def _check(data, n_train, n_test):
+    assert data.train_images.shape == (n_train, 3, 32, 32) and data.train_images.dtype == torch.uint8
+    assert data.test_images.shape == (n_test, 3, 32, 32)
+    assert data.train_labels.dtype == torch.int64
+    assert data.classes == CLASSES
+    # the marker pixel (red channel of pixel 0,0) encodes the label: label order is kept
+    assert torch.equal(data.train_images[:, 0, 0, 0].long(), data.train_labels * 20)
+    assert torch.equal(data.test_images[:, 0, 0, 0].long(), data.test_labels * 20)
+
+
+def test_image_folders(image_folder):
+    data = load_cifar10(image_folder, download=False)
+    _check(data, 30, 20)
+    assert "image folders" in data.source
+    assert torch.equal(data.train_labels.bincount(), torch.full((10,), 3))
+
+
+def test_archives_with_checksums(archive_folder):
+    data = load_cifar10(archive_folder, download=False)
+    _check(data, 30, 20)
+    assert "checked against SHA256SUMS" in data.source
+
+
+def test_archives_without_checksums(image_folder, tmp_path):
+    root = make_archives(image_folder, tmp_path / "nosums", sums=False)
+    assert "no SHA256SUMS" in load_cifar10(root, download=False).source
+
+
+def test_python_batches(python_batches):
+    data = load_cifar10(python_batches, download=False)
+    _check(data, 50, 10)
+    assert "python batches" in data.source
+
+
+def test_env_variable_names_root(archive_folder, monkeypatch):
+    monkeypatch.setenv("RESNET_LAB_DATA", str(archive_folder))
+    assert load_cifar10(download=False).train_images.shape[0] == 30
+
+
+def test_checksum_mismatch(archive_folder):
+    sums = archive_folder / "SHA256SUMS"
+    sums.write_text(sums.read_text().replace(sums.read_text()[:8], "00000000", 1))
+    with pytest.raises(DataError, match="checksum mismatch for .*train.tar.gz"):
+        load_cifar10(archive_folder, download=False)
+
+
+def test_corrupted_archive(image_folder, tmp_path):
+    root = make_archives(image_folder, tmp_path / "bad", sums=False)
+    blob = (root / "train.tar.gz").read_bytes()
+    (root / "train.tar.gz").write_bytes(blob[: len(blob) // 2])  # truncated download
+    with pytest.raises(DataError, match="not a readable .tar.gz.*download or copy it again"):
+        load_cifar10(root, download=False)
+
+
+def test_missing_class_folder(image_folder):
+    import shutil
+
+    shutil.rmtree(image_folder / "train" / "cat")
+    with pytest.raises(DataError, match=r"missing \['cat'\]"):
+        load_cifar10(image_folder, download=False)
+
+
+def test_archive_missing_class(image_folder, tmp_path):
+    import shutil
+
+    shutil.rmtree(image_folder / "test" / "ship")
+    root = make_archives(image_folder, tmp_path / "noship", sums=False)
+    with pytest.raises(DataError, match=r"missing \['ship'\]"):
+        load_cifar10(root, download=False)
+
+
+def test_nothing_found_lists_what_was_tried(tmp_path):
+    with pytest.raises(DataError) as e:
+        load_cifar10(tmp_path / "empty", download=False)
+    msg = str(e.value)
+    assert "image folders" in msg and "archives" in msg and "python batches" in msg and "RESNET_LAB_DATA" in msg
+
+
+def test_cache_is_used_and_read_only_root_uses_user_cache(archive_folder, tmp_path):
+    mode = archive_folder.stat().st_mode
+    os.chmod(archive_folder, mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    try:
+        first = load_cifar10(archive_folder, download=False)
+        cached = list((tmp_path / "cache" / "resnet_lab").glob("cifar10-*.pt"))
+        assert len(cached) == 1
+        assert not (archive_folder / ".resnet_lab_cache").exists()
+        # a second load reads the cache: deleting the archives' contents would not matter
+        second = load_cifar10(archive_folder, download=False)
+        assert torch.equal(first.train_images, second.train_images)
+    finally:
+        os.chmod(archive_folder, mode)
+
+
+def test_writable_root_caches_beside_data(image_folder):
+    load_cifar10(image_folder, download=False)
+    assert list((image_folder / ".resnet_lab_cache").glob("cifar10-*.pt"))
+
+
+def test_balanced_subset_and_validation_split(image_folder):
+    data = load_cifar10(image_folder, download=False)
+    sub = data.subset(train=20, test=10, seed=3)
+    assert torch.equal(sub.train_labels.bincount(), torch.full((10,), 2))
+    assert torch.equal(sub.test_labels.bincount(), torch.ones(10, dtype=torch.long))
+    again = data.subset(train=20, test=10, seed=3)
+    assert torch.equal(sub.train_images, again.train_images)
+    split = data.split_validation(10, seed=0)
+    assert len(split.train_labels) == 20 and len(split.val_labels) == 10
+    assert torch.equal(split.val_labels.bincount(), torch.ones(10, dtype=torch.long))
+    # no image is in both
+    tr = {bytes(x.numpy()) for x in split.train_images}
+    assert not any(bytes(x.numpy()) in tr for x in split.val_images)
+    with pytest.raises(ValueError, match="subset size"):
+        balanced_indices(data.train_labels, 5)
+
+
+def test_crop_flip_each_image_its_own():
+    torch.manual_seed(0)
+    img = torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8)
+    batch = img.repeat(64, 1, 1, 1)
+    out = random_crop_flip(batch, torch.Generator().manual_seed(0))
+    assert out.shape == batch.shape
+    padded = torch.nn.functional.pad(img, (4, 4, 4, 4))[0]
+    found = []
+    for o in out:
+        hits = [
+            (dy, dx, f)
+            for dy in range(9)
+            for dx in range(9)
+            for f in (False, True)
+            if torch.equal((o.flip(2) if f else o), padded[:, dy : dy + 32, dx : dx + 32])
+        ]
+        assert hits, "every output is a crop of the padded input, possibly mirrored"
+        found.append(hits[0])
+    assert len(set(found)) > 30  # 64 images, 162 possible (crop, flip) pairs: far from one shared offset
+    assert 10 < sum(f for _, _, f in found) < 54  # about half flipped
+
+
+def test_loader_keeps_labels_and_is_deterministic():
+    n = 300
+    labels = torch.arange(n) % 10
+    images = (labels * 20 + 10).to(torch.uint8).view(n, 1, 1, 1).repeat(1, 3, 32, 32)
+    a = CifarLoader(images, labels, 64, seed=1, device="cpu")
+    b = CifarLoader(images, labels, 64, seed=1, device="cpu")
+    c = CifarLoader(images, labels, 64, seed=2, device="cpu")
+    assert len(a) == 4  # drop_last for training
+    for (xa, ya), (xb, yb), (xc, yc) in zip(a, b, c):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+        # padding shows as 0 after denormalising; the image's own pixels tell its label
+        raw = (denormalize(xa) * 255).round()
+        assert torch.equal(raw.amax(dim=(1, 2, 3)).long(), ya * 20 + 10)
+    assert not torch.equal(next(iter(a))[1], next(iter(c))[1])
+    # a new epoch reshuffles
+    a.set_epoch(0)
+    first = next(iter(a))[1]
+    a.set_epoch(1)
+    assert not torch.equal(first, next(iter(a))[1])
+
+
+def test_eval_loader_is_ordered_and_unaugmented():
+    images = torch.randint(0, 256, (25, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.arange(25) % 10
+    loader = CifarLoader(images, labels, 10, train=False, device="cpu")
+    xs, ys = zip(*loader)
+    assert len(loader) == 3 and [len(y) for y in ys] == [10, 10, 5]
+    torch.testing.assert_close(torch.cat(xs), normalize(images))
+    assert torch.equal(torch.cat(ys), labels)
+
+
+def test_loader_rejects_bad_input():
+    with pytest.raises(ValueError, match="uint8"):
+        CifarLoader(torch.zeros(4, 3, 32, 32), torch.zeros(4, dtype=torch.long), device="cpu")
+    with pytest.raises(ValueError, match="4 images but 3 labels"):
+        CifarLoader(torch.zeros(4, 3, 32, 32, dtype=torch.uint8), torch.zeros(3, dtype=torch.long), device="cpu")

@@ -1,0 +1,148 @@
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+from torch import nn
+
+from resnet_lab.models import cifar_resnet
+from resnet_lab.train import (
+    CheckpointMismatch,
+    History,
+    TrainConfig,
+    evaluate,
+    load_checkpoint,
+    lr_factor,
+    train,
+)
+from resnet_lab.data import CifarLoader
+
+CFG = TrainConfig(epochs=3, batch_size=50, lr=0.05, device="cpu", seed=0)
+
+
+def small_model():
+    torch.manual_seed(0)
+    return cifar_resnet(8, width=4)
+
+
+def test_train_returns_history_and_learns(tiny_data):
+    h = train(small_model(), tiny_data, replace(CFG, epochs=4), progress=False)
+    assert len(h) == 4 and h["epoch"] == [1, 2, 3, 4]
+    for r in h.epochs:
+        assert set(r) >= {"epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds", "images_per_sec"}
+        assert r["images_per_sec"] > 0
+    assert h["train_loss"][-1] < h["train_loss"][0]
+    meta = h.meta
+    assert meta["model"] == "resnet8 (width 4)" and meta["device"] == "cpu"
+    assert meta["config"]["epochs"] == 4 and "synthetic" in meta["data"] and meta["torch"]
+
+
+def test_history_round_trip(tiny_data, tmp_path):
+    h = train(small_model(), tiny_data, replace(CFG, epochs=1), progress=False)
+    h.save(tmp_path / "h.json")
+    blob = json.loads((tmp_path / "h.json").read_text())
+    assert set(blob) == {"meta", "epochs"}
+    h2 = History.load(tmp_path / "h.json")
+    assert h2.epochs == h.epochs and h2.meta == h.meta
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="not a History JSON"):
+        History.load(tmp_path / "bad.json")
+
+
+def test_schedules():
+    cfg = TrainConfig(epochs=4, schedule="paper")
+    f = [lr_factor(cfg, s, 400, 100) for s in (0, 199, 200, 299, 300, 399)]
+    assert f == [1.0, 1.0, 0.1, 0.1, 0.01, 0.01]
+    one = replace(cfg, schedule="onecycle", warmup=1)
+    assert lr_factor(one, 0, 400, 100) == pytest.approx(0.01)
+    assert lr_factor(one, 99, 400, 100) == pytest.approx(1.0)
+    assert lr_factor(one, 399, 400, 100) == pytest.approx(1 / 300)
+    assert lr_factor(replace(cfg, warmup=1), 50, 400, 100) == 0.1
+    with pytest.raises(ValueError, match="schedule must be"):
+        TrainConfig(schedule="cosine")
+    with pytest.raises(ValueError, match="precision must be"):
+        TrainConfig(precision="int8")
+
+
+def test_checkpoint_resume_equals_uninterrupted(tiny_data, tmp_path):
+    full = small_model()
+    train(full, tiny_data, CFG, progress=False)
+
+    # interrupt during epoch 2 by Ctrl-C (KeyboardInterrupt from inside the forward pass)
+    model = small_model()
+    calls = {"n": 0}
+
+    def interrupt(_module, _inp):
+        calls["n"] += 1
+        if calls["n"] == 6:  # 4 steps per epoch + 1 evaluation batch: the 2nd step of epoch 2
+            raise KeyboardInterrupt
+
+    handle = model.register_forward_pre_hook(interrupt)
+    partial = train(model, tiny_data, CFG, progress=False, checkpoint_dir=tmp_path)
+    handle.remove()
+    assert len(partial) == 1 and partial.meta["interrupted_after_epoch"] == 1
+    assert (tmp_path / "checkpoint.pt").exists() and (tmp_path / "history.json").exists()
+    assert not list(tmp_path.glob(".*tmp*")), "no temporary files left behind"
+
+    resumed_model = small_model()
+    resumed = train(resumed_model, tiny_data, CFG, progress=False, checkpoint_dir=tmp_path, resume=True)
+    assert resumed["epoch"] == [1, 2, 3]
+    assert resumed.meta["resumed_at_epochs"] == [1]
+    for (k, a), b in zip(full.state_dict().items(), resumed_model.state_dict().values()):
+        assert torch.equal(a, b), f"{k} differs after resume"
+
+
+def test_resume_with_other_settings_is_refused(tiny_data, tmp_path):
+    train(small_model(), tiny_data, replace(CFG, epochs=1), progress=False, checkpoint_dir=tmp_path)
+    with pytest.raises(CheckpointMismatch, match="other settings .*lr"):
+        train(small_model(), tiny_data, replace(CFG, lr=0.2), progress=False, checkpoint_dir=tmp_path, resume=True)
+
+
+def test_checkpoint_of_another_model_is_refused(tiny_data, tmp_path):
+    train(small_model(), tiny_data, replace(CFG, epochs=1), progress=False, checkpoint_dir=tmp_path)
+    other = cifar_resnet(14, width=4)
+    with pytest.raises(CheckpointMismatch, match="holds a resnet8 \\(width 4\\) but the model is a resnet14"):
+        load_checkpoint(tmp_path / "checkpoint.pt", other)
+    state = load_checkpoint(tmp_path / "checkpoint.pt", small_model())
+    assert state["epoch"] == 1
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable checkpoint"):
+        load_checkpoint(tmp_path / "junk.pt")
+
+
+class _NaNAfter(nn.Module):
+    def __init__(self, inner, step):
+        super().__init__()
+        self.inner, self.step, self.calls = inner, step, 0
+
+    def forward(self, x):
+        self.calls += 1
+        out = self.inner(x)
+        return out * float("nan") if self.calls == self.step else out
+
+
+def test_nan_loss_stops_with_epoch_and_step(tiny_data):
+    with pytest.raises(FloatingPointError, match="epoch 1, step 3"):
+        train(_NaNAfter(small_model(), 3), tiny_data, CFG, progress=False)
+
+
+def test_evaluate_and_flip_tta(tiny_data):
+    model = small_model()
+    loader = CifarLoader(tiny_data.test_images, tiny_data.test_labels, 30, train=False, device="cpu")
+    loss, acc = evaluate(model, loader)
+    assert 0 <= acc <= 1 and loss > 0
+    assert model.training  # evaluate restores the mode
+    _, acc_tta = evaluate(model, loader, tta=True)
+    assert 0 <= acc_tta <= 1
+
+
+def test_bf16_and_fp16_checks():
+    from resnet_lab.train import autocast_context
+
+    with pytest.raises(ValueError, match="fp16' needs a CUDA GPU"):
+        autocast_context(torch.device("cpu"), "fp16")
+
+
+def test_batch_larger_than_data(tiny_data):
+    with pytest.raises(ValueError, match="larger than the training set"):
+        train(small_model(), tiny_data, replace(CFG, batch_size=1000), progress=False)

@@ -1,0 +1,89 @@
+import pytest
+import torch
+
+pytest.importorskip("ipywidgets")
+
+from resnet_lab.data import CLASSES, CifarData  # noqa: E402
+from resnet_lab.widgets import DepthExplorer, LesionExplorer, TrainingRace, depth_animation  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def agg_backend():
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+
+def _batch(n=16):
+    torch.manual_seed(0)
+    return torch.randn(n, 3, 32, 32), torch.arange(n) % 10
+
+
+def test_depth_explorer_responds_to_sliders():
+    x, y = _batch()
+    ex = DepthExplorer(x, y, depth=8)
+    assert set(ex.current) == {"resnet8", "plain8"}
+    assert len(ex.current["resnet8"]["grad_norms"]) == 8
+    ex.depth.value = 20
+    assert set(ex.current) == {"resnet20", "plain20"}
+    assert len(ex.current["resnet20"]["grad_norms"]) == 20
+    assert "269,722 parameters" in ex.info.value
+    ex.skip.value = False
+    assert "plain20" in ex.info.value
+    ex.compare.value = False
+    assert set(ex.current) == {"plain20"}
+    ex.shortcut.value = "B"
+    ex.skip.value = True
+    assert ex.current["resnet20 (shortcut B)"]["params"] > 269_722  # projections add parameters
+    ex.zero_init.value = True
+    assert "zero-init" in next(iter(ex.current))
+    # going back is instant: the result comes from the cache
+    n_cached = len(ex.cache)
+    ex.depth.value = 8
+    ex.depth.value = 20
+    assert len(ex.cache) == n_cached + 1  # only depth 8 with these settings was new
+
+
+def test_depth_animation_is_self_contained_html():
+    x, y = _batch(8)
+    html, frames = depth_animation(x, y, depths=(8, 14))
+    assert set(frames) == {8, 14} and set(frames[8]) == {"resnet", "plain"}
+    text = html.data
+    assert "<script" in text and "anim" in text.lower()
+    assert "http://" not in text and "https://" not in text  # nothing fetched from a network
+    assert text.count("data:image/png;base64") == 2  # one frame per depth
+
+
+def _tiny_data():
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (60, 3, 32, 32), generator=g, dtype=torch.uint8)
+    labels = torch.arange(60) % 10
+    return CifarData(images, labels, images[:20], labels[:20], CLASSES, "synthetic test data")
+
+
+def test_training_race_caches_results():
+    race = TrainingRace(_tiny_data(), depth=8, epochs=1, batch_size=20)
+    assert "press" in race.status.value
+    runs = race.run()
+    assert set(runs) == {"plain8", "resnet8"} and all(len(h) == 1 for h in runs.values())
+    assert "cached" in race.status.value
+    again = race.run()
+    assert again is runs  # no retraining
+    race.depth.value = 14
+    assert "press" in race.status.value
+    race.depth.value = 8
+    assert "cached" in race.status.value
+
+
+def test_lesion_explorer():
+    from resnet_lab.data import CifarLoader
+    from resnet_lab.models import cifar_resnet
+
+    data = _tiny_data()
+    loader = CifarLoader(data.test_images, data.test_labels, 10, train=False, device="cpu")
+    ex = LesionExplorer(cifar_resnet(14), cifar_resnet(14, skip=False), loader)
+    assert len(ex.curves["resnet"]) == 6
+    ex.block.value = 2
+    assert ex.current()["plain"] is None and "cannot be removed" in ex.info.value
+    ex.block.value = 1
+    assert ex.current()["plain"] is not None and "block 1 removed" in ex.info.value
