@@ -24,6 +24,7 @@ class Experiment:
     model_kwargs: dict = field(default_factory=dict)
     description: str = ""
     subset: int | None = None  # class-balanced training subset (None: all 50,000 images)
+    keep_weights: bool = False  # also save the trained weights beside the JSON (for lesion studies)
 
 
 EXPERIMENTS: dict[str, Experiment] = {
@@ -62,7 +63,7 @@ _DEGRADATION = TrainConfig(
 )
 for _name in ("plain20", "plain56", "resnet20", "resnet56"):
     EXPERIMENTS[f"degradation/{_name}"] = Experiment(
-        model=_name, config=_DEGRADATION, subset=10_000,
+        model=_name, config=_DEGRADATION, subset=10_000, keep_weights=_name.endswith("20"),
         description="degradation problem at CPU scale (He et al. 2015, Fig. 1)",
     )
 
@@ -97,5 +98,10 @@ def run_experiment(name: str, *, data=None, out: str | Path | None = None, progr
     history = train(model, data, cfg, progress=progress, checkpoint_dir=Path(runs_dir) / name, resume=True)
     history.meta["experiment"] = name
     history.meta["description"] = exp.description
-    history.save(Path(out) if out is not None else RESULTS_DIR / f"{name}.json")
+    out = Path(out) if out is not None else RESULTS_DIR / f"{name}.json"
+    history.save(out)
+    if exp.keep_weights:
+        from resnet_lab.train import CHECKPOINT_NAME, export_weights
+
+        export_weights(Path(runs_dir) / name / CHECKPOINT_NAME, out.with_suffix(".pt"))
     return history

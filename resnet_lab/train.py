@@ -311,7 +311,7 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None, map
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
         raise ValueError(f"{path} is not a readable checkpoint ({type(e).__name__}: {e})") from e
-    if not isinstance(state, dict) or state.get("format") != "resnet_lab.checkpoint/1":
+    if not isinstance(state, dict) or state.get("format") not in ("resnet_lab.checkpoint/1", "resnet_lab.weights/1"):
         raise ValueError(f"{path} is not a resnet_lab checkpoint (saved by resnet_lab.train.train)")
     if model is not None:
         target = unwrap(model)
@@ -322,6 +322,19 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None, map
             )
         target.load_state_dict(state["model"])
     return state
+
+
+def export_weights(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Keep only what inference needs from a training checkpoint: the weights, the model's
+    name and signature, and the run's History (no optimiser state). Loads with
+    :func:`load_checkpoint` like a checkpoint."""
+    state = load_checkpoint(checkpoint)
+    slim = {k: state[k] for k in ("model_name", "signature", "model", "epoch", "config", "history")}
+    slim["format"] = "resnet_lab.weights/1"
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_save(slim, out)
+    return out
 
 
 # ---------------------------------------------------------------------------- train

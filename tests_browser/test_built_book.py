@@ -1,0 +1,87 @@
+"""Checks of the *built* book in headless Chromium (run after `make book`; `.ci/run` does).
+
+- the kernel-free depth slider of chapter 2 changes the figure (screenshots before and after);
+- saved ipywidgets render from the book's own JavaScript, and no page asks any other host.
+
+Needs Debian's `chromium` (or CHROMIUM=/path) and the Python package `playwright` (its own
+browser download is not used).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HTML = ROOT / "_build" / "html"
+SHOTS = ROOT / "_build" / "screenshots"
+CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+CHAPTERS = sorted((HTML / "book").glob("0*.html"))
+
+playwright = pytest.importorskip("playwright.sync_api")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not HTML.is_dir():
+        pytest.fail("the book is not built: run `make book` first")
+    if CHROMIUM is None:
+        pytest.fail("no Chromium found: `apt-get install chromium` or set CHROMIUM")
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
+        )
+        yield b
+        b.close()
+
+
+def open_page(browser, path: Path):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    requested = []
+    page.on("request", lambda r: requested.append(r.url))
+    page.goto(path.as_uri(), wait_until="load")
+    page.wait_for_timeout(1500)  # widget rendering runs after load
+    return page, requested
+
+
+def test_every_chapter_renders_and_asks_no_other_host(browser):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    assert CHAPTERS, "no chapter pages in _build/html/book"
+    for chapter in CHAPTERS:
+        page, requested = open_page(browser, chapter)
+        page.screenshot(path=str(SHOTS / f"{chapter.stem}.png"), full_page=False)
+        assert page.locator("h1").count() >= 1, f"{chapter.name} has no title"
+        foreign = [u for u in requested if not u.startswith(("file://", "data:", "blob:", "about:"))]
+        # MathJax is the only script a page may fetch from the web (for formulas); nothing else
+        foreign = [u for u in foreign if "mathjax" not in u.lower()]
+        assert not foreign, f"{chapter.name} requests {foreign[:3]}"
+        page.close()
+
+
+def test_depth_slider_changes_the_figure(browser):
+    page, _ = open_page(browser, HTML / "book" / "02_residual_math.html")
+    slider = page.locator("input.anim-slider").first
+    image = page.locator("img[id^='_anim_img']").first
+    slider.scroll_into_view_if_needed()
+    before_src = image.get_attribute("src")
+    before = image.screenshot(path=str(SHOTS / "slider_before.png"))
+    n_frames = int(slider.get_attribute("max"))
+    assert n_frames >= 1
+    slider.evaluate(f"(el) => {{ el.value = {n_frames}; el.dispatchEvent(new Event('input')); }}")
+    page.wait_for_timeout(300)
+    after = image.screenshot(path=str(SHOTS / "slider_after.png"))
+    assert image.get_attribute("src") != before_src, "the slider did not switch frames"
+    assert before != after, "the figure looks the same after moving the slider"
+    page.close()
+
+
+def test_saved_widgets_render_offline(browser):
+    page, requested = open_page(browser, HTML / "book" / "02_residual_math.html")
+    assert any(u.endswith("/_static/embed-amd.js") for u in requested), "widget JavaScript not loaded from the book"
+    rendered = page.locator(".jupyter-widgets, .widget-slider, .widget-selection-slider")
+    assert rendered.count() > 0, "no widget rendered from the saved state"
+    page.close()
