@@ -91,9 +91,10 @@ def run_experiment(name: str, *, data=None, out: str | Path | None = None, progr
         raise ValueError(f"unknown experiment {name!r}; choose one of {sorted(EXPERIMENTS)}")
     exp = EXPERIMENTS[name]
     cfg = replace(exp.config, **overrides)
-    data = data if data is not None else load_cifar10()
-    if exp.subset is not None:
-        data = data.subset(exp.subset, seed=0)
+    if data is None:  # given data is used as it is; otherwise the experiment's own
+        data = load_cifar10()
+        if exp.subset is not None:
+            data = data.subset(exp.subset, seed=0)
     model = build_model(exp.model, **exp.model_kwargs)
     history = train(model, data, cfg, progress=progress, checkpoint_dir=Path(runs_dir) / name, resume=True)
     history.meta["experiment"] = name
