@@ -126,20 +126,29 @@ def depth_profile(
     seed: int = 0,
 ) -> dict:
     """Everything the depth explorer shows for one freshly initialised CIFAR network:
-    ``{"name", "params", "grad_norms", "act_std", "act_mean"}`` (per layer / per block)."""
+    ``{"name", "params", "grad_norms", "act_std", "act_mean"}`` (per layer / per block).
+
+    One forward and one backward pass: the block statistics are read during the forward pass
+    that the gradients need (the same numbers :func:`activation_stats` gives in train mode).
+    """
     from resnet_lab.models import cifar_resnet, count_params
 
     torch.manual_seed(seed)
     model = cifar_resnet(depth, skip=skip, shortcut=shortcut, zero_init_residual=zero_init)
-    grads = gradient_norms(model, images, labels)
-    stats = activation_stats(model, images)
-    return {
-        "name": model.name,
-        "params": count_params(model),
-        "grad_norms": grads,
-        "act_std": stats["std"],
-        "act_mean": stats["mean"],
-    }
+    means, stds = [], []
+
+    def hook(_module, _inp, out):
+        out = out.detach().float()
+        means.append(out.mean().item())
+        stds.append(out.std().item())
+
+    handles = [b.register_forward_hook(hook) for b in model.blocks()]
+    try:
+        grads = gradient_norms(model, images, labels)
+    finally:
+        for h in handles:
+            h.remove()
+    return {"name": model.name, "params": count_params(model), "grad_norms": grads, "act_std": stds, "act_mean": means}
 
 
 def lesion_curve(model: nn.Module, loader) -> list[float | None]:

@@ -99,6 +99,7 @@ class DepthExplorer:
             _draw_profiles(axes, shown)
             fig.tight_layout()
             plt.show()
+            plt.close(fig)
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
@@ -145,7 +146,7 @@ def depth_animation(
             fig.text(0.01, 0.01, caption, fontsize=7, color="0.35")
         return []
 
-    fig.tight_layout(rect=(0, 0.04, 1, 0.95))
+    fig.tight_layout(rect=(0, 0.05, 1, 0.92))
     anim = FuncAnimation(fig, draw, frames=len(depths), interval=800, blit=False)
     html = offline_jshtml(anim.to_jshtml(default_mode="once"))
     plt.close(fig)
@@ -234,6 +235,7 @@ class TrainingRace:
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
             plt.show()
+            plt.close(fig)
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
@@ -287,6 +289,7 @@ class LesionExplorer:
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
             plt.show()
+            plt.close(fig)
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
