@@ -13,6 +13,7 @@ ipywidgets and matplotlib are imported here only, never by ``import resnet_lab``
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 
@@ -21,6 +22,31 @@ import torch
 from resnet_lab.analysis import depth_profile
 
 DEPTHS = tuple(6 * n + 2 for n in range(1, 19))  # 8, 14, ..., 110
+
+
+class _Explorer:
+    """What every explorer shares: a figure redrawn inside its Output widget, and display."""
+
+    widget = None
+    out = None
+
+    @contextlib.contextmanager
+    def _figure(self, ncols: int = 1, figsize: tuple[float, float] = (7, 3.2)):
+        """Clear the output, yield fresh axes to draw on, then show the figure there."""
+        import matplotlib.pyplot as plt
+
+        with self.out:
+            self.out.clear_output(wait=True)
+            fig, axes = plt.subplots(1, ncols, figsize=figsize)
+            yield axes
+            fig.tight_layout()
+            plt.show()
+            plt.close(fig)
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
 
 
 def _draw_profiles(axes, profiles: dict[str, dict]) -> None:
@@ -37,7 +63,7 @@ def _draw_profiles(axes, profiles: dict[str, dict]) -> None:
         ax.legend(fontsize=8)
 
 
-class DepthExplorer:
+class DepthExplorer(_Explorer):
     """Depth (6n+2), skip on/off, shortcut type and zero-init for a freshly initialised CIFAR
     ResNet; shows gradient norms per layer, activation statistics per block and the parameter
     count, computed on the given batch (real CIFAR-10 images).
@@ -78,8 +104,6 @@ class DepthExplorer:
         return self.cache[settings]
 
     def update(self) -> None:
-        import matplotlib.pyplot as plt
-
         t0 = time.perf_counter()
         shown = {self.profile(self.settings())["name"]: self.profile(self.settings())}
         if self.compare.value:
@@ -93,18 +117,8 @@ class DepthExplorer:
         ratio = f"{g[0] / g[-2]:.3g}" if g[-2] > 0 else "n/a (last conv gradient is 0)"
         self.info.value = (f"<b>{main['name']}</b>: {main['params']:,} parameters; gradient ratio first/last conv "
                            f"{ratio}; computed in {self.seconds:.2f} s")
-        with self.out:
-            self.out.clear_output(wait=True)
-            fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+        with self._figure(ncols=2, figsize=(10, 3.4)) as axes:
             _draw_profiles(axes, shown)
-            fig.tight_layout()
-            plt.show()
-            plt.close(fig)
-
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
-
-        display(self.widget)
 
 
 def depth_animation(
@@ -169,7 +183,7 @@ def offline_jshtml(html: str) -> str:
     return re.sub(r'<i class="fa ([^"]*)"></i>', lambda m: _FA_SYMBOLS.get(m.group(1), "&#x2022;"), html)
 
 
-class TrainingRace:
+class TrainingRace(_Explorer):
     """Plain against residual at the chosen depth: a short run of each on (a subset of) the
     data, with live loss curves. Each (depth, epochs) result is cached, so going back is
     instant. Drive it from Python: ``race.depth.value = 20; race.run()``."""
@@ -224,26 +238,15 @@ class TrainingRace:
         self.status.value = f"depth {self.depth.value}, {self.epochs.value} epochs (cached): {finals}"
 
     def _draw(self, runs: dict) -> None:
-        import matplotlib.pyplot as plt
-
-        with self.out:
-            self.out.clear_output(wait=True)
-            fig, ax = plt.subplots(figsize=(7, 3.2))
+        with self._figure() as ax:
             for name, h in runs.items():
                 ax.plot(h["epoch"], h["train_loss"], "--" if name.startswith("plain") else "-", marker="o", label=name)
             ax.set(xlabel="epoch", ylabel="training loss", title="plain vs residual")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
-            plt.show()
-            plt.close(fig)
-
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
-
-        display(self.widget)
 
 
-class LesionExplorer:
+class LesionExplorer(_Explorer):
     """Remove one block of a trained ResNet and of a trained plain network at test time
     (Veit et al. 2016) and compare the accuracy each keeps. ``ex.block.value = 4`` selects."""
 
@@ -267,8 +270,6 @@ class LesionExplorer:
         return {k: v[self.block.value] for k, v in self.curves.items()}
 
     def update(self) -> None:
-        import matplotlib.pyplot as plt
-
         cur = self.current()
 
         def fmt(v):
@@ -277,9 +278,7 @@ class LesionExplorer:
         self.info.value = (f"block {self.block.value} removed: ResNet keeps {fmt(cur['resnet'])} "
                            f"(intact {100 * self.baseline['resnet']:.1f}%), plain keeps {fmt(cur['plain'])} "
                            f"(intact {100 * self.baseline['plain']:.1f}%)")
-        with self.out:
-            self.out.clear_output(wait=True)
-            fig, ax = plt.subplots(figsize=(7, 3.2))
+        with self._figure() as ax:
             for kind, style in (("resnet", "-o"), ("plain", "--s")):
                 ys = [float("nan") if v is None else 100 * v for v in self.curves[kind]]
                 ax.plot(range(len(ys)), ys, style, ms=3, label=kind)
@@ -288,10 +287,3 @@ class LesionExplorer:
             ax.set(xlabel="block removed", ylabel="test accuracy (%)", ylim=(0, 100))
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
-            plt.show()
-            plt.close(fig)
-
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
-
-        display(self.widget)
