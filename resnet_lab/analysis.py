@@ -3,6 +3,8 @@ propagation through the blocks, lesions of trained networks. No plotting, no tra
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -31,6 +33,27 @@ def gradient_norms(model: nn.Module, images: torch.Tensor, labels: torch.Tensor)
     return [g.norm().item() for g in grads]
 
 
+@contextlib.contextmanager
+def recording_block_stats(model: nn.Module):
+    """While active, every forward pass appends each residual block's output mean and std to
+    the yielded ``{"block": [...], "mean": [...], "std": [...]}`` (input to output)."""
+    stats: dict[str, list] = {"block": [], "mean": [], "std": []}
+    names = {id(m): n for n, m in model.named_modules()}
+
+    def hook(module, _inp, out):
+        out = out.detach().float()
+        stats["block"].append(names[id(module)])
+        stats["mean"].append(out.mean().item())
+        stats["std"].append(out.std().item())
+
+    handles = [b.register_forward_hook(hook) for b in model.blocks()]
+    try:
+        yield stats
+    finally:
+        for h in handles:
+            h.remove()
+
+
 @torch.no_grad()
 def activation_stats(model: nn.Module, images: torch.Tensor) -> dict[str, list[float]]:
     """Mean and standard deviation of the output of every residual block (signal propagation).
@@ -38,23 +61,9 @@ def activation_stats(model: nn.Module, images: torch.Tensor) -> dict[str, list[f
     Returns ``{"block": [...names], "mean": [...], "std": [...]}``, input to output. Works for
     any model with a ``blocks()`` method (the CIFAR and ImageNet ResNets).
     """
-    names, means, stds = [], [], []
-    handles = []
-    lookup = {id(m): n for n, m in model.named_modules()}
-    for block in model.blocks():
-
-        def hook(module, _inp, out):
-            names.append(lookup[id(module)])
-            means.append(out.float().mean().item())
-            stds.append(out.float().std().item())
-
-        handles.append(block.register_forward_hook(hook))
-    try:
+    with recording_block_stats(model) as stats:
         model(images)
-    finally:
-        for h in handles:
-            h.remove()
-    return {"block": names, "mean": means, "std": stds}
+    return stats
 
 
 class _Skip(nn.Module):
@@ -87,13 +96,12 @@ def lesion(model: nn.Module, loader, block_index: int) -> float:
             f"block {block_index} of a plain network changes the tensor's shape and has no shortcut: "
             "it cannot be removed; pick a block that is not the first of its stage"
         )
-    parent, attr = _parent_of(model, target)
-    replacement = _Skip(target) if getattr(target, "skip", True) else nn.Identity()
-    parent[int(attr)] = replacement
+    stage, position = _position_of(model, target)
+    stage[position] = _Skip(target) if getattr(target, "skip", True) else nn.Identity()
     try:
         _, acc = evaluate(model, loader)
     finally:
-        parent[int(attr)] = target
+        stage[position] = target
     return acc
 
 
@@ -107,11 +115,11 @@ def _out_channels(block: nn.Module) -> int:
     return last.out_channels
 
 
-def _parent_of(model: nn.Module, target: nn.Module):
+def _position_of(model: nn.Module, target: nn.Module) -> tuple[nn.Sequential, int]:
     for stage in model.stages():
         for i, b in enumerate(stage):
             if b is target:
-                return stage, str(i)
+                return stage, i
     raise ValueError("block not found in the model's stages")
 
 
@@ -135,20 +143,15 @@ def depth_profile(
 
     torch.manual_seed(seed)
     model = cifar_resnet(depth, skip=skip, shortcut=shortcut, zero_init_residual=zero_init)
-    means, stds = [], []
-
-    def hook(_module, _inp, out):
-        out = out.detach().float()
-        means.append(out.mean().item())
-        stds.append(out.std().item())
-
-    handles = [b.register_forward_hook(hook) for b in model.blocks()]
-    try:
+    with recording_block_stats(model) as stats:
         grads = gradient_norms(model, images, labels)
-    finally:
-        for h in handles:
-            h.remove()
-    return {"name": model.name, "params": count_params(model), "grad_norms": grads, "act_std": stds, "act_mean": means}
+    return {
+        "name": model.name,
+        "params": count_params(model),
+        "grad_norms": grads,
+        "act_std": stats["std"],
+        "act_mean": stats["mean"],
+    }
 
 
 def lesion_curve(model: nn.Module, loader) -> list[float | None]:

@@ -18,7 +18,7 @@ import os
 import platform
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -514,11 +514,3 @@ def train(
     if ckpt_path is not None and not interrupted:
         history.save(ckpt_path.parent / HISTORY_NAME)
     return history
-
-
-def config_from_dict(d: dict) -> TrainConfig:
-    names = {f.name for f in fields(TrainConfig)}
-    unknown = set(d) - names
-    if unknown:
-        raise ValueError(f"unknown TrainConfig fields {sorted(unknown)}")
-    return TrainConfig(**d)
