@@ -2,15 +2,58 @@
 
     python -m resnet_lab train --model resnet20 --epochs 30 --data auto --out runs/resnet20
     python -m resnet_lab evaluate --checkpoint runs/resnet20/checkpoint.pt
-    python -m resnet_lab experiment cpu_resnet20
+    python -m resnet_lab experiment degradation          # a sweep: every model x seed
+    torchrun --nproc_per_node 2 -m resnet_lab train --model resnet20 --out runs/ddp
+
+Expected errors (bad data, a checkpoint of another model, a bad setting, an unknown model) print
+one line and exit with status 2; ``--debug`` shows the traceback. Ctrl-C saves what is finished
+and exits with status 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from pathlib import Path
+
+TRUE, FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
+
+
+def parse_bool(text: str) -> bool:
+    """true/false, yes/no, 1/0, on/off (any case); anything else is an error."""
+    t = text.strip().lower()
+    if t in TRUE:
+        return True
+    if t in FALSE:
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false (or yes/no, 1/0), got {text!r}")
+
+
+def _bool_or(*words):
+    def parse(text: str):
+        return text if text in words else parse_bool(text)
+
+    parse.__name__ = "true/false/" + "/".join(words)
+    return parse
+
+
+def _json_dict(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"backbone\": 0.1}}', got {text!r}") from e
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected seeds like 0,1,2, got {text!r}") from e
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -28,28 +71,39 @@ def _load_data(args):
     return load_cifar10(root, download=not args.no_download, subset=args.subset, test_subset=args.test_subset)
 
 
+SPECIAL_TYPES = {
+    "channels_last": _bool_or("auto"),
+    "compile": _bool_or("default", "reduce-overhead", "max-autotune"),
+    "lr_scales": _json_dict,
+}
+
+
 def _config_args(p: argparse.ArgumentParser) -> None:
     from resnet_lab.train import TrainConfig
 
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
-        default = f.default
-        if isinstance(default, bool):
-            p.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes", "on"), default=None,
-                           metavar="{true,false}", help=f"(default {default})")
+        default = f.default if f.default is not MISSING else f.default_factory()
+        if f.name in SPECIAL_TYPES:
+            kind = SPECIAL_TYPES[f.name]
+        elif isinstance(default, bool):
+            kind = parse_bool
         else:
-            p.add_argument(flag, type=type(default), default=None, help=f"(default {default})")
+            kind = type(default)
+        p.add_argument(flag, type=kind, default=None, help=f"(default {default})")
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m resnet_lab", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p_train = sub.add_parser("train", help="train a model on CIFAR-10")
     p_train.add_argument("--model", default="resnet20", help="e.g. resnet20, plain56, speednet")
     p_train.add_argument("--out", default=None, help="folder for checkpoint.pt and history.json")
     p_train.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
+    p_train.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     p_train.add_argument("--no-progress", action="store_true")
     _add_data_args(p_train)
     _config_args(p_train)
@@ -59,57 +113,95 @@ def main(argv: list[str] | None = None) -> int:
     p_eval.add_argument("--tta", action="store_true", help="flip test-time augmentation")
     _add_data_args(p_eval)
 
-    p_exp = sub.add_parser("experiment", help="run a named experiment, writing results/<name>.json")
+    p_exp = sub.add_parser("experiment", help="run a named experiment or sweep, writing results/<name>-seed<k>.json")
     p_exp.add_argument("name")
-    p_exp.add_argument("--out", default=None)
-    p_exp.add_argument("--runs-dir", default="runs")
+    p_exp.add_argument("--seeds", type=_seeds, default=None, help="seeds to run, e.g. 0,1,2 (default: the experiment's)")
+    p_exp.add_argument("--results-dir", default=None, help="where the JSON records go (default: results/)")
+    p_exp.add_argument("--runs-dir", default="runs", help="where checkpoints of unfinished runs go")
     p_exp.add_argument("--no-progress", action="store_true")
+    p_exp.add_argument("--list", action="store_true", help="list the runs and whether they are recorded")
+    return parser
 
+
+def _train(args) -> int:
+    from resnet_lab.models import build_model, check_model_name
+    from resnet_lab.train import TrainConfig, seed_everything, train
+
+    overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
+    cfg = TrainConfig(**overrides)  # a bad setting fails here, before any data is read
+    check_model_name(args.model)  # an unknown model fails before the data is loaded
+    data = _load_data(args)
+    print(f"data: {data.describe()}")
+    seed_everything(cfg.seed)  # before the model is built: the seed fixes the starting weights
+    model = build_model(args.model)
+    history = train(model, data, cfg, progress=not args.no_progress, checkpoint_dir=args.out,
+                    resume=args.resume, overwrite=args.overwrite)
+    if "interrupted_after_epoch" in history.meta:
+        saved = f"; continue with --resume --out {args.out}" if args.out else ""
+        print(f"interrupted after {len(history)} finished epochs{saved}", file=sys.stderr)
+        return 130
+    print(history.summary())
+    if args.out:
+        print(f"checkpoint and history in {Path(args.out)}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from resnet_lab.data import CifarLoader, pick_device
+    from resnet_lab.models import build_model
+    from resnet_lab.train import evaluate, load_checkpoint
+
+    state = load_checkpoint(args.checkpoint)
+    build = state.get("build")
+    if not build:
+        raise ValueError(f"{args.checkpoint} does not record how to build its model ({state['model_name']}): "
+                         "it predates resnet_lab 0.1; build the model in Python and use load_checkpoint")
+    model = build_model(build["name"], **build["kwargs"])
+    load_checkpoint(args.checkpoint, model)
+    data = _load_data(args)
+    device = pick_device("auto")
+    loader = CifarLoader(data.test_images, data.test_labels, 1000, train=False, device=device)
+    loss, acc = evaluate(model.to(device), loader, tta=args.tta)
+    print(f"{state['model_name']} after {state['epoch']} epochs: test loss {loss:.4f}, "
+          f"test accuracy {100 * acc:.2f}% on {len(data.test_labels)} images ({data.source})")
+    return 0
+
+
+def _experiment(args) -> int:
+    from resnet_lab.experiments import is_recorded, result_path, run_id, run_sweep, sweep_runs, EXPERIMENTS
+
+    if args.list:
+        for name, seed in sweep_runs(args.name, args.seeds):
+            done = is_recorded(result_path(name, seed, args.results_dir), EXPERIMENTS[name].config.epochs)
+            print(f"{run_id(name, seed):40s} {'recorded' if done else 'to run'}")
+        return 0
+    done = run_sweep(args.name, seeds=args.seeds, results_dir=args.results_dir, runs_dir=args.runs_dir,
+                     progress=not args.no_progress)
+    if done and "interrupted_after_epoch" in done[-1].meta:
+        print("interrupted: run the same command again to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
+    from resnet_lab.checkpoints import CheckpointMismatch
+    from resnet_lab.data import DataError
 
-    if args.command == "train":
-        from resnet_lab.models import build_model
-        from resnet_lab.train import TrainConfig, train
-
-        overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
-        cfg = TrainConfig(**overrides)
-        data = _load_data(args)
-        print(f"data: {data.describe()}")
-        model = build_model(args.model)
-        history = train(model, data, cfg, progress=not args.no_progress, checkpoint_dir=args.out, resume=args.resume)
-        print(history.summary())
-        if args.out:
-            print(f"checkpoint and history in {Path(args.out)}")
-        return 0
-
-    if args.command == "evaluate":
-        from resnet_lab.data import CifarLoader, pick_device
-        from resnet_lab.models import build_model
-        from resnet_lab.train import evaluate, load_checkpoint
-
-        state = load_checkpoint(args.checkpoint)
-        name = state["model_name"].split(" ")[0]
-        model = build_model(name)
-        load_checkpoint(args.checkpoint, model)
-        data = _load_data(args)
-        device = pick_device("auto")
-        loader = CifarLoader(data.test_images, data.test_labels, 1000, train=False, device=device)
-        loss, acc = evaluate(model.to(device), loader, tta=args.tta)
-        print(f"{state['model_name']} after {state['epoch']} epochs: test loss {loss:.4f}, "
-              f"test accuracy {100 * acc:.2f}% on {len(data.test_labels)} images ({data.source})")
-        return 0
-
-    if args.command == "experiment":
-        from resnet_lab.experiments import experiment_names, run_experiment
-
-        names = experiment_names(args.name)
-        if args.out and len(names) > 1:
-            parser.error("--out names one file; a group of experiments writes results/<group>/<name>.json")
-        for name in names:
-            history = run_experiment(name, out=args.out, runs_dir=args.runs_dir, progress=not args.no_progress)
-            print(history.summary(), flush=True)
-        return 0
-    return 2
+    expected = (DataError, CheckpointMismatch, ValueError, FileNotFoundError, FileExistsError, PermissionError,
+                FloatingPointError)
+    command = {"train": _train, "evaluate": _evaluate, "experiment": _experiment}[args.command]
+    try:
+        return command(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except expected as e:
+        if args.debug:
+            raise
+        print("error: " + " ".join(str(e).split()), file=sys.stderr)  # one line
+        return 2
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ crop (4-pixel padding) and horizontal flip as batched tensor ops: no PIL in the 
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import os
@@ -32,12 +33,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from resnet_lab.checkpoints import atomic_save
+
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 # per-channel statistics of the CIFAR-10 training set (official release), in [0, 1] units
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the key covers every source file in full (1 kept only part of it)
 
 
 class DataError(ValueError):
@@ -148,6 +151,10 @@ def load_cifar10(
     Raises :class:`DataError` listing what was tried when nothing is found.
     """
     root = Path(root).expanduser() if root is not None else default_root()
+    if root.is_file():
+        via = " (from $RESNET_LAB_DATA)" if "RESNET_LAB_DATA" in os.environ and root == default_root() else ""
+        raise DataError(f"{root}{via} is a file, not a folder: point it at the folder that holds "
+                        "CIFAR-10 (train/ and test/, their .tar.gz archives, or cifar-10-batches-py/)")
     tried: list[str] = []
     data = None
     for finder in (_from_folders, _from_archives, _from_python_batches):
@@ -258,25 +265,31 @@ def _from_archives(root: Path, tried: list[str]):
 
 
 def _read_archive(path: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode every image of a ``.tar.gz`` archive. The gzip stream is read to its very end, so
+    that its CRC and length are checked: a corrupted archive raises a DataError that says so,
+    even without a SHA256SUMS file, instead of loading changed images or losing classes."""
     items = []
     found = set()
     try:
-        with tarfile.open(path, "r:gz") as tar:
-            for member in tar:
-                if not member.isfile():
-                    continue
-                parts = Path(member.name).parts
-                if Path(member.name).suffix.lower() not in IMAGE_SUFFIXES or len(parts) < 2:
-                    continue
-                cls = parts[-2]
-                found.add(cls)
-                if cls not in CLASSES:
-                    continue
-                items.append((CLASSES.index(cls), tar.extractfile(member).read(), f"{path}:{member.name}"))
+        with gzip.open(path, "rb") as gz:
+            with tarfile.open(fileobj=gz, mode="r|") as tar:  # stream mode: one pass, in order
+                for member in tar:
+                    if not member.isfile():
+                        continue
+                    parts = Path(member.name).parts
+                    if Path(member.name).suffix.lower() not in IMAGE_SUFFIXES or len(parts) < 2:
+                        continue
+                    cls = parts[-2]
+                    found.add(cls)
+                    if cls not in CLASSES:
+                        continue
+                    items.append((CLASSES.index(cls), tar.extractfile(member).read(), f"{path}:{member.name}"))
+            # tarfile stops at the end-of-archive marker; the gzip CRC and length come after it
+            while gz.read(1 << 20):
+                pass
     except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
         raise DataError(
-            f"{path} is not a readable .tar.gz archive ({type(e).__name__}: {e}). "
-            "It is probably truncated or corrupted: download or copy it again."
+            f"{path} is corrupted or truncated ({type(e).__name__}: {e}): download or copy it again."
         ) from e
     _check_classes(sorted(found), path)
     return _decode_files(items)
@@ -331,8 +344,16 @@ def _from_python_batches(root: Path, tried: list[str]):
                         entry = pickle.load(fh, encoding="latin1")
                 except Exception as e:
                     raise DataError(f"cannot read {p} ({e}): the batch is corrupted; download it again") from e
-                xs.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-                ys.extend(entry.get("labels", entry.get("fine_labels", [])))
+                try:
+                    x = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+                    y = list(entry.get("labels", entry.get("fine_labels", [])))
+                except (KeyError, TypeError, ValueError) as e:
+                    raise DataError(f"{p} is not a CIFAR-10 python batch of 32x32 RGB images ({e}): "
+                                    "download the batches again") from e
+                if len(y) != len(x):
+                    raise DataError(f"{p} holds {len(x)} images but {len(y)} labels: download the batches again")
+                xs.append(x)
+                ys.extend(y)
             return torch.from_numpy(np.concatenate(xs)), torch.tensor(ys, dtype=torch.int64)
 
         return load(files[:5]), load(files[5:])
@@ -343,16 +364,31 @@ def _from_python_batches(root: Path, tried: list[str]):
 def _download(root: Path, tried: list[str]) -> CifarData:
     import torchvision
 
+    top = next((p for p in reversed([root, *root.parents]) if not p.exists()), None)  # first folder we create
     try:
-        root.mkdir(parents=True, exist_ok=True)
+        root.mkdir(parents=True, exist_ok=True)  # the download target, made only now that we download
         # torchvision checks the archive's MD5 against the published one before extracting
         torchvision.datasets.CIFAR10(str(root), train=True, download=True)
     except Exception as e:
+        if top is not None:
+            _remove_empty_tree(root, top)  # a failed download leaves no new empty folders behind
         tried.append(f"torchvision download into {root}: {type(e).__name__}: {e}")
         raise DataError(_not_found(root, tried, "the download failed")) from e
     found = _from_python_batches(root, tried)
     key, source, reader = found
     return _cached(root, key, "official CIFAR-10 release (downloaded by torchvision)", reader)
+
+
+def _remove_empty_tree(folder: Path, top: Path) -> None:
+    """Remove ``folder`` and its parents up to ``top``, as long as they are empty."""
+    try:
+        while folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+            if folder == top:
+                break
+            folder = folder.parent
+    except OSError:
+        pass
 
 
 # --------------------------------------------------------------------------- cache
@@ -370,7 +406,8 @@ def _writable(folder: Path) -> bool:
 
 def _cache_path(root: Path, key: str) -> Path:
     """Beside the data when its folder is writable, else in the user's cache folder."""
-    name = f"cifar10-v{CACHE_VERSION}-{key[:16]}.pt"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:32]  # every byte of the key counts
+    name = f"cifar10-v{CACHE_VERSION}-{digest}.pt"
     if _writable(root):
         return root / ".resnet_lab_cache" / name
     return user_cache_dir() / name
@@ -399,19 +436,6 @@ def _cached(root: Path, key: str, source: str, reader) -> CifarData:
     except OSError:
         pass  # caching is an optimisation; a read-only home still gets the data
     return data
-
-
-def atomic_save(obj, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename: a crash or Ctrl-C
-    mid-write never leaves a half-written file under ``path``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 # --------------------------------------------------------------------------- loader

@@ -22,6 +22,11 @@ from resnet_lab.blocks import BLOCKS, SHORTCUTS, BasicBlock, Bottleneck, conv3x3
 CIFAR_DEPTHS = (20, 32, 44, 56, 110, 1202)
 
 
+def check_num_classes(num_classes) -> None:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive integer (10 for CIFAR-10), got {num_classes!r}")
+
+
 class ResNet(nn.Module):
     """A stem, stages of residual blocks, global average pooling and a linear classifier.
 
@@ -44,6 +49,7 @@ class ResNet(nn.Module):
         zero_init_residual: bool = False,
     ) -> None:
         super().__init__()
+        check_num_classes(num_classes)
         self.skip = skip
         self.shortcut = shortcut
         self.preact = block is BLOCKS["preact"]
@@ -161,6 +167,9 @@ def cifar_resnet(
     variant += [f"width {width}"] if width != 16 else []
     variant += ["zero-init"] if zero_init_residual else []
     model.name = f"{'resnet' if skip else 'plain'}{depth}" + (f" ({', '.join(variant)})" if variant else "")
+    model.build_spec = {"name": "cifar_resnet", "kwargs": dict(
+        depth=depth, skip=skip, shortcut=shortcut, block=block, width=width, num_classes=num_classes,
+        zero_init_residual=zero_init_residual)}
     return model
 
 
@@ -238,6 +247,8 @@ def imagenet_resnet(depth: int, *, num_classes: int = 1000, skip: bool = True, z
         zero_init_residual=zero_init_residual,
     )
     model.name = f"{'resnet' if skip else 'plain'}{depth} (ImageNet)"
+    model.build_spec = {"name": "imagenet_resnet", "kwargs": dict(
+        depth=depth, num_classes=num_classes, skip=skip, zero_init_residual=zero_init_residual)}
     return model
 
 
@@ -386,6 +397,56 @@ def load_reference_weights(model: ResNet, state_dict: Mapping[str, torch.Tensor]
     return model
 
 
+# ---------------------------------------------------------------------------- parts
+
+
+def model_parts(model: nn.Module) -> dict[str, list[str]]:
+    """The named parts of a :class:`ResNet`, input to output, for freezing and for learning
+    rates: ``stem``, ``layer1`` ... ``layerN`` (one per stage) and ``head``. Each part maps to the
+    module names it covers. ``backbone`` (everything but the head) is accepted wherever a part
+    name is.
+
+    >>> list(model_parts(resnet20()))
+    ['stem', 'layer1', 'layer2', 'layer3', 'head']
+    """
+    if not isinstance(model, ResNet):
+        raise TypeError(
+            f"named parts are defined for resnet_lab's ResNet models (cifar_resnet, resnet18 ...), "
+            f"not {type(model).__name__}"
+        )
+    parts = {"stem": ["conv1", "bn1"]}
+    for i in range(1, model.num_stages + 1):
+        parts[f"layer{i}"] = [f"layer{i}"]
+    parts[f"layer{model.num_stages}"].append("final_act")  # pre-activation's last BN-ReLU
+    parts["head"] = ["fc"]
+    return parts
+
+
+def part_names(model: nn.Module, parts) -> list[str]:
+    """Expand ``parts`` (a name or a list; ``"backbone"`` = all but the head, ``"all"``) into
+    the part names of ``model``, refusing unknown names with the list of valid ones."""
+    known = list(model_parts(model))
+    if isinstance(parts, str):
+        parts = [parts]
+    out: list[str] = []
+    for p in parts:
+        if p == "all":
+            out += known
+        elif p == "backbone":
+            out += [k for k in known if k != "head"]
+        elif p in known:
+            out.append(p)
+        else:
+            raise ValueError(f"unknown part {p!r}; this model's parts are {known} (or 'backbone', 'all')")
+    return list(dict.fromkeys(out))
+
+
+def parameter_parts(model: nn.Module) -> dict[str, str]:
+    """The part (see :func:`model_parts`) of every parameter, by parameter name."""
+    owner = {m: part for part, mods in model_parts(model).items() for m in mods}
+    return {name: owner[name.split(".")[0]] for name, _ in model.named_parameters()}
+
+
 # ---------------------------------------------------------------------------- inspection
 
 
@@ -496,10 +557,18 @@ class SpeedNet(nn.Module):
         return self.scale(self.fc(x))
 
 
+BUILDERS = {"cifar_resnet": cifar_resnet, "imagenet_resnet": imagenet_resnet}
+
+
 def build_model(name: str, **kwargs) -> nn.Module:
     """A model by name: ``resnet<depth>`` and ``plain<depth>`` for the CIFAR networks (any
     6n+2 depth: ``resnet20``, ``plain56``, ``resnet8`` ...), except ``resnet18/34/50/101/152``,
-    which are the ImageNet networks as in torchvision; ``speednet``, ``article``, ``article_fixed``."""
+    which are the ImageNet networks as in torchvision; ``speednet``, ``article``, ``article_fixed``;
+    or a builder, ``cifar_resnet`` / ``imagenet_resnet``, with its arguments.
+
+    The model remembers how it was built (``model.build_spec``); checkpoints store it, so
+    ``build_model(**state["build"])`` rebuilds the network of any checkpoint.
+    """
     import re
 
     others = {"speednet": SpeedNet, "article": ArticleNet, "article_fixed": ArticleNetFixed}
@@ -510,8 +579,27 @@ def build_model(name: str, **kwargs) -> nn.Module:
         model = cifar_resnet(int(m.group(2)), skip=m.group(1) == "resnet", **kwargs)
     elif name in others:
         model = others[name](**kwargs)
+    elif name in BUILDERS:
+        model = BUILDERS[name](**kwargs)
     else:
-        raise ValueError(f"unknown model {name!r}; use resnet<6n+2>, plain<6n+2>, resnet18/34/50/101/152 or {sorted(others)}")
+        raise ValueError(
+            f"unknown model {name!r}; use resnet<6n+2> (resnet20, resnet56, ...), plain<6n+2>, "
+            f"resnet18/34/50/101/152 or one of {sorted(others)}"
+        )
     if not hasattr(model, "name"):
         model.name = name
+    if not hasattr(model, "build_spec"):
+        model.build_spec = {"name": name, "kwargs": dict(kwargs)}
     return model
+
+
+def check_model_name(name: str) -> None:
+    """Raise the ValueError of :func:`build_model` for an unknown name, without building anything
+    (the CLI checks the name before it loads the data)."""
+    import re
+
+    m = re.fullmatch(r"(resnet|plain)(\d+)", name)
+    if m and not (m.group(1) == "resnet" and int(m.group(2)) in IMAGENET_LAYERS):
+        cifar_blocks_per_stage(int(m.group(2)))
+    elif not m and name not in ("speednet", "article", "article_fixed", *BUILDERS):
+        build_model(name)

@@ -4,21 +4,28 @@
 >>> from resnet_lab.models import resnet20
 >>> history = train(resnet20(), load_cifar10(), TrainConfig(epochs=30))   # doctest: +SKIP
 
-``train`` writes a checkpoint at the end of every epoch (atomically: a temp file, then a rename)
-when given ``checkpoint_dir``; ``resume=True`` continues from it, and on the CPU an interrupted
-and resumed run ends with exactly the weights of an uninterrupted one. Ctrl-C stops cleanly and
-returns the History so far. A NaN or infinite loss stops with an error naming epoch and step.
+``train`` reads like the algorithm: set up (device, precision, loaders, optimiser), resume if
+asked, then for every epoch :func:`train_one_epoch`, :func:`evaluate` and a checkpoint. With
+``checkpoint_dir`` a checkpoint is written atomically after every epoch; ``resume=True``
+continues from it, and on the CPU an interrupted and resumed run ends with exactly the weights of
+an uninterrupted one. Ctrl-C stops cleanly and returns the History so far. A NaN or infinite
+loss stops the run with an error naming the epoch and step.
+
+Under ``torchrun`` (``WORLD_SIZE`` > 1) the same function trains with DistributedDataParallel:
+every process takes an equal share of each batch (same global batch and learning rate as one
+process), gradients are averaged, and rank 0 alone writes the History and the checkpoints.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import platform
+import random
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,10 +33,65 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resnet_lab.data import CifarData, CifarLoader, atomic_save, pick_device
+from resnet_lab.checkpoints import (  # noqa: F401  (re-exported: chapters import them from here)
+    CHECKPOINT_NAME,
+    HISTORY_NAME,
+    CheckpointMismatch,
+    History,
+    RunExistsError,
+    check_writable,
+    export_weights,
+    load_checkpoint,
+    model_name,
+    model_signature,
+    save_checkpoint,
+    unwrap,
+)
+from resnet_lab.data import CifarData, CifarLoader, pick_device
 
-CHECKPOINT_NAME = "checkpoint.pt"
-HISTORY_NAME = "history.json"
+NAN_CHECK_STEPS = 50  # the loss is read on the host once per this many steps (and at epoch end)
+
+
+def _choice(*allowed):
+    return lambda v: v in allowed
+
+
+# field -> (check, what it must be); every field is validated when a TrainConfig is made
+_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "epochs": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
+    "batch_size": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
+    "lr": (lambda v: _is_real(v) and v > 0, "a positive number"),
+    "momentum": (lambda v: _is_real(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "nesterov": (lambda v: isinstance(v, bool), "true or false"),
+    "weight_decay": (lambda v: _is_real(v) and v >= 0, "a number >= 0"),
+    "optimizer": (_choice("sgd", "adam", "adamw"), "'sgd', 'adam' or 'adamw'"),
+    "schedule": (_choice("paper", "onecycle", "constant"), "'paper', 'onecycle' or 'constant'"),
+    "warmup": (lambda v: _is_real(v) and v >= 0, "a number of epochs >= 0"),
+    "label_smoothing": (lambda v: _is_real(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "channels_last": (lambda v: isinstance(v, bool) or v == "auto", "true, false or 'auto'"),
+    "compile": (lambda v: isinstance(v, bool) or v in ("default", "reduce-overhead", "max-autotune"),
+                "true, false, 'reduce-overhead' or 'max-autotune'"),
+    "precision": (_choice("auto", "fp32", "bf16", "fp16"), "'auto', 'fp32', 'bf16' or 'fp16'"),
+    "seed": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "device": (lambda v: isinstance(v, str) and v.split(":")[0] in ("auto", "cpu", "cuda", "mps"),
+               "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"),
+    "eval_every": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
+    "tta": (lambda v: isinstance(v, bool), "true or false"),
+    "tta_translate": (lambda v: isinstance(v, bool), "true or false"),
+    "crop_pad": (lambda v: _is_int(v) and 0 <= v <= 16, "an integer from 0 to 16"),
+    "flip": (lambda v: isinstance(v, bool), "true or false"),
+    "lr_scales": (lambda v: isinstance(v, dict) and all(isinstance(k, str) and _is_real(s) and s >= 0
+                                                        for k, s in v.items()),
+                  "a mapping of part names to learning-rate multipliers >= 0"),
+}
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_real(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) != float("inf")
 
 
 @dataclass
@@ -38,93 +100,53 @@ class TrainConfig:
 
     The defaults are the paper's CIFAR-10 recipe (He et al. 2015 §4.2) except the length:
     SGD with momentum 0.9, lr 0.1 divided by 10 at 50% and 75% of training, weight decay 1e-4,
-    batch 128.
+    batch 128. Speed settings default to "auto": the fastest arithmetic the hardware has.
     """
 
     epochs: int = 30  # passes over the training set
-    batch_size: int = 128  # the paper's mini-batch size
+    batch_size: int = 128  # the paper's mini-batch size (the global batch, under torchrun)
     lr: float = 0.1  # peak learning rate
-    momentum: float = 0.9
+    momentum: float = 0.9  # SGD momentum (Adam: its beta1 stays 0.9)
     nesterov: bool = False
     weight_decay: float = 1e-4  # applied to every parameter, as in the paper
+    optimizer: str = "sgd"  # "sgd" (the paper), "adam" (the article: Adam, lr 1e-3) or "adamw"
     schedule: str = "paper"  # "paper": lr/10 at 50% and 75%; "onecycle": up then linearly to 0; "constant"
     warmup: float = 0.0  # epochs of linear warm-up from lr/10 ("paper") or from 0 ("onecycle")
     label_smoothing: float = 0.0  # 0.1 is common; Szegedy et al. 2016
-    channels_last: bool = False  # NHWC memory layout: faster convolutions on CPUs and tensor cores
-    compile: bool = False  # torch.compile the model (20-40 s to compile on a CPU, faster steps after)
-    precision: str = "fp32"  # "fp32", "bf16" (CPU or GPU that supports it), "fp16" (CUDA only)
-    seed: int = 0  # weights, shuffling and augmentation
+    channels_last: bool | str = "auto"  # NHWC memory layout; "auto": on CPUs and CUDA GPUs
+    compile: bool | str = False  # torch.compile (20-40 s on a CPU); or a mode: "reduce-overhead" (CUDA graphs)
+    precision: str = "auto"  # "auto": bf16 where supported, else fp16 + GradScaler on CUDA, else fp32
+    seed: int = 0  # weights (when the model is built after seed_everything), shuffling, augmentation
     device: str = "auto"  # "auto": CUDA when present, else the CPU
     eval_every: int = 1  # evaluate on the test set every k epochs (and always after the last)
     tta: bool = False  # flip test-time augmentation in evaluation
     tta_translate: bool = False  # also 1-pixel translated views in evaluation (as in airbench)
     crop_pad: int = 4  # random-crop padding in pixels (0 turns cropping off)
     flip: bool = True  # random horizontal flips
+    lr_scales: dict = field(default_factory=dict)  # fine-tuning: {"backbone": 0.1} trains all but the head at lr/10
 
     def __post_init__(self) -> None:
-        if self.schedule not in ("paper", "onecycle", "constant"):
-            raise ValueError(f"schedule must be 'paper', 'onecycle' or 'constant', got {self.schedule!r}")
-        if self.precision not in ("fp32", "bf16", "fp16"):
-            raise ValueError(f"precision must be 'fp32', 'bf16' or 'fp16', got {self.precision!r}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"epochs and batch_size must be positive, got {self.epochs} and {self.batch_size}")
-
-
-# ---------------------------------------------------------------------------- history
-
-
-@dataclass
-class History:
-    """Per-epoch records plus ``meta`` (model, data, device, hardware, versions, config).
-
-    Each record has ``epoch, train_loss, train_acc, test_loss, test_acc, lr, seconds,
-    images_per_sec`` (test values are ``None`` for epochs that were not evaluated; ``seconds``
-    is training time only, evaluation excluded). Saved as JSON ``{"meta": ..., "epochs": [...]}``.
-    """
-
-    epochs: list[dict[str, Any]] = field(default_factory=list)
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.epochs)
-
-    def __getitem__(self, key: str) -> list[Any]:
-        """``history["test_acc"]``: that column, one value per epoch."""
-        return [r.get(key) for r in self.epochs]
-
-    @property
-    def final(self) -> dict[str, Any]:
-        return self.epochs[-1] if self.epochs else {}
-
-    @property
-    def train_seconds(self) -> float:
-        return float(sum(r["seconds"] for r in self.epochs))
-
-    def save(self, path: str | os.PathLike) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps({"meta": self.meta, "epochs": self.epochs}, indent=1))
-        os.replace(tmp, path)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "History":
-        blob = json.loads(Path(path).read_text())
-        if not isinstance(blob, dict) or "epochs" not in blob:
-            raise ValueError(f"{path} is not a History JSON (expected keys 'meta' and 'epochs')")
-        return cls(epochs=list(blob["epochs"]), meta=dict(blob.get("meta", {})))
-
-    def summary(self) -> str:
-        f = self.final
-        acc = f.get("test_acc")
-        acc_s = f"{100 * acc:.2f}%" if acc is not None else "n/a"
-        return (
-            f"{self.meta.get('model', '?')}: test accuracy {acc_s} after {len(self)} epochs, "
-            f"{self.train_seconds / 60:.1f} min of training on {self.meta.get('hardware', '?')}"
-        )
+        for f in fields(self):
+            check, what = _RULES[f.name]
+            value = getattr(self, f.name)
+            if not check(value):
+                raise ValueError(f"TrainConfig.{f.name} must be {what}, got {value!r}")
 
 
 # ---------------------------------------------------------------------------- helpers
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's generators (all devices). Call it *before* building
+    the model: the starting weights come from torch's generator."""
+    random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    try:
+        import numpy as np
+
+        np.random.seed(seed % 2**32)
+    except ImportError:
+        pass
 
 
 def hardware_name(device: torch.device) -> str:
@@ -157,32 +179,42 @@ def git_commit() -> str | None:
 
 
 def bf16_supported(device: torch.device) -> bool:
+    """Whether bf16 arithmetic is fast here: CUDA GPUs of compute capability 8.0 (Ampere) and
+    newer, and CPUs with bf16 instructions (AVX-512 BF16 or AMX). Older GPUs (T4, V100) can
+    emulate bf16, slowly; they are not counted."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        return torch.cuda.get_device_capability(device)[0] >= 8
     if device.type == "cpu":
         check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
         return bool(check()) if check is not None else False
     return False
 
 
+def resolve_precision(device: torch.device, precision: str = "auto") -> str:
+    """``"auto"`` -> ``"bf16"`` where :func:`bf16_supported`, else ``"fp16"`` on CUDA (with a
+    GradScaler in training: the fast path of a T4 or V100), else ``"fp32"``."""
+    if precision != "auto":
+        return precision
+    if bf16_supported(device):
+        return "bf16"
+    return "fp16" if device.type == "cuda" else "fp32"
+
+
+def resolve_channels_last(device: torch.device, channels_last: bool | str = "auto") -> bool:
+    """``"auto"`` -> NHWC on CPUs and CUDA GPUs, where it makes convolutions faster."""
+    return device.type in ("cpu", "cuda") if channels_last == "auto" else bool(channels_last)
+
+
 def autocast_context(device: torch.device, precision: str):
+    precision = resolve_precision(device, precision)
     if precision == "fp32":
         return contextlib.nullcontext()
     if precision == "fp16" and device.type != "cuda":
         raise ValueError("precision 'fp16' needs a CUDA GPU; use 'bf16' or 'fp32' on the CPU")
     if precision == "bf16" and not bf16_supported(device):
-        raise ValueError(f"this {device.type} does not support bf16; use precision='fp32'")
+        raise ValueError(f"this {device.type} does not support bf16 well; use precision='auto' or 'fp32'")
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device.type, dtype=dtype)
-
-
-def model_name(model: nn.Module) -> str:
-    return getattr(model, "name", type(model).__name__)
-
-
-def model_signature(model: nn.Module) -> list[list]:
-    """Parameter and buffer names with shapes: what a checkpoint must match to load."""
-    return [[k, list(v.shape)] for k, v in model.state_dict().items()]
 
 
 def lr_factor(cfg: TrainConfig, step: int, total_steps: int, steps_per_epoch: int) -> float:
@@ -200,9 +232,95 @@ def lr_factor(cfg: TrainConfig, step: int, total_steps: int, steps_per_epoch: in
     return 1.0 if frac < 0.5 else 0.1 if frac < 0.75 else 0.01
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    """The module whose state dict we save: the original one, if ``model`` was compiled."""
-    return getattr(model, "_orig_mod", model)
+def set_train_mode(model: nn.Module) -> None:
+    """``model.train()``, except that batch-norm layers whose parameters are frozen stay in eval
+    mode: a frozen layer keeps its running statistics too (see :mod:`resnet_lab.finetune`)."""
+    model.train()
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.weight is not None and not m.weight.requires_grad:
+            m.eval()
+
+
+def parameter_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
+    """The optimiser's parameter groups: trainable parameters only, one group per learning
+    rate. ``cfg.lr_scales`` maps part names of :func:`~resnet_lab.models.model_parts`
+    (``"stem"``, ``"layer2"``, ``"head"``, or ``"backbone"`` for all but the head) to multipliers of
+    ``cfg.lr``; a part's own entry wins over ``"backbone"``; unnamed parts get 1."""
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not trainable:
+        raise ValueError("the model has no trainable parameters: unfreeze at least one part")
+    if not cfg.lr_scales:
+        return [{"params": [p for _, p in trainable]}]
+    from resnet_lab.models import model_parts, parameter_parts
+
+    known = set(model_parts(model)) | {"backbone"}
+    unknown = sorted(set(cfg.lr_scales) - known)
+    if unknown:
+        raise ValueError(f"TrainConfig.lr_scales names unknown parts {unknown}; this model's parts are {sorted(known)}")
+    part_of = parameter_parts(model)
+    groups: dict[float, list] = defaultdict(list)
+    for name, p in trainable:
+        part = part_of[name]
+        default = cfg.lr_scales.get("backbone", 1.0) if part != "head" else 1.0
+        groups[float(cfg.lr_scales.get(part, default))].append(p)
+    return [{"params": ps, "lr": cfg.lr * scale, "lr_scale": scale} for scale, ps in groups.items()]
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    groups = parameter_groups(model, cfg)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                               weight_decay=cfg.weight_decay)
+    adam = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
+    return adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+# ---------------------------------------------------------------------------- processes
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """Where this process stands under ``torchrun``: rank, number of processes, local rank."""
+
+    rank: int = 0
+    world: int = 1
+    local: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def distributed_setup(device_name: str) -> Ranks:
+    """Join the process group that ``torchrun`` describes in the environment (nccl on CUDA,
+    gloo on the CPU); a single process when ``WORLD_SIZE`` is unset or 1."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Ranks()
+    import torch.distributed as dist
+
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available())
+    if not dist.is_initialized():
+        if cuda:
+            torch.cuda.set_device(local)
+        dist.init_process_group("nccl" if cuda else "gloo")
+    return Ranks(dist.get_rank(), dist.get_world_size(), local)
+
+
+def _all_sum(t: torch.Tensor, ranks: Ranks) -> torch.Tensor:
+    if ranks.world > 1:
+        import torch.distributed as dist
+
+        dist.all_reduce(t)
+    return t
+
+
+def _barrier(ranks: Ranks) -> None:
+    if ranks.world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
 
 
 # ---------------------------------------------------------------------------- evaluation
@@ -274,70 +392,131 @@ def predict(model: nn.Module, loader: CifarLoader, *, tta: bool = False) -> torc
         model.train(was_training)
 
 
-# ---------------------------------------------------------------------------- checkpoints
+# ---------------------------------------------------------------------------- one epoch
 
 
-class CheckpointMismatch(ValueError):
-    """A checkpoint of another model or another run was offered."""
+@dataclass
+class _Step:
+    """What one training step needs, built once by :func:`train`."""
+
+    model: nn.Module  # what is called (compiled and/or DDP-wrapped)
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: Any
+    autocast: Any
+    criterion: nn.Module
+    ranks: Ranks
 
 
-def save_checkpoint(path, model, optimizer, scheduler, epoch: int, cfg: TrainConfig, history: History, scaler=None):
-    state = {
-        "format": "resnet_lab.checkpoint/1",
-        "model_name": model_name(unwrap(model)),
-        "signature": model_signature(unwrap(model)),
-        "model": unwrap(model).state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "scaler": scaler.state_dict() if scaler is not None else None,
-        "epoch": epoch,
-        "config": asdict(cfg),
-        "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "history": {"meta": history.meta, "epochs": history.epochs},
-    }
-    atomic_save(state, path)
+def _raise_nonfinite(loss_value: float, epoch: int, step: int, lr: float) -> None:
+    raise FloatingPointError(
+        f"loss became {loss_value} at epoch {epoch + 1}, step {step} (lr {lr:.4g}): "
+        "lower TrainConfig.lr or add warmup"
+    )
 
 
-def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None, map_location="cpu") -> dict:
-    """Read a checkpoint safely (``weights_only=True``) and, given ``model``, load its weights.
+def train_one_epoch(s: _Step, loader: CifarLoader, epoch: int, bar=None) -> dict[str, float]:
+    """One pass over ``loader``: forward, loss, backward, step, per batch. Returns the epoch's
+    training loss, accuracy, images and seconds.
 
-    Refuses, with :class:`CheckpointMismatch`, a checkpoint of another architecture.
+    Nothing in the loop waits for the device: loss and accuracy are summed on it, and the loss
+    is checked for NaN/inf on the host only every ``NAN_CHECK_STEPS`` steps and at the end (the
+    first bad step is remembered on the device, so the error still names it exactly).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:
-        raise ValueError(f"{path} is not a readable checkpoint ({type(e).__name__}: {e})") from e
-    if not isinstance(state, dict) or state.get("format") not in ("resnet_lab.checkpoint/1", "resnet_lab.weights/1"):
-        raise ValueError(f"{path} is not a resnet_lab checkpoint (saved by resnet_lab.train.train)")
-    if model is not None:
-        target = unwrap(model)
-        if state["signature"] != model_signature(target):
-            raise CheckpointMismatch(
-                f"{path} holds a {state['model_name']} but the model is a {model_name(target)} "
-                f"with different layers: build a {state['model_name']} to load it"
-            )
-        target.load_state_dict(state["model"])
-    return state
+    device = loader.device
+    set_train_mode(unwrap(s.model))
+    loader.set_epoch(epoch)
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    first_bad = torch.full((), -1, device=device, dtype=torch.long)
+    step_no = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
+    world, rank = s.ranks.world, s.ranks.rank
 
+    def check_finite(step: int) -> None:
+        bad = int(first_bad)
+        if bad >= 0:
+            _raise_nonfinite(float("nan"), epoch, bad, s.scheduler.get_last_lr()[0])
 
-def export_weights(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path:
-    """Keep only what inference needs from a training checkpoint: the weights, the model's
-    name and signature, and the run's History (no optimiser state). Loads with
-    :func:`load_checkpoint` like a checkpoint."""
-    state = load_checkpoint(checkpoint)
-    slim = {k: state[k] for k in ("model_name", "signature", "model", "epoch", "config", "history")}
-    slim["format"] = "resnet_lab.weights/1"
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_save(slim, out)
-    return out
+    t0 = time.perf_counter()
+    for step, (x, y) in enumerate(loader):
+        if world > 1:  # this process's share of the global batch
+            share = len(y) // world
+            x, y = x[rank * share : (rank + 1) * share], y[rank * share : (rank + 1) * share]
+        with s.autocast:
+            logits = s.model(x)
+            loss = s.criterion(logits.float(), y)
+        s.optimizer.zero_grad(set_to_none=True)
+        if s.scaler is not None:
+            s.scaler.scale(loss).backward()
+            s.scaler.step(s.optimizer)
+            s.scaler.update()
+        else:
+            loss.backward()
+            s.optimizer.step()
+        s.scheduler.step()
+        loss = loss.detach()
+        step_no += 1
+        first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step_no, first_bad)
+        loss_sum += loss * len(y)
+        correct += (logits.detach().argmax(1) == y).sum()
+        seen += len(y)
+        if bar is not None:
+            bar.update(1)
+        if (step + 1) % NAN_CHECK_STEPS == 0:
+            check_finite(step)
+            if bar is not None:
+                bar.set_postfix(epoch=f"{epoch + 1}", loss=f"{loss.item():.3f}")
+    check_finite(len(loader))
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    totals = _all_sum(torch.stack([loss_sum.float(), correct.float(), torch.tensor(float(seen), device=device)]),
+                      s.ranks)
+    return {"train_loss": (totals[0] / totals[2]).item(), "train_acc": (totals[1] / totals[2]).item(),
+            "images": int(totals[2].item()), "seconds": seconds}
 
 
 # ---------------------------------------------------------------------------- train
+
+
+def _resume(ckpt_path: Path, model: nn.Module, cfg: TrainConfig, data_desc: str, s: _Step, device) -> tuple[int, History]:
+    """Load the checkpoint in ``ckpt_path`` into the model, optimiser, scheduler and RNG, after
+    checking that it belongs to this network, this recipe and this data."""
+    state = load_checkpoint(ckpt_path, model, map_location=device)
+    saved = {k: v for k, v in state["config"].items() if k != "epochs"}
+    ours = {k: v for k, v in asdict(cfg).items() if k != "epochs"}
+    changed = {k: (saved.get(k), v) for k, v in ours.items() if saved.get(k) != v and k not in ("device",)}
+    if changed:
+        raise CheckpointMismatch(
+            f"{ckpt_path} was trained with other settings {changed} (saved, now): "
+            "resume with the same TrainConfig, or use a new checkpoint_dir"
+        )
+    saved_data = state.get("data") or state["history"]["meta"].get("data")
+    if saved_data is not None and saved_data != data_desc:
+        raise CheckpointMismatch(
+            f"{ckpt_path} was trained on other data: saved '{saved_data}', now '{data_desc}'. "
+            "Resume with the same data (--subset, --test-subset, --data), or use a new checkpoint_dir"
+        )
+    s.optimizer.load_state_dict(state["optimizer"])
+    s.scheduler.load_state_dict(state["scheduler"])
+    if s.scaler is not None and state.get("scaler"):
+        s.scaler.load_state_dict(state["scaler"])
+    torch.set_rng_state(state["torch_rng"])
+    if torch.cuda.is_available() and state.get("cuda_rng"):
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    history = History(epochs=list(state["history"]["epochs"]), meta=dict(state["history"]["meta"]))
+    history.meta.setdefault("resumed_at_epochs", []).append(state["epoch"])
+    return state["epoch"], history
+
+
+def _refuse_overwrite(folder: Path) -> None:
+    existing = [n for n in (CHECKPOINT_NAME, HISTORY_NAME) if (folder / n).exists()]
+    if existing:
+        raise RunExistsError(
+            f"{folder} already holds a run ({', '.join(existing)}): resume it (resume=True, --resume), "
+            "choose another folder (--out), or replace it (overwrite=True, --overwrite)"
+        )
 
 
 def train(
@@ -348,157 +527,120 @@ def train(
     progress: bool = True,
     checkpoint_dir: str | os.PathLike | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     on_epoch: Callable[[History], None] | None = None,
 ) -> History:
     """Train ``model`` on ``data.train_*`` and evaluate on ``data.test_*`` every epoch.
 
     Returns a :class:`History`. With ``checkpoint_dir`` a checkpoint and the History JSON are
-    written there after every epoch; ``resume=True`` continues from that checkpoint.
-    ``on_epoch(history)`` is called after every epoch (live plots use it).
+    written there after every epoch; ``resume=True`` continues from that checkpoint (a folder
+    without one starts afresh). A folder that already holds a run is refused unless ``resume``
+    or ``overwrite`` is given. ``on_epoch(history)`` is called after every epoch (live plots use it).
     """
     cfg = cfg or TrainConfig()
+    ranks = distributed_setup(cfg.device)
     device = pick_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    model = model.to(device)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    base = model
+    if device.type == "cuda" and ranks.world > 1:
+        device = torch.device("cuda", ranks.local)
+    precision = resolve_precision(device, cfg.precision)
+    channels_last = resolve_channels_last(device, cfg.channels_last)
+    autocast = autocast_context(device, precision)  # validates precision for the device
+    ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
+    if ckpt_path is not None:
+        check_writable(ckpt_path.parent)  # fail now, not after an epoch of training
+        if not resume and not overwrite:
+            _refuse_overwrite(ckpt_path.parent)
 
+    torch.manual_seed(cfg.seed)
+    base = model.to(device)
+    if channels_last:
+        base = base.to(memory_format=torch.channels_last)
     train_loader = CifarLoader(
         data.train_images, data.train_labels, cfg.batch_size, train=True, device=device,
-        seed=cfg.seed, crop_pad=cfg.crop_pad, flip=cfg.flip, channels_last=cfg.channels_last,
+        seed=cfg.seed, crop_pad=cfg.crop_pad, flip=cfg.flip, channels_last=channels_last,
     )
-    test_loader = CifarLoader(
-        data.test_images, data.test_labels, 1000, train=False, device=device,
-        channels_last=cfg.channels_last,
-    )
+    test_loader = CifarLoader(data.test_images, data.test_labels, 1000, train=False, device=device,
+                              channels_last=channels_last)
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
         raise ValueError(
             f"batch_size {cfg.batch_size} is larger than the training set ({len(data.train_labels)} images)"
         )
+    if cfg.batch_size % ranks.world:
+        raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the {ranks.world} processes")
     total_steps = cfg.epochs * steps_per_epoch
 
-    optimizer = torch.optim.SGD(
-        base.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-        weight_decay=cfg.weight_decay,
-    )
+    optimizer = make_optimizer(base, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(cfg, step, total_steps, steps_per_epoch)
     )
-    scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
-    autocast = autocast_context(device, cfg.precision)  # validates precision for the device
-
-    history = History(
-        meta={
-            "model": model_name(base),
-            "parameters": sum(p.numel() for p in base.parameters()),
-            "data": data.describe() if hasattr(data, "describe") else str(data),
-            "device": str(device),
-            "hardware": hardware_name(device),
-            "torch": str(torch.__version__),
-            "git_commit": git_commit(),
-            "config": asdict(cfg),
-            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-            "seconds_note": "per-epoch seconds count training only; evaluation is excluded",
-        }
+    step_model = base
+    if ranks.world > 1:
+        if device.type == "cuda":  # BN statistics over the global batch, as in one process
+            step_model = nn.SyncBatchNorm.convert_sync_batchnorm(step_model)
+        step_model = nn.parallel.DistributedDataParallel(
+            step_model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile:
+        step_model = torch.compile(step_model, mode=None if cfg.compile in (True, "default") else cfg.compile)
+    s = _Step(
+        model=step_model, optimizer=optimizer, scheduler=scheduler,
+        scaler=torch.amp.GradScaler("cuda") if precision == "fp16" else None, autocast=autocast,
+        criterion=nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing), ranks=ranks,
     )
+
+    data_desc = data.describe() if hasattr(data, "describe") else str(data)
+    history = History(meta={
+        "model": model_name(base),
+        "build": getattr(base, "build_spec", None),
+        "parameters": sum(p.numel() for p in base.parameters()),
+        "trainable_parameters": sum(p.numel() for p in base.parameters() if p.requires_grad),
+        "data": data_desc,
+        "device": str(device),
+        "hardware": hardware_name(device) + (f" x {ranks.world} processes" if ranks.world > 1 else ""),
+        "precision": precision,
+        "channels_last": channels_last,
+        "torch": str(torch.__version__),
+        "git_commit": git_commit(),
+        "config": asdict(cfg),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "seconds_note": "per-epoch seconds count training only; evaluation is excluded",
+    })
     start_epoch = 0
-    ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
     if resume:
         if ckpt_path is None:
             raise ValueError("resume=True needs checkpoint_dir")
         if ckpt_path.is_file():
-            state = load_checkpoint(ckpt_path, base, map_location=device)
-            saved = {k: v for k, v in state["config"].items() if k != "epochs"}
-            ours = {k: v for k, v in asdict(cfg).items() if k != "epochs"}
-            changed = {k: (saved.get(k), v) for k, v in ours.items() if saved.get(k) != v and k not in ("device",)}
-            if changed:
-                raise CheckpointMismatch(
-                    f"{ckpt_path} was trained with other settings {changed} (saved, now): "
-                    "resume with the same TrainConfig, or use a new checkpoint_dir"
-                )
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            if scaler is not None and state.get("scaler"):
-                scaler.load_state_dict(state["scaler"])
-            torch.set_rng_state(state["torch_rng"])
-            if torch.cuda.is_available() and state.get("cuda_rng"):
-                torch.cuda.set_rng_state_all(state["cuda_rng"])
-            history = History(epochs=list(state["history"]["epochs"]), meta=dict(state["history"]["meta"]))
-            history.meta.setdefault("resumed_at_epochs", []).append(state["epoch"])
-            start_epoch = state["epoch"]
-
-    step_model = torch.compile(base) if cfg.compile else base
-    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+            start_epoch, history = _resume(ckpt_path, base, cfg, data_desc, s, device)
 
     bar = None
-    if progress:
+    if progress and ranks.is_main:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total_steps, initial=start_epoch * steps_per_epoch, desc=model_name(base), unit="step")
     interrupted = False
     try:
         for epoch in range(start_epoch, cfg.epochs):
-            step_model.train()
-            train_loader.set_epoch(epoch)
-            loss_sum = torch.zeros((), device=device)
-            correct = torch.zeros((), device=device, dtype=torch.long)
-            seen = 0
-            t0 = time.perf_counter()
-            for step, (x, y) in enumerate(train_loader):
-                with autocast:
-                    logits = step_model(x)
-                    loss = criterion(logits.float(), y)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1} "
-                        f"(lr {scheduler.get_last_lr()[0]:.4g}): lower TrainConfig.lr or add warmup"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    optimizer.step()
-                scheduler.step()
-                loss_sum += loss.detach() * len(y)
-                correct += (logits.detach().argmax(1) == y).sum()
-                seen += len(y)
-                if bar is not None:
-                    bar.update(1)
-                    if step % 20 == 0:
-                        bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}", loss=f"{loss.item():.3f}")
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            seconds = time.perf_counter() - t0
+            r = train_one_epoch(s, train_loader, epoch, bar)
             record = {
-                "epoch": epoch + 1,
-                "train_loss": loss_sum.item() / seen,
-                "train_acc": correct.item() / seen,
-                "test_loss": None,
-                "test_acc": None,
-                "lr": optimizer.param_groups[0]["lr"],
-                "seconds": seconds,
-                "images_per_sec": seen / seconds,
+                "epoch": epoch + 1, "train_loss": r["train_loss"], "train_acc": r["train_acc"],
+                "test_loss": None, "test_acc": None, "lr": optimizer.param_groups[0]["lr"],
+                "seconds": r["seconds"], "images_per_sec": r["images"] / r["seconds"],
             }
             if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
                 t1 = time.perf_counter()
+                eval_model = step_model if ranks.world == 1 else base
                 record["test_loss"], record["test_acc"] = evaluate(
-                    step_model, test_loader, tta=cfg.tta, tta_translate=cfg.tta_translate, precision=cfg.precision
-                )
+                    eval_model, test_loader, tta=cfg.tta, tta_translate=cfg.tta_translate, precision=precision)
                 record["eval_seconds"] = time.perf_counter() - t1
             history.epochs.append(record)
             if bar is not None:
                 acc = record["test_acc"]
                 bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}", loss=f"{record['train_loss']:.3f}",
                                 test_acc="-" if acc is None else f"{100 * acc:.1f}%")
-            if ckpt_path is not None:
-                ckpt_path.parent.mkdir(parents=True, exist_ok=True)
-                save_checkpoint(ckpt_path, base, optimizer, scheduler, epoch + 1, cfg, history, scaler)
+            if ckpt_path is not None and ranks.is_main:
+                save_checkpoint(ckpt_path, base, optimizer, scheduler, epoch + 1, cfg, history, s.scaler)
                 history.save(ckpt_path.parent / HISTORY_NAME)
+            _barrier(ranks)
             if on_epoch is not None:
                 on_epoch(history)
     except KeyboardInterrupt:
@@ -511,6 +653,6 @@ def train(
             bar.close()
     history.meta["train_seconds"] = history.train_seconds
     history.meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-    if ckpt_path is not None and not interrupted:
+    if ckpt_path is not None and not interrupted and ranks.is_main:
         history.save(ckpt_path.parent / HISTORY_NAME)
     return history

@@ -210,7 +210,7 @@ class TrainingRace(_Explorer):
     def run(self) -> dict:
         """Train plain and residual at the current settings (or take them from the cache)."""
         from resnet_lab.models import cifar_resnet
-        from resnet_lab.train import TrainConfig, train
+        from resnet_lab.train import TrainConfig, seed_everything, train
 
         key = self.key()
         if key not in self.results:
@@ -218,6 +218,7 @@ class TrainingRace(_Explorer):
                               warmup=min(1, key[1] / 2), seed=self.seed)
             runs: dict[str, object] = {}
             for skip in (False, True):
+                seed_everything(self.seed)  # the same starting weights every time
                 model = cifar_resnet(key[0], skip=skip)
                 self.status.value = f"training {model.name} ..."
                 runs[model.name] = train(model, self.data, cfg, progress=False,

@@ -26,6 +26,6 @@ def test_run_experiment_writes_history_and_weights(tiny_data, tmp_path):
     model = build_model("resnet20")
     state = load_checkpoint(out.with_suffix(".pt"), model)
     assert state["format"] == "resnet_lab.weights/1" and "optimizer" not in state
-    ckpt = torch.load(tmp_path / "runs" / "degradation" / "resnet20" / "checkpoint.pt", weights_only=True)
+    ckpt = torch.load(tmp_path / "runs" / "degradation" / "resnet20-seed0" / "checkpoint.pt", weights_only=True)
     for k, v in ckpt["model"].items():
         assert torch.equal(model.state_dict()[k], v)

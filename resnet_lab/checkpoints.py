@@ -1,0 +1,227 @@
+"""Saving and loading runs: atomic writes, the History JSON, training checkpoints.
+
+Everything here is written atomically (a temporary file in the same folder, then a rename), so
+a crash or Ctrl-C in the middle of a write never leaves a half-written file behind. Checkpoints
+are read with ``torch.load(..., weights_only=True)``: a checkpoint cannot run code.
+
+A checkpoint records how to rebuild its model (``build``: the :func:`~resnet_lab.models.build_model`
+name and arguments), its layer signature, the TrainConfig, the data it was trained on and the
+History so far, so that resuming or evaluating it with another network or other data is refused
+with a message that names both sides.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+CHECKPOINT_NAME = "checkpoint.pt"
+HISTORY_NAME = "history.json"
+CHECKPOINT_FORMATS = ("resnet_lab.checkpoint/1", "resnet_lab.weights/1")
+
+
+class CheckpointMismatch(ValueError):
+    """A checkpoint of another model, another recipe or other data was offered."""
+
+
+class RunExistsError(FileExistsError):
+    """The output folder already holds another run, which training would overwrite."""
+
+
+def atomic_write(path: str | os.PathLike, write) -> None:
+    """Call ``write(tmp_path)``, then rename ``tmp_path`` to ``path``. The temporary file lives
+    in the same folder (a rename across file systems would not be atomic) and is removed on failure."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_save(obj, path: str | os.PathLike) -> None:
+    """``torch.save`` atomically: a crash mid-write never leaves a half-written file at ``path``."""
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def check_writable(folder: str | os.PathLike) -> Path:
+    """Create ``folder`` if needed and prove that a file can be written in it, before any work
+    is done; raises ``PermissionError`` naming the folder otherwise."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise PermissionError(
+            f"cannot write to {folder} ({e.strerror or e}): choose another output folder (--out)"
+        ) from e
+    return folder
+
+
+# ---------------------------------------------------------------------------- history
+
+
+@dataclass
+class History:
+    """Per-epoch records plus ``meta`` (model, data, device, hardware, versions, config).
+
+    Each record has ``epoch, train_loss, train_acc, test_loss, test_acc, lr, seconds,
+    images_per_sec`` (test values are ``None`` for epochs that were not evaluated; ``seconds``
+    is training time only, evaluation excluded). Saved as JSON ``{"meta": ..., "epochs": [...]}``.
+    """
+
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.epochs)
+
+    def __getitem__(self, key: str) -> list[Any]:
+        """``history["test_acc"]``: that column, one value per epoch."""
+        return [r.get(key) for r in self.epochs]
+
+    @property
+    def final(self) -> dict[str, Any]:
+        return self.epochs[-1] if self.epochs else {}
+
+    @property
+    def train_seconds(self) -> float:
+        return float(sum(r["seconds"] for r in self.epochs))
+
+    def save(self, path: str | os.PathLike) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps({"meta": self.meta, "epochs": self.epochs}, indent=1)
+        atomic_write(path, lambda tmp: tmp.write_text(text))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "History":
+        """Read a History JSON; a truncated or malformed file raises a ValueError naming the
+        file and what is wrong with it."""
+        path = Path(path)
+        try:
+            blob = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} is not valid JSON ({e.msg} at line {e.lineno}): "
+                             "the file is truncated or damaged; re-run the experiment that wrote it") from e
+        if not isinstance(blob, dict) or "epochs" not in blob:
+            raise ValueError(f"{path} is not a History JSON (expected keys 'meta' and 'epochs')")
+        epochs, meta = blob["epochs"], blob.get("meta", {})
+        if not isinstance(epochs, list) or not all(isinstance(r, dict) for r in epochs):
+            raise ValueError(f"{path}: 'epochs' must be a list of per-epoch records, got {type(epochs).__name__}")
+        if not isinstance(meta, dict):
+            raise ValueError(f"{path}: 'meta' must be a JSON object, got {type(meta).__name__}")
+        for i, r in enumerate(epochs):
+            bad = [k for k in ("epoch", "seconds") if not _is_number(r.get(k))]
+            if bad:
+                raise ValueError(f"{path}: epoch record {i} lacks a number for {bad}")
+        return cls(epochs=list(epochs), meta=dict(meta))
+
+    def summary(self) -> str:
+        f = self.final
+        acc = f.get("test_acc")
+        acc_s = f"{100 * acc:.2f}%" if acc is not None else "n/a"
+        return (
+            f"{self.meta.get('model', '?')}: test accuracy {acc_s} after {len(self)} epochs, "
+            f"{self.train_seconds / 60:.1f} min of training on {self.meta.get('hardware', '?')}"
+        )
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# ---------------------------------------------------------------------------- checkpoints
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module whose state dict we save: the original one, if ``model`` was compiled or
+    wrapped in DistributedDataParallel."""
+    model = getattr(model, "module", model) if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    return getattr(model, "_orig_mod", model)
+
+
+def model_name(model: nn.Module) -> str:
+    return getattr(model, "name", type(model).__name__)
+
+
+def model_signature(model: nn.Module) -> list[list]:
+    """Parameter and buffer names with shapes: what a checkpoint must match to load."""
+    return [[k, list(v.shape)] for k, v in model.state_dict().items()]
+
+
+def save_checkpoint(path, model, optimizer, scheduler, epoch: int, cfg, history: History, scaler=None) -> None:
+    target = unwrap(model)
+    state = {
+        "format": "resnet_lab.checkpoint/1",
+        "model_name": model_name(target),
+        "build": getattr(target, "build_spec", None),
+        "signature": model_signature(target),
+        "model": target.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "epoch": epoch,
+        "config": asdict(cfg),
+        "data": history.meta.get("data"),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "history": {"meta": history.meta, "epochs": history.epochs},
+    }
+    atomic_save(state, path)
+
+
+def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None, map_location="cpu") -> dict:
+    """Read a checkpoint safely (``weights_only=True``) and, given ``model``, load its weights.
+
+    Refuses, with :class:`CheckpointMismatch`, a checkpoint of another architecture: other layer
+    shapes, or the same shapes under another name (a ResNet-20 checkpoint offered to a plain-20).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:
+        raise ValueError(f"{path} is not a readable checkpoint ({type(e).__name__}: {e})") from e
+    if not isinstance(state, dict) or state.get("format") not in CHECKPOINT_FORMATS:
+        raise ValueError(f"{path} is not a resnet_lab checkpoint (saved by resnet_lab.train.train)")
+    if model is not None:
+        target = unwrap(model)
+        ours, theirs = model_name(target), state["model_name"]
+        if state["signature"] != model_signature(target):
+            raise CheckpointMismatch(
+                f"{path} holds a {theirs} but the model is a {ours} "
+                f"with different layers: build a {theirs} to load it"
+            )
+        if theirs != ours:
+            raise CheckpointMismatch(
+                f"{path} holds a {theirs} but the model is a {ours}: their layers have the same shapes, "
+                f"but they are different networks; build a {theirs} to load it"
+            )
+        target.load_state_dict(state["model"])
+    return state
+
+
+def export_weights(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Keep only what inference needs from a training checkpoint: the weights, the model's
+    name, build and signature, and the run's History (no optimiser state). Loads with
+    :func:`load_checkpoint` like a checkpoint."""
+    state = load_checkpoint(checkpoint)
+    slim = {k: state.get(k) for k in ("model_name", "build", "signature", "model", "epoch", "config", "data", "history")}
+    slim["format"] = "resnet_lab.weights/1"
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_save(slim, out)
+    return out
