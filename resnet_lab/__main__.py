@@ -113,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_eval.add_argument("--tta", action="store_true", help="flip test-time augmentation")
     _add_data_args(p_eval)
 
-    p_exp = sub.add_parser("experiment", help="run a named experiment or sweep, writing results/<name>-seed<k>.json")
+    p_exp = sub.add_parser("experiment", help="run a named experiment or sweep, writing results/<name>-seed<k>.json "
+                                              "('finetune': the transfer study, results/finetune.json)")
     p_exp.add_argument("name")
     p_exp.add_argument("--seeds", type=_seeds, default=None, help="seeds to run, e.g. 0,1,2 (default: the experiment's)")
     p_exp.add_argument("--results-dir", default=None, help="where the JSON records go (default: results/)")
@@ -168,8 +169,15 @@ def _evaluate(args) -> int:
 
 
 def _experiment(args) -> int:
-    from resnet_lab.experiments import is_recorded, result_path, run_id, run_sweep, sweep_runs, EXPERIMENTS
+    from resnet_lab.experiments import (EXPERIMENTS, TRANSFER, is_recorded, result_path, run_id, run_sweep,
+                                        run_transfer_study, sweep_runs, transfer_summary)
 
+    if args.name == "finetune":  # the transfer study of chapter 6: results/finetune.json
+        out = Path(args.results_dir) / "finetune.json" if args.results_dir else None
+        records = run_transfer_study(TRANSFER, out=out, runs_dir=args.runs_dir, progress=not args.no_progress)
+        for (method, budget), (mean, sd, n) in transfer_summary(records).items():
+            print(f"{method:15s} {budget:4d} labels/class: {100 * mean:5.1f} +- {100 * sd:.1f}% test accuracy ({n} seeds)")
+        return 0
     if args.list:
         for name, seed in sweep_runs(args.name, args.seeds):
             done = is_recorded(result_path(name, seed, args.results_dir), EXPERIMENTS[name].config.epochs)

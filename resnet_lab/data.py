@@ -78,6 +78,25 @@ class CifarData:
         note = f"subset: {len(out.train_labels)} train / {len(out.test_labels)} test, seed {seed}"
         return replace(out, notes=[*self.notes, note])
 
+    def select_classes(self, classes) -> "CifarData":
+        """Only the images of ``classes`` (names or label numbers), relabelled 0..k-1 in the
+        order given: ``data.select_classes(["airplane", "automobile", "ship", "truck"])``."""
+        idx = [self.classes.index(c) if isinstance(c, str) else int(c) for c in classes]
+        if len(set(idx)) != len(idx) or not all(0 <= i < len(self.classes) for i in idx):
+            raise ValueError(f"classes must be distinct names from {list(self.classes)}, got {list(classes)}")
+        lut = torch.full((len(self.classes),), -1, dtype=torch.long)
+        lut[idx] = torch.arange(len(idx))
+
+        def pick(images, labels):
+            keep = lut[labels] >= 0
+            return images[keep], lut[labels[keep]]
+
+        xtr, ytr = pick(self.train_images, self.train_labels)
+        xte, yte = pick(self.test_images, self.test_labels)
+        names = tuple(self.classes[i] for i in idx)
+        return replace(self, train_images=xtr, train_labels=ytr, test_images=xte, test_labels=yte, classes=names,
+                       val_images=None, val_labels=None, notes=[*self.notes, f"classes: {', '.join(names)}"])
+
     def split_validation(self, size: int = 5000, seed: int = 0) -> "CifarData":
         """Hold out ``size`` class-balanced training images as a validation set (the paper's
         45k/5k split with the default). Deterministic by seed."""
@@ -222,7 +241,7 @@ def _from_folders(root: Path, tried: list[str]):
             for split in ("train", "test")
         )
 
-    return h.hexdigest(), f"image folders in {root}", read
+    return h.hexdigest(), f"CIFAR-10 image folders ({root.name}/train, {root.name}/test)", read
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -256,7 +275,8 @@ def _from_archives(root: Path, tried: list[str]):
             )
         digests[split] = digest
     checked = "checked against SHA256SUMS" if expected else "no SHA256SUMS to check against"
-    source = f"CIFAR-10 JPEG archives in {root} ({checked})"
+    # named by content, not by the local folder: a published page must not show build paths
+    source = f"CIFAR-10 JPEG archives, train.tar.gz sha256 {digests['train'][:12]}... ({checked})"
 
     def read():
         return tuple(_read_archive(archives[split], split) for split in ("train", "test"))
@@ -358,7 +378,7 @@ def _from_python_batches(root: Path, tried: list[str]):
 
         return load(files[:5]), load(files[5:])
 
-    return h.hexdigest(), f"official CIFAR-10 python batches in {d}", read
+    return h.hexdigest(), "official CIFAR-10 release (python batches)", read
 
 
 def _download(root: Path, tried: list[str]) -> CifarData:

@@ -238,3 +238,129 @@ def summarize(runs: dict[str, list[History]], metric: str = "test_acc") -> dict[
     """``{experiment: (mean, sd, n)}`` of the final ``metric`` over seeds: what the book's
     tables and error bars show."""
     return {name: mean_sd(h.final.get(metric) for h in hs) for name, hs in runs.items()}
+
+
+# ---------------------------------------------------------------------------- transfer study
+
+ANIMALS = ("bird", "cat", "deer", "dog", "frog", "horse")
+VEHICLES = ("airplane", "automobile", "ship", "truck")
+TRANSFER_METHODS = ("scratch", "linear_probe", "finetune", "finetune_lowlr")
+
+
+@dataclass(frozen=True)
+class TransferStudy:
+    """Pretrain on some CIFAR-10 classes, adapt to the others with few labels (chapter 6).
+
+    Every (method, labels per class, seed) run trains the same number of optimiser steps, so
+    the methods are compared at equal cost. The seed picks the labelled images, the new head's
+    (or, from scratch, the whole network's) starting weights, the order and the augmentation;
+    the pretrained network is the same for all.
+    """
+
+    model: str = "resnet20"
+    source: tuple[str, ...] = ANIMALS
+    target: tuple[str, ...] = VEHICLES
+    pretrain: TrainConfig = field(default_factory=lambda: replace(DEGRADATION, epochs=10, eval_every=5))
+    pretrain_subset: int | None = None  # source-class training images (None: all 30,000)
+    budgets: tuple[int, ...] = (10, 50, 250)  # labelled training images per target class
+    methods: tuple[str, ...] = TRANSFER_METHODS
+    seeds: tuple[int, ...] = (0, 1, 2)
+    steps: int = 250  # optimiser steps of every adaptation run
+    batch_size: int = 64
+    test_subset: int | None = None  # target-class test images (None: all 4,000)
+    lr: float = 0.05  # fine-tuning lr (the head's, with finetune_lowlr)
+    scratch_lr: float = 0.1  # from scratch and the linear probe: the usual lr of a fresh layer
+    backbone_scale: float = 0.1  # finetune_lowlr: the backbone trains at lr x this
+
+    def config(self, method: str, n_images: int, seed: int) -> TrainConfig:
+        """The recipe of one adaptation run: ``steps`` steps of one-cycle SGD, evaluated once."""
+        if method not in TRANSFER_METHODS:
+            raise ValueError(f"method must be one of {TRANSFER_METHODS}, got {method!r}")
+        batch = min(self.batch_size, n_images)
+        epochs = max(1, round(self.steps * batch / n_images))
+        lr = self.scratch_lr if method in ("scratch", "linear_probe") else self.lr
+        scales = {"backbone": self.backbone_scale} if method == "finetune_lowlr" else {}
+        return TrainConfig(epochs=epochs, batch_size=batch, lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4,
+                           schedule="onecycle", warmup=0.1 * epochs, seed=seed, eval_every=epochs, lr_scales=scales,
+                           channels_last=self.pretrain.channels_last, precision=self.pretrain.precision)
+
+
+TRANSFER = TransferStudy()
+
+
+def run_transfer_study(study: TransferStudy = TRANSFER, *, data=None, out: str | Path | None = None,
+                       weights: str | Path | None = None, runs_dir: str | Path = "runs",
+                       progress: bool = True) -> list[dict]:
+    """Run (or resume) the transfer study: pretrain on ``study.source`` (kept in ``weights``,
+    default ``results/finetune/pretrained.pt``, with its History beside it), then one run per
+    method x budget x seed on ``study.target``, each appended to ``out`` (default
+    ``results/finetune.json``) as soon as it ends. Runs already in ``out`` are skipped."""
+    import json
+    import time
+
+    from tqdm.auto import tqdm
+
+    from resnet_lab.checkpoints import atomic_write
+    from resnet_lab.data import load_cifar10
+    from resnet_lab.finetune import freeze, load_pretrained, replace_head
+    from resnet_lab.models import build_model
+    from resnet_lab.data import pick_device
+    from resnet_lab.train import git_commit, hardware_name, seed_everything, train
+
+    out = Path(out) if out is not None else RESULTS_DIR / "finetune.json"
+    weights = Path(weights) if weights is not None else RESULTS_DIR / "finetune" / "pretrained.pt"
+    data = data if data is not None else load_cifar10()
+    source = data.select_classes(study.source)
+    if study.pretrain_subset:
+        source = source.subset(study.pretrain_subset, seed=0)
+    target = data.select_classes(study.target)
+
+    if not weights.is_file():  # 1. pretrain on the source classes (resumable)
+        seed_everything(0)
+        net = build_model(study.model, num_classes=len(study.source))
+        run_dir = Path(runs_dir) / "finetune-pretrain"
+        h = train(net, source, study.pretrain, progress=progress, checkpoint_dir=run_dir, resume=True)
+        if "interrupted_after_epoch" in h.meta:
+            return []
+        h.meta.update(experiment="finetune/pretrain", description=f"{study.model} pretrained on {', '.join(study.source)}")
+        h.save(weights.with_suffix(".json"))
+        export_weights(run_dir / CHECKPOINT_NAME, weights)
+
+    records: list[dict] = json.loads(out.read_text()) if out.is_file() else []
+    done = {(r["method"], r["labels_per_class"], r["seed"]) for r in records}
+    todo = [(m, b, s) for b in study.budgets for m in study.methods for s in study.seeds if (m, b, s) not in done]
+    device = pick_device("auto")
+    bar = tqdm(todo, desc="transfer runs", unit="run", disable=not progress)
+    for method, budget, seed in bar:
+        bar.set_postfix(method=method, labels=budget, seed=seed)
+        n = budget * len(study.target)
+        few = target.subset(n, study.test_subset, seed=seed)
+        seed_everything(seed)
+        net = build_model(study.model, num_classes=len(study.source))
+        if method != "scratch":
+            load_pretrained(net, weights)
+        replace_head(net, len(study.target))  # fresh head: from the seed, for every method
+        if method == "linear_probe":
+            freeze(net, "backbone")
+        t0 = time.perf_counter()
+        h = train(net, few, study.config(method, n, seed), progress=False)
+        records.append({
+            "method": method, "labels_per_class": budget, "seed": seed, "test_acc": h.final["test_acc"],
+            "train_acc": h.final["train_acc"], "steps": len(h) * (n // h.meta["config"]["batch_size"]),
+            "meta": {"hardware": hardware_name(device), "minutes": (time.perf_counter() - t0) / 60,
+                     "commit": git_commit(), "data": few.describe(), "model": h.meta["model"],
+                     "pretrained": None if method == "scratch" else str(weights.name),
+                     "trainable_parameters": h.meta["trainable_parameters"], "config": h.meta["config"]},
+        })
+        text = json.dumps(records, indent=1)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(out, lambda tmp: tmp.write_text(text))  # every finished run is kept at once
+    return records
+
+
+def transfer_summary(records: list[dict]) -> dict[tuple[str, int], tuple[float, float, int]]:
+    """``{(method, labels_per_class): (mean, sd, n)}`` of the test accuracy over seeds."""
+    groups: dict[tuple[str, int], list[float]] = {}
+    for r in records:
+        groups.setdefault((r["method"], r["labels_per_class"]), []).append(r["test_acc"])
+    return {k: mean_sd(v) for k, v in sorted(groups.items())}

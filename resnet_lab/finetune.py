@@ -1,0 +1,165 @@
+"""Fine-tuning: a new head, frozen parts, learning rates per part, pretrained weights.
+
+>>> model = cifar_resnet(20)                                     # doctest: +SKIP
+>>> load_pretrained(model, "results/finetune/pretrained_animals.pt")  # our own checkpoint
+>>> replace_head(model, 4)                                       # 4 new classes
+>>> freeze(model, "backbone")                                    # a linear probe ...
+>>> train(model, data, TrainConfig(lr_scales={"backbone": 0.1}))  # ... or a smaller backbone lr
+
+Parts are those of :func:`resnet_lab.models.model_parts`: ``stem``, ``layer1`` ... ``layerN``,
+``head``, and ``backbone`` for all but the head. Works for the CIFAR ResNets, their plain twins
+and the torchvision-compatible ``resnet18`` ... ``resnet152``.
+
+A frozen part's batch-norm layers stay in evaluation mode during training (the trainer's
+:func:`~resnet_lab.train.set_train_mode` sees to it), so their running statistics do not drift
+towards the new data: frozen means frozen.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torch import nn
+
+from resnet_lab.checkpoints import load_checkpoint
+from resnet_lab.models import ResNet, check_num_classes, model_parts, part_names
+
+
+def _require_resnet(model: nn.Module) -> ResNet:
+    if not isinstance(model, ResNet):
+        raise TypeError(f"expected one of resnet_lab's ResNets (cifar_resnet, resnet18 ...), got {type(model).__name__}")
+    return model
+
+
+def replace_head(model: nn.Module, num_classes: int) -> nn.Module:
+    """Give ``model`` a new, freshly initialised linear classifier for ``num_classes`` classes,
+    in place (on the old head's device and dtype). Returns the model.
+
+    (B, 3, H, W) -> (B, num_classes) afterwards. The model's ``build_spec`` is updated, so its
+    checkpoints can be rebuilt by ``python -m resnet_lab evaluate``.
+    """
+    model = _require_resnet(model)
+    check_num_classes(num_classes)
+    old = model.fc
+    model.fc = nn.Linear(old.in_features, num_classes).to(device=old.weight.device, dtype=old.weight.dtype)
+    spec = getattr(model, "build_spec", None)
+    if spec is not None:
+        model.build_spec = {"name": spec["name"], "kwargs": {**spec["kwargs"], "num_classes": num_classes}}
+    return model
+
+
+def _parameters_of(model: nn.Module, parts) -> list[nn.Parameter]:
+    mods = model_parts(model)
+    names = {m for part in part_names(model, parts) for m in mods[part]}
+    return [p for n, p in model.named_parameters() if n.split(".")[0] in names]
+
+
+def freeze(model: nn.Module, parts="backbone") -> nn.Module:
+    """Stop training ``parts`` (a part name or a list): their parameters get
+    ``requires_grad=False`` and their BN layers keep their running statistics. Returns the model."""
+    for p in _parameters_of(model, parts):
+        p.requires_grad_(False)
+    return model
+
+
+def unfreeze(model: nn.Module, parts="all") -> nn.Module:
+    """Train ``parts`` again (default: everything). Returns the model."""
+    for p in _parameters_of(model, parts):
+        p.requires_grad_(True)
+    return model
+
+
+def count_trainable(model: nn.Module) -> tuple[int, int]:
+    """(trainable, frozen) parameter counts."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    return trainable, frozen
+
+
+def trainable_parts(model: nn.Module) -> dict[str, bool]:
+    """Whether each part is trainable (any parameter with ``requires_grad``)."""
+    return {part: any(p.requires_grad for p in _parameters_of(model, part)) for part in model_parts(model)}
+
+
+# ---------------------------------------------------------------------------- pretrained weights
+
+
+@dataclass
+class Pretrained:
+    """What :func:`load_pretrained` did. ``loaded`` is False when nothing was loaded (offline,
+    say): the model then keeps its own random weights and ``message`` says so."""
+
+    loaded: bool
+    source: str
+    message: str
+    skipped: list[str] = field(default_factory=list)  # keys not loaded (the head, when its size differs)
+
+    def __bool__(self) -> bool:
+        return self.loaded
+
+
+def _load_backbone(model: nn.Module, state: dict, source: str) -> Pretrained:
+    """Load ``state`` into ``model``: every key must fit, except the head, which is skipped (and
+    keeps its fresh weights) when the number of classes differs."""
+    own = model.state_dict()
+    head = [k for k in own if k.startswith("fc.")]
+    skipped = [k for k in head if k in state and state[k].shape != own[k].shape]
+    body = {k: v for k, v in state.items() if k not in skipped}
+    missing = [k for k in own if k not in body and k not in skipped]
+    unexpected = [k for k in body if k not in own]
+    wrong = [k for k in body if k in own and body[k].shape != own[k].shape]
+    if missing or unexpected or wrong:
+        raise ValueError(
+            f"{source} does not fit this {getattr(model, 'name', type(model).__name__)}: "
+            f"missing {missing[:4]}, unexpected {unexpected[:4]}, other shapes {wrong[:4]}"
+        )
+    model.load_state_dict({**own, **body})
+    what = "all weights" if not skipped else "all weights but the head (its number of classes differs)"
+    return Pretrained(True, source, f"loaded {what} from {source}", skipped)
+
+
+def load_pretrained(model: nn.Module, source, *, progress: bool = False) -> Pretrained:
+    """Load pretrained weights into ``model`` (in place), all but a head of another size.
+
+    ``source`` is
+    - a path to one of our checkpoints or exported weights (``.pt``): the network must be the
+      same apart from the head; or
+    - torchvision ImageNet weights for our ``resnet18`` ... ``resnet152``: a ``weights=`` enum
+      (``torchvision.models.ResNet18_Weights.IMAGENET1K_V1``) or its name (``"IMAGENET1K_V1"``,
+      ``"DEFAULT"``). They are downloaded once, and torchvision checks the file's hash.
+
+    Offline, or whenever a download fails, nothing is loaded and nothing is raised: the returned
+    :class:`Pretrained` is false and its one-line ``message`` says what was skipped, so a chapter
+    can go on with other weights and never passes random weights off as pretrained.
+    """
+    model = _require_resnet(model)
+    if isinstance(source, (str, os.PathLike)) and Path(source).suffix in (".pt", ".pth"):
+        state = load_checkpoint(source)
+        return _load_backbone(model, state["model"], str(source))
+    return _load_torchvision(model, source, progress)
+
+
+def _load_torchvision(model: ResNet, weights, progress: bool) -> Pretrained:
+    import torchvision
+
+    depth = getattr(model, "build_spec", {}).get("kwargs", {}).get("depth")
+    if getattr(model, "build_spec", {}).get("name") != "imagenet_resnet" or depth is None:
+        raise ValueError("torchvision's ImageNet weights fit only our ImageNet ResNets (resnet18 ... resnet152)")
+    enum = torchvision.models.get_model_weights(f"resnet{depth}")
+    if isinstance(weights, str):
+        try:
+            weights = enum[weights] if weights != "DEFAULT" else enum.DEFAULT
+        except KeyError as e:
+            raise ValueError(f"{weights!r} is not a weight set of resnet{depth}; choose one of {[w.name for w in enum]}") from e
+    if not isinstance(weights, enum):
+        raise ValueError(f"{weights} are not weights of torchvision's resnet{depth}")
+    source = f"torchvision {enum.__name__}.{weights.name}"
+    try:
+        state = weights.get_state_dict(progress=progress, check_hash=True)
+    except Exception as e:  # offline: URLError, OSError, RuntimeError; a bad hash: RuntimeError
+        reason = " ".join(str(e).split())[:160]
+        return Pretrained(False, source, f"{source} not loaded (could not download: {type(e).__name__}: {reason}); "
+                                         "the model keeps its random weights")
+    return _load_backbone(model, state, source)
