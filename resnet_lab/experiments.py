@@ -19,7 +19,7 @@ import statistics
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from resnet_lab.checkpoints import CHECKPOINT_NAME, History, export_weights
+from resnet_lab.checkpoints import CHECKPOINT_NAME, History, RunExistsError, export_weights
 from resnet_lab.train import TrainConfig
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
@@ -143,10 +143,12 @@ def is_recorded(path: Path, epochs: int) -> bool:
 
 
 def run_experiment(name: str, *, seed: int | None = None, data=None, out: str | Path | None = None,
-                   progress: bool = True, runs_dir: str | Path = "runs", **overrides) -> History:
+                   progress: bool = True, runs_dir: str | Path = "runs", overwrite: bool = False,
+                   **overrides) -> History:
     """Train experiment ``name`` with ``seed`` (default: its first), resuming from
     ``runs/<name>-seed<k>/`` if interrupted, and save its History to ``out`` (default
-    ``results/<name>-seed<k>.json``). ``overrides`` replace config fields."""
+    ``results/<name>-seed<k>.json``). ``overrides`` replace config fields. A run already
+    recorded in ``out`` is refused unless ``overwrite=True``, which trains it again from scratch."""
     from resnet_lab.data import load_cifar10
     from resnet_lab.models import build_model
     from resnet_lab.train import seed_everything, train
@@ -156,6 +158,10 @@ def run_experiment(name: str, *, seed: int | None = None, data=None, out: str | 
     exp = EXPERIMENTS[name]
     seed = exp.seeds[0] if seed is None else seed
     cfg = replace(exp.config, seed=seed, **overrides)
+    out = Path(out) if out is not None else result_path(name, seed)
+    if not overwrite and is_recorded(out, cfg.epochs):
+        raise RunExistsError(f"{run_id(name, seed)} is already recorded in {out}: "
+                             "keep it, or pass overwrite=True to train it again")
     if data is None:  # given data is used as it is; otherwise the experiment's own
         data = load_cifar10(validation=exp.validation)
         if exp.subset is not None:
@@ -163,9 +169,9 @@ def run_experiment(name: str, *, seed: int | None = None, data=None, out: str | 
     seed_everything(seed)  # before the model is built: the seed fixes the starting weights
     model = build_model(exp.model, **exp.model_kwargs)
     run_dir = Path(runs_dir) / run_id(name, seed)
-    history = train(model, data, cfg, progress=progress, checkpoint_dir=run_dir, resume=True)
+    history = train(model, data, cfg, progress=progress, checkpoint_dir=run_dir, resume=not overwrite,
+                    overwrite=overwrite)
     history.meta.update(experiment=name, seed=seed, description=exp.description)
-    out = Path(out) if out is not None else result_path(name, seed)
     if "interrupted_after_epoch" in history.meta:
         return history  # not recorded: the checkpoint in runs/ resumes it
     history.save(out)
