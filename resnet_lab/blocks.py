@@ -120,9 +120,11 @@ class BasicBlock(nn.Module):
 class Bottleneck(nn.Module):
     """1x1 (reduce) -> 3x3 -> 1x1 (expand by 4), each with BN, shortcut added before the last ReLU.
 
-    The block the article calls "1x1 and 3x3 convolutions plus a 1x1 projection": the 1x1s
-    shrink and restore the channels so the costly 3x3 runs on a quarter of them (He et al.
-    2015, Fig. 5). The stride sits on the 3x3, as in torchvision ("ResNet v1.5").
+    The 1x1s shrink and restore the channels so the costly 3x3 runs on a quarter of them (He et
+    al. 2015, Fig. 5). (The article's section 3 lists "two convolution layers (1x1 and 3x3)", one
+    batch normalisation, a ReLU and a 1x1 convolution on the input: the nearest real block is
+    this one with a projection shortcut, but it has three convolutions, each with its own BN.)
+    The stride sits on the 3x3, as in torchvision ("ResNet v1.5").
 
     (B, in_planes, H, W) -> (B, 4 * planes, H/stride, W/stride).
     """

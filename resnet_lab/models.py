@@ -275,78 +275,81 @@ def resnet152(num_classes: int = 1000, **kw) -> ResNet:
 # ---------------------------------------------------------------------------- the article
 
 
-class ArticleConvBlock(nn.Module):
-    """The article's "residual block", as written: two 3x3 convs in a row, nothing else.
-
-    There is no ``+ x`` anywhere in ``forward``: despite its name this block has no skip
-    connection, no batch normalisation and not even a non-linearity between the convs.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=stride, padding=1)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, kernel_size=3, stride=1, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(x)
-        out = self.conv2(out)
-        return out
-
-
 class ArticleNet(nn.Module):
-    """The article's ResNet, exactly as written. It is wrong in four ways:
+    """The article's network, exactly as its section 5 writes it (the class is called
+    ``ResNet`` there): eight 3x3 convolutions with padding 1, stride 1 and biases,
+    3 -> 16 -> 16 -> 32 -> 32 -> 64 -> 64 -> 128 -> 128 channels, applied one after another.
+    293,520 parameters.
 
-    1. **No skip connection**: the blocks compute conv2(conv1(x)); nothing adds x back, so
-       this is a plain network, not a residual one.
-    2. **No activation**: with no ReLU between them, the eight convolutions compose to a
-       single linear map of the input; depth buys nothing.
-    3. **No batch normalisation**, which the paper uses after every convolution.
-    4. **No classifier head**: ``forward`` returns a (B, 512, 4, 4) feature map for
-       (B, 3, 32, 32) input, not (B, num_classes) logits, so ``nn.CrossEntropyLoss`` fails
-       (it reads dimension 1, the 512 channels, as classes, and wants a target of shape
-       (B, 4, 4)). ``num_classes`` is accepted and never used.
-
-    :class:`ArticleNetFixed` repairs all four.
+    What is missing: an activation between the convolutions (so the eight compose to one
+    linear map), batch normalisation, any skip connection (nothing adds an input back), and a
+    classifier head: ``forward`` returns the last feature map, (B, 3, 32, 32) -> (B, 128, 32, 32).
+    :class:`ArticleNetFixed` repairs it step by step.
     """
 
-    def __init__(self, num_classes: int = 10) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.layer1 = ArticleConvBlock(3, 64)
-        self.layer2 = ArticleConvBlock(64, 128, stride=2)
-        self.layer3 = ArticleConvBlock(128, 256, stride=2)
-        self.layer4 = ArticleConvBlock(256, 512, stride=2)
+        self.conv1 = nn.Conv2d(3, 16, kernel_size=3, padding=1)
+        self.conv2 = nn.Conv2d(16, 16, kernel_size=3, padding=1)
+        self.conv3 = nn.Conv2d(16, 32, kernel_size=3, padding=1)
+        self.conv4 = nn.Conv2d(32, 32, kernel_size=3, padding=1)
+        self.conv5 = nn.Conv2d(32, 64, kernel_size=3, padding=1)
+        self.conv6 = nn.Conv2d(64, 64, kernel_size=3, padding=1)
+        self.conv7 = nn.Conv2d(64, 128, kernel_size=3, padding=1)
+        self.conv8 = nn.Conv2d(128, 128, kernel_size=3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.layer1(x)  # (B, 64, 32, 32)
-        x = self.layer2(x)  # (B, 128, 16, 16)
-        x = self.layer3(x)  # (B, 256, 8, 8)
-        x = self.layer4(x)  # (B, 512, 4, 4): feature maps, not class scores
-        return x
+        x1 = self.conv1(x)
+        x2 = self.conv2(x1)
+        x3 = self.conv3(x2)
+        x4 = self.conv4(x3)
+        x5 = self.conv5(x4)
+        x6 = self.conv6(x5)
+        x7 = self.conv7(x6)
+        x8 = self.conv8(x7)
+        return x8  # (B, 128, 32, 32): feature maps, not class scores
 
 
 class ArticleNetFixed(nn.Module):
-    """The article's network repaired: the same four stages and widths, built from
-    :class:`~resnet_lab.blocks.BasicBlock` (BN, ReLU, a real skip connection, a 1x1
-    projection where shapes change), then global average pooling and a linear head.
+    """The article's eight convolutions, repaired one step at a time (chapter 4). Every
+    variant has what the article lacks most, a head: global average pooling and a linear
+    classifier, (B, 3, 32, 32) -> (B, num_classes).
 
-    (B, 3, 32, 32) -> (B, num_classes).
+    - ``nonlinear=False``: the article's eight biased convolutions, still with nothing between
+      them, plus the head: the loss runs, but the network is a linear classifier.
+    - ``nonlinear=True, skip=False``: BN and ReLU after every convolution (no biases: BN
+      shifts); a plain 8-layer network.
+    - ``nonlinear=True, skip=True`` (the default): what the article's text promises, "a network
+      with three residual blocks": a two-convolution stem, then convolutions 3-8 as three
+      :class:`~resnet_lab.blocks.BasicBlock` with the 1x1 projection shortcut that the
+      article's section 3 describes (the width changes in each block).
+
+    Every layer runs at full 32x32 resolution, as in the article; that makes it several times
+    costlier than the paper's ResNet-20 for about the same number of parameters.
     """
 
-    def __init__(self, num_classes: int = 10, *, skip: bool = True) -> None:
+    def __init__(self, num_classes: int = 10, *, nonlinear: bool = True, skip: bool = True) -> None:
         super().__init__()
-        self.layer1 = BasicBlock(3, 64, skip=skip, shortcut="B")
-        self.layer2 = BasicBlock(64, 128, stride=2, skip=skip, shortcut="B")
-        self.layer3 = BasicBlock(128, 256, stride=2, skip=skip, shortcut="B")
-        self.layer4 = BasicBlock(256, 512, stride=2, skip=skip, shortcut="B")
+        check_num_classes(num_classes)
+        if skip and not nonlinear:
+            raise ValueError("skip=True needs nonlinear=True: residual blocks have BN and ReLU")
+        if not nonlinear:
+            self.features = ArticleNet()
+        else:
+            self.features = nn.Sequential(
+                conv3x3(3, 16), nn.BatchNorm2d(16), nn.ReLU(inplace=True),  # conv1
+                conv3x3(16, 16), nn.BatchNorm2d(16), nn.ReLU(inplace=True),  # conv2
+                BasicBlock(16, 32, skip=skip, shortcut="B"),  # conv3, conv4 (+ 1x1 projection)
+                BasicBlock(32, 64, skip=skip, shortcut="B"),  # conv5, conv6
+                BasicBlock(64, 128, skip=skip, shortcut="B"),  # conv7, conv8
+            )
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(512, num_classes)
+        self.fc = nn.Linear(128, num_classes)
+        self.name = "article_fixed" + ("" if nonlinear else " (linear)") + ("" if skip else " (plain)")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.layer1(x)  # (B, 64, 32, 32)
-        x = self.layer2(x)  # (B, 128, 16, 16)
-        x = self.layer3(x)  # (B, 256, 8, 8)
-        x = self.layer4(x)  # (B, 512, 4, 4)
-        x = torch.flatten(self.avgpool(x), 1)  # (B, 512)
+        x = self.features(x)  # (B, 128, 32, 32)
+        x = torch.flatten(self.avgpool(x), 1)  # (B, 128)
         return self.fc(x)  # (B, num_classes)
 
 

@@ -187,14 +187,22 @@ def test_reference_weights_wrong_depth():
 def test_article_net_as_written_fails_and_fixed_works():
     x, y = torch.randn(2, 3, 32, 32), torch.tensor([3, 7])
     net = ArticleNet()
+    assert count_params(net) == 293_520  # eight biased 3x3 convs, 3->16->16->32->32->64->64->128->128
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.stride, c.padding, c.bias is not None) for c in convs] == [
+        (i, o, (1, 1), (1, 1), True) for i, o in zip((3, 16, 16, 32, 32, 64, 64, 128), (16, 16, 32, 32, 64, 64, 128, 128))]
     out = net(x)
-    assert out.shape == (2, 512, 4, 4)  # a feature map, not class scores
+    assert out.shape == (2, 128, 32, 32)  # a feature map, not class scores
     assert not any(isinstance(m, (nn.ReLU, nn.BatchNorm2d, nn.Linear)) for m in net.modules())
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="spatial targets"):
         F.cross_entropy(out, y)
-    fixed = ArticleNetFixed()
-    assert fixed(x).shape == (2, 10)
-    F.cross_entropy(fixed(x), y).backward()
+    for kw in ({"nonlinear": False, "skip": False}, {"skip": False}, {}):
+        fixed = ArticleNetFixed(**kw)
+        assert fixed(x).shape == (2, 10)
+        F.cross_entropy(fixed(x), y).backward()
+    assert count_params(ArticleNetFixed(skip=False)) < count_params(ArticleNetFixed())  # + 1x1 projections
+    with pytest.raises(ValueError, match="skip=True needs nonlinear=True"):
+        ArticleNetFixed(nonlinear=False)
 
 
 def test_article_net_is_linear():
