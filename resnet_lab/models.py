@@ -458,6 +458,37 @@ def count_params(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
+def count_macs(model: nn.Module, x: torch.Tensor) -> int:
+    """Multiply-adds of one forward pass on ``x`` in its convolutions and linear layers (the
+    arithmetic that dominates; BN, ReLU and additions are not counted), summed over the batch.
+
+    A conv producing (C_out, H, W) costs C_out * H * W * (C_in / groups) * k_h * k_w.
+    """
+    total = 0
+
+    def conv_hook(m: nn.Conv2d, _inp, out):
+        nonlocal total
+        k = m.kernel_size[0] * m.kernel_size[1] * (m.in_channels // m.groups)
+        total += out.numel() * k
+
+    def linear_hook(m: nn.Linear, _inp, out):
+        nonlocal total
+        total += out.numel() * m.in_features
+
+    handles = [m.register_forward_hook(conv_hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    handles += [m.register_forward_hook(linear_hook) for m in model.modules() if isinstance(m, nn.Linear)]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(x)
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return total
+
+
 def shape_trace(
     model: nn.Module, input_shape: Sequence[int] = (1, 3, 32, 32), depth: int = 2
 ) -> "OrderedDict[str, tuple[int, ...]]":

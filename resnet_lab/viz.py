@@ -24,8 +24,13 @@ PAPER_ERRORS = {  # He et al. 2015, Table 6: CIFAR-10 test error (%), official d
 
 
 def caption(fig, text: str) -> None:
-    """A small grey line under the figure: what data, model, epochs, hardware and time made it."""
-    fig.text(0.01, -0.02, text, ha="left", va="top", fontsize=8, color="0.35", wrap=True)
+    """A small grey line under the figure, below every axis label and tick: what data, model,
+    epochs, hardware and time made it."""
+    renderer = fig.canvas.get_renderer()
+    to_fig = fig.transFigure.inverted()
+    bottoms = [ax.get_tightbbox(renderer).transformed(to_fig).y0 for ax in fig.axes if ax.get_visible()]
+    bottom = min([0.0, *bottoms])
+    fig.text(0.01, bottom - 0.03, text, ha="left", va="top", fontsize=8, color="0.35", wrap=True)
 
 
 def history_caption(h: History) -> str:
