@@ -1,30 +1,52 @@
-"""Run profiles: how much work a chapter's heavy cells do.
+"""Run profiles: how much work a chapter's training cells do, sized by time.
 
 ``RESNET_LAB_PROFILE`` = ``smoke`` | ``cpu`` | ``gpu``; unset, it follows the hardware (``gpu``
-when CUDA is available, else ``cpu``). ``smoke`` is what CI runs: the whole book in minutes on
-two cores, numbers that only show the code works. ``cpu`` gives meaningful results in minutes
-on a laptop; ``gpu`` runs the full experiments.
+when CUDA is available, else ``cpu``).
+
+- ``smoke``: what CI runs, the whole book in a few minutes on two cores; numbers that only show
+  that the code works.
+- ``cpu``: ``make book`` runs every chapter in at most 10 minutes on a 2-core CPU (training at
+  most :data:`CPU_TRAIN_SECONDS` of it, at :data:`CPU_RATE`); results that show the effects.
+- ``gpu``: each chapter in at most 5 minutes on a T4-class GPU (Colab's free one), training at
+  most :data:`GPU_TRAIN_SECONDS` per chapter at :data:`T4_RATE`.
+
+The work is counted, not guessed: :func:`training_work` adds up images x epochs x network cost
+for every training cell of every chapter, and a test keeps each profile inside its budget.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 
 PROFILE_NAMES = ("smoke", "cpu", "gpu")
 
+# Training throughput in ResNet-20 images per second (forward + backward + step, batch 128).
+# CPU: 2 cores with bf16 (AVX-512/AMX), bf16 autocast + channels_last, eager: 830 img/s measured on
+# the project's 2-core machine (shared/GUIDE.md); we budget with 700 to leave room for noise.
+CPU_RATE = 700
+# T4: about a fifth of an H100 (fp16 + GradScaler, no bf16 tensor cores). An H200 trained ResNet-20
+# at about 20,000 img/s with this trainer (GUIDE.md); a fifth of the slower H100 is taken as 3,000.
+T4_RATE = 3000
+CPU_TRAIN_SECONDS = 6 * 60  # of the 10-minute cpu book: the rest is kernels, data, evaluation, figures
+GPU_TRAIN_SECONDS = 4 * 60  # of each chapter's 5 minutes on a T4
+
 
 @dataclass(frozen=True)
 class Profile:
     name: str
-    train_subset: int | None  # class-balanced training images for live experiments (None: all 50k)
+    train_subset: int | None  # class-balanced training images for live training (None: all 50k)
     test_subset: int | None  # test images for live evaluations (None: all 10k)
-    epochs: int  # epochs of a live training demo
-    race_epochs: int  # epochs of each run in the plain-vs-residual race
+    epochs: int  # epochs of chapter 5's live training
+    race_subset: int | None  # training images of each run in chapter 1's plain-vs-residual race
+    race_epochs: int  # epochs of each run in the race
     batch_size: int
     depths: tuple[int, ...]  # depths compared in live depth experiments
+    transfer_steps: int  # steps of each of chapter 6's live adaptation runs
+    transfer_labels: int  # labelled images per class in chapter 6's live runs
 
     def describe(self) -> str:
         train = "all" if self.train_subset is None else f"{self.train_subset:,}"
@@ -33,9 +55,9 @@ class Profile:
 
 
 PROFILES = {
-    "smoke": Profile("smoke", 2_000, 1_000, 2, 2, 128, (8, 20)),
-    "cpu": Profile("cpu", 5_000, 2_000, 8, 5, 128, (20, 56)),
-    "gpu": Profile("gpu", None, None, 30, 20, 128, (20, 56)),
+    "smoke": Profile("smoke", 2_000, 1_000, 2, 1_000, 2, 128, (8, 20), 20, 10),
+    "cpu": Profile("cpu", 5_000, 2_000, 8, 4_000, 4, 128, (20, 56), 150, 50),
+    "gpu": Profile("gpu", None, None, 12, 20_000, 4, 128, (20, 56), 250, 50),
 }
 
 
@@ -47,3 +69,31 @@ def current_profile() -> Profile:
     if name not in PROFILES:
         raise ValueError(f"RESNET_LAB_PROFILE must be one of {PROFILE_NAMES}, got {name!r}")
     return PROFILES[name]
+
+
+@lru_cache(maxsize=None)
+def relative_cost(depth: int) -> float:
+    """Multiply-adds of a CIFAR ResNet (or its plain twin) of ``depth`` per image, relative to
+    ResNet-20's (computed, not estimated)."""
+    from resnet_lab.models import cifar_resnet, count_macs
+
+    x = torch.zeros(1, 3, 32, 32)
+    return count_macs(cifar_resnet(depth), x) / count_macs(cifar_resnet(20), x)
+
+
+def training_work(profile: Profile) -> dict[str, float]:
+    """ResNet-20 training images (images x epochs x relative network cost) of each chapter's
+    live training cells in ``profile``. Mirrors what the chapters run:
+
+    - chapter 1: the race, a plain and a residual network at each depth;
+    - chapter 5: ResNet-20 on the live subset;
+    - chapter 6: two adaptation runs (fine-tuning and from scratch) of ResNet-20.
+    """
+    race = profile.race_subset or 50_000
+    train = profile.train_subset or 50_000
+    n6 = 4 * profile.transfer_labels
+    return {
+        "01_background": sum(2 * relative_cost(d) for d in profile.depths) * race * profile.race_epochs,
+        "05_training": train * profile.epochs,
+        "06_finetuning": 2 * profile.transfer_steps * min(64, n6),
+    }
