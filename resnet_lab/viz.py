@@ -162,20 +162,67 @@ def plot_layer_values(
     return fig or ax.figure
 
 
-def results_table_figure(rows: Sequence[tuple[str, float | None, float]], *, source: str):
-    """Bar chart of test error: ours (from results/*.json) next to the paper's."""
-    names = [r[0] for r in rows]
-    ours = [np.nan if r[1] is None else r[1] for r in rows]
-    paper = [r[2] for r in rows]
-    x = np.arange(len(rows))
-    fig, ax = plt.subplots(figsize=(6, 3.4))
-    ax.bar(x - 0.2, ours, 0.4, label="this book's run")
-    ax.bar(x + 0.2, paper, 0.4, label="He et al. 2015 (Table 6)")
-    ax.set_xticks(x, names)
-    ax.set_ylabel("test error (%)")
+def runs_caption(runs: dict[str, Sequence[History]]) -> str:
+    """What produced a figure of recorded runs: models, seeds, epochs, data, hardware, minutes."""
+    hs = [h for group in runs.values() for h in group]
+    if not hs:
+        return "no recorded runs"
+    m = hs[0].meta
+    minutes = sum(h.train_seconds for h in hs) / 60
+    hardware = sorted({h.meta.get("hardware", "?") for h in hs})
+    seeds = sorted({h.meta.get("seed", 0) for h in hs})
+    return (f"{len(hs)} recorded runs ({', '.join(runs)}; seeds {seeds}), {len(hs[0])} epochs each, "
+            f"{minutes:.0f} min of training in all on {'; '.join(hardware)}. Data: {m.get('data', '?')}")
+
+
+def plot_seed_bands(runs: dict[str, Sequence[History]], metric: str = "train_acc", *, error: bool = True,
+                    ylabel: str | None = None, title: str = "", source: str | None = None, styles=None):
+    """Mean over seeds per epoch as a line, ± one standard deviation as a band, for each
+    experiment in ``runs`` (``{name: [History per seed]}``). ``error=True`` plots 100 x (1 - metric)."""
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for name, hs in runs.items():
+        rows = [[r.get(metric) for r in h.epochs] for h in hs]
+        n = min(len(r) for r in rows)
+        vals = np.array([[np.nan if v is None else v for v in r[:n]] for r in rows], dtype=float)
+        if error:
+            vals = 100 * (1 - vals)
+        mean, sd = np.nanmean(vals, 0), (np.nanstd(vals, 0, ddof=1) if len(hs) > 1 else np.zeros(n))
+        epochs = np.arange(1, n + 1)
+        style = (styles or {}).get(name, "-")
+        line, = ax.plot(epochs, mean, style, label=f"{name} (n={len(hs)})")
+        ax.fill_between(epochs, mean - sd, mean + sd, color=line.get_color(), alpha=0.2)
+    ax.set(xlabel="epoch", ylabel=ylabel or (f"{metric} error (%)" if error else metric), title=title)
+    ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    caption(fig, source if source is not None else runs_caption(runs))
+    return fig
+
+
+def plot_mean_sd(summary: dict[str, tuple[float, float, int]], *, ylabel: str, title: str = "",
+                 source: str, reference: dict[str, float] | None = None, scale: float = 100.0):
+    """Horizontal bars of mean ± sd (``{label: (mean, sd, n)}``, as from
+    :func:`resnet_lab.experiments.summarize`), with the number of runs; ``reference`` adds
+    published values as black diamonds."""
+    labels = list(summary)
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(labels) + 1.4))
+    y = np.arange(len(labels))
+    means = [scale * summary[k][0] for k in labels]
+    sds = [scale * summary[k][1] for k in labels]
+    ax.barh(y, means, xerr=sds, capsize=4, color="#9fc5e8", edgecolor="0.3")
+    for yi, k, m, s in zip(y, labels, means, sds):
+        ax.text(m + s + 0.3, yi, f"{m:.1f} ± {s:.1f} (n={summary[k][2]})", va="center", fontsize=8)
+    for k, v in (reference or {}).items():
+        if k in labels:
+            ax.plot(v, labels.index(k), "kD", ms=5, label="published")
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set(xlabel=ylabel, title=title)
+    ax.set_xlim(0, max(m + s for m, s in zip(means, sds)) * 1.25)
+    ax.grid(alpha=0.3, axis="x")
+    if reference:
+        handles, names = ax.get_legend_handles_labels()
+        ax.legend(handles[:1], names[:1], fontsize=8, loc="lower right")
     fig.tight_layout()
     caption(fig, source)
     return fig
-
