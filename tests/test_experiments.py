@@ -1,31 +1,78 @@
+import math
+
 import pytest
 import torch
 
-from resnet_lab.experiments import EXPERIMENTS, experiment_names, run_experiment
+from resnet_lab.experiments import (EXPERIMENTS, experiment_names, load_results, mean_sd, run_experiment, run_sweep,
+                                    summarize, sweep_runs)
 from resnet_lab.models import build_model
 from resnet_lab.train import History, load_checkpoint
+
+FAST = dict(epochs=1, compile=False, precision="fp32", channels_last=False, device="cpu", batch_size=50)
 
 
 def test_experiment_names_and_groups():
     assert experiment_names("cpu_resnet20") == ["cpu_resnet20"]
     assert experiment_names("degradation") == [f"degradation/{n}" for n in ("plain20", "plain56", "resnet20", "resnet56")]
+    assert experiment_names("seeds") == ["cpu_resnet20"]
+    assert len(experiment_names("ablation")) == 4
     with pytest.raises(ValueError, match="unknown experiment"):
         experiment_names("nope")
+    assert sweep_runs("degradation/plain20") == [("degradation/plain20", s) for s in (0, 1, 2)]
+    assert sweep_runs("degradation", [5]) == [(n, 5) for n in experiment_names("degradation")]
 
 
 def test_recipes_fit_the_book_claims():
     assert EXPERIMENTS["cpu_resnet20"].model == "resnet20"
     assert EXPERIMENTS["cpu_speedrun"].config.tta
+    adam = EXPERIMENTS["optimizer/adam_article"].config
+    assert (adam.optimizer, adam.lr, adam.weight_decay, adam.schedule) == ("adam", 1e-3, 0.0, "constant")
+    base = EXPERIMENTS["degradation/resnet20"]
+    for name in experiment_names("ablation"):  # an ablation changes the model, never the recipe
+        assert EXPERIMENTS[name].config == base.config and EXPERIMENTS[name].subset == base.subset
+    gpu = EXPERIMENTS["gpu_resnet20"]
+    assert gpu.validation == 5000 and gpu.config.batch_size == 128 and gpu.config.schedule == "paper"
+    steps = gpu.config.epochs * (45_000 // 128)
+    assert abs(steps - 64_000) < 400  # the paper's 64k iterations, divided at 32k and 48k
 
 
 def test_run_experiment_writes_history_and_weights(tiny_data, tmp_path):
-    out = tmp_path / "results" / "degradation" / "resnet20.json"
+    out = tmp_path / "results" / "degradation" / "resnet20-seed0.json"
     h = run_experiment("degradation/resnet20", data=tiny_data, out=out, runs_dir=tmp_path / "runs", progress=False,
-                       epochs=1, compile=False, precision="fp32", channels_last=False, device="cpu", batch_size=50)
+                       **FAST)
     assert History.load(out).epochs == h.epochs and h.meta["experiment"] == "degradation/resnet20"
+    assert h.meta["seed"] == 0
     model = build_model("resnet20")
     state = load_checkpoint(out.with_suffix(".pt"), model)
     assert state["format"] == "resnet_lab.weights/1" and "optimizer" not in state
     ckpt = torch.load(tmp_path / "runs" / "degradation" / "resnet20-seed0" / "checkpoint.pt", weights_only=True)
     for k, v in ckpt["model"].items():
         assert torch.equal(model.state_dict()[k], v)
+
+
+def test_seeds_fix_the_run_and_differ_from_each_other(tiny_data, tmp_path):
+    kw = dict(data=tiny_data, runs_dir=tmp_path / "runs", progress=False, **FAST)
+    a = run_experiment("degradation/plain20", seed=1, out=tmp_path / "a.json", **kw)
+    b = run_experiment("degradation/plain20", seed=1, out=tmp_path / "b.json", overwrite=True, **kw)
+    c = run_experiment("degradation/plain20", seed=2, out=tmp_path / "c.json", **kw)
+    assert a.final["train_loss"] == b.final["train_loss"]
+    assert a.final["train_loss"] != c.final["train_loss"]
+
+
+def test_sweep_skips_recorded_runs_and_resumes(tiny_data, tmp_path):
+    kw = dict(results_dir=tmp_path / "results", runs_dir=tmp_path / "runs", progress=False, data=tiny_data, **FAST)
+    done = run_sweep("degradation/plain20", seeds=[0, 1], **kw)
+    assert [h.meta["seed"] for h in done] == [0, 1]
+    assert (tmp_path / "results" / "degradation" / "plain20-seed1.json").is_file()
+    assert run_sweep("degradation/plain20", seeds=[0, 1, 2], **kw)[0].meta["seed"] == 2  # only the new one
+    runs = load_results("degradation/plain20", tmp_path / "results")
+    assert [h.meta["seed"] for h in runs["degradation/plain20"]] == [0, 1, 2]
+    mean, sd, n = summarize(runs, "train_loss")["degradation/plain20"]
+    assert n == 3 and sd > 0
+
+
+def test_mean_sd():
+    assert mean_sd([1.0, 2.0, 3.0]) == (2.0, 1.0, 3)
+    assert mean_sd([5.0]) == (5.0, 0.0, 1)
+    m, s, n = mean_sd([])
+    assert n == 0 and math.isnan(m)

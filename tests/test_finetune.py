@@ -1,0 +1,149 @@
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from resnet_lab.experiments import TRANSFER, run_transfer_study, transfer_summary
+from resnet_lab.finetune import count_trainable, freeze, load_pretrained, replace_head, trainable_parts, unfreeze
+from resnet_lab.models import build_model, cifar_resnet, count_params, resnet18, resnet50
+from resnet_lab.train import TrainConfig, make_optimizer, train
+
+CFG = TrainConfig(epochs=1, batch_size=50, lr=0.1, device="cpu", precision="fp32", channels_last=False)
+
+
+@pytest.mark.parametrize("make, size", [
+    (lambda: cifar_resnet(8), 32), (lambda: cifar_resnet(8, skip=False), 32),
+    (lambda: cifar_resnet(11, block="bottleneck"), 32), (lambda: resnet18(), 64), (lambda: resnet50(), 64),
+])
+def test_replace_head_for_every_family(make, size):
+    model = make()
+    replace_head(model, 7)
+    assert model(torch.zeros(2, 3, size, size)).shape == (2, 7)
+    assert model.build_spec["kwargs"]["num_classes"] == 7
+    rebuilt = build_model(model.build_spec["name"], **model.build_spec["kwargs"])
+    assert [k for k in rebuilt.state_dict()] == [k for k in model.state_dict()]
+    with pytest.raises(ValueError, match="num_classes must be a positive integer"):
+        replace_head(model, 0)
+
+
+def test_freeze_counts_and_parts():
+    model = cifar_resnet(8)
+    total = count_params(model)
+    freeze(model, "backbone")
+    assert count_trainable(model) == (count_params(model.fc), total - count_params(model.fc))
+    assert trainable_parts(model) == {"stem": False, "layer1": False, "layer2": False, "layer3": False, "head": True}
+    unfreeze(model, ["layer3"])
+    assert trainable_parts(model)["layer3"] and not trainable_parts(model)["layer2"]
+    with pytest.raises(ValueError, match="unknown part 'layer4'.*'stem'"):
+        freeze(model, "layer4")
+
+
+def test_frozen_parameters_and_bn_statistics_do_not_change(tiny_data):
+    torch.manual_seed(0)
+    model = cifar_resnet(8, width=4)
+    freeze(model, ["stem", "layer1", "layer2"])
+    frozen = {k: v.clone() for k, v in model.state_dict().items() if k.split(".")[0] in ("conv1", "bn1", "layer1", "layer2")}
+    trained = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("layer3")}
+    train(model, tiny_data, CFG, progress=False)
+    after = model.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in frozen.items())  # weights, running stats, counters
+    assert any(not torch.equal(v, after[k]) for k, v in trained.items())  # the rest did train
+
+
+def test_parameter_group_learning_rates():
+    model = cifar_resnet(8)
+    opt = make_optimizer(model, TrainConfig(lr=0.2, lr_scales={"backbone": 0.1, "layer3": 0.5}))
+    by_lr = {round(g["lr"], 6): sum(p.numel() for p in g["params"]) for g in opt.param_groups}
+    head, l3 = count_params(model.fc), count_params(model.layer3)
+    assert by_lr == {0.2: head, 0.1: l3, 0.02: count_params(model) - head - l3}
+    freeze(model, "backbone")
+    assert [sum(p.numel() for p in g["params"]) for g in make_optimizer(model, TrainConfig()).param_groups] == [head]
+    with pytest.raises(ValueError, match="unknown parts \\['trunk'\\]"):
+        make_optimizer(model, TrainConfig(lr_scales={"trunk": 0.1}))
+
+
+def test_lr_scales_keep_their_ratio_through_the_schedule(tiny_data):
+    model = cifar_resnet(8, width=4)
+    cfg = replace(CFG, epochs=2, schedule="onecycle", warmup=1, lr_scales={"backbone": 0.1})
+    seen = []
+    train(model, tiny_data, cfg, progress=False, on_epoch=lambda h: seen.append(h.final["lr"]))
+    assert len(seen) == 2  # the head's group is reported; the backbone's is a tenth of it
+    opt = make_optimizer(model, cfg)
+    assert sorted(g["lr"] for g in opt.param_groups) == pytest.approx([0.01, 0.1])
+
+
+def test_checkpoint_loads_into_a_model_with_a_new_head(tiny_data, tmp_path):
+    source = cifar_resnet(8, width=4)
+    train(source, tiny_data, CFG, progress=False, checkpoint_dir=tmp_path)
+    target = replace_head(cifar_resnet(8, width=4), 3)
+    result = load_pretrained(target, tmp_path / "checkpoint.pt")
+    assert result and result.skipped == ["fc.weight", "fc.bias"] and "all weights but the head" in result.message
+    for k, v in source.state_dict().items():
+        if not k.startswith("fc."):
+            assert torch.equal(target.state_dict()[k], v)
+    with pytest.raises(ValueError, match="does not fit"):
+        load_pretrained(cifar_resnet(14, width=4), tmp_path / "checkpoint.pt")
+
+
+def test_torchvision_weights_offline_give_a_message_not_an_error(monkeypatch, capsys):
+    import torchvision
+    from urllib.error import URLError
+
+    def offline(self, *a, **k):
+        raise URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", offline)
+    model = resnet18(num_classes=4)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = load_pretrained(model, "IMAGENET1K_V1")
+    assert not result and "not loaded" in result.message and "random weights" in result.message
+    assert "\n" not in result.message
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # nothing passed off
+
+
+def test_torchvision_weights_load_into_ours(monkeypatch):
+    import torchvision
+
+    theirs = torchvision.models.resnet18(weights=None)
+    monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", lambda self, *a, **k: theirs.state_dict())
+    ours = resnet18(num_classes=4)
+    result = load_pretrained(ours, torchvision.models.ResNet18_Weights.IMAGENET1K_V1)
+    assert result and result.skipped == ["fc.weight", "fc.bias"]
+    assert torch.equal(ours.conv1.weight, theirs.conv1.weight)
+    with pytest.raises(ValueError, match="not a weight set of resnet18"):
+        load_pretrained(resnet18(), "IMAGENET9K")
+    with pytest.raises(ValueError, match="only our ImageNet ResNets"):
+        load_pretrained(cifar_resnet(20), "IMAGENET1K_V1")
+
+
+def test_select_classes_relabels(tiny_data):
+    sub = tiny_data.select_classes(["ship", "airplane"])
+    assert sub.classes == ("ship", "airplane")
+    assert set(sub.train_labels.tolist()) == {0, 1} and len(sub.train_labels) == 40
+    # ship (8) -> 0 and airplane (0) -> 1: the marker rows of the synthetic images follow
+    assert (sub.train_images[sub.train_labels == 0][:, :, 24:27, :] == 255).all()
+    with pytest.raises(ValueError, match="distinct names"):
+        tiny_data.select_classes(["ship", "ship"])
+
+
+def test_transfer_study_records_and_resumes(tiny_data, tmp_path):
+    study = replace(TRANSFER, source=("airplane", "automobile", "bird", "cat", "deer", "dog"),
+                    target=("frog", "horse", "ship", "truck"), model="resnet8",
+                    pretrain=replace(CFG, epochs=1, batch_size=20), budgets=(2, 4), seeds=(0, 1), steps=2,
+                    batch_size=8)
+    study = replace(study, pretrain=replace(study.pretrain, precision="fp32", channels_last=False))
+    out, weights = tmp_path / "finetune.json", tmp_path / "pre.pt"
+    records = run_transfer_study(study, data=tiny_data, out=out, weights=weights, runs_dir=tmp_path / "runs",
+                                 progress=False)
+    assert len(records) == 4 * 2 * 2 and weights.is_file() and weights.with_suffix(".json").is_file()
+    saved = json.loads(out.read_text())
+    assert saved == records
+    r = saved[0]
+    assert set(r) >= {"method", "labels_per_class", "seed", "test_acc", "meta"}
+    assert set(r["meta"]) >= {"hardware", "minutes", "commit", "data"}
+    probe = next(r for r in saved if r["method"] == "linear_probe")
+    assert probe["meta"]["trainable_parameters"] == 64 * 4 + 4
+    assert run_transfer_study(study, data=tiny_data, out=out, weights=weights, progress=False) == records  # all done
+    summary = transfer_summary(records)
+    assert summary[("finetune", 2)][2] == 2
