@@ -48,6 +48,7 @@ from resnet_lab.checkpoints import (  # noqa: F401  (re-exported: chapters impor
     unwrap,
 )
 from resnet_lab.data import CifarData, CifarLoader, pick_device
+from resnet_lab.distributed import Ranks, all_sum, barrier, distributed_setup, global_batchnorm
 
 NAN_CHECK_STEPS = 50  # the loss is read on the host once per this many steps (and at epoch end)
 
@@ -275,54 +276,6 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     return adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-# ---------------------------------------------------------------------------- processes
-
-
-@dataclass(frozen=True)
-class Ranks:
-    """Where this process stands under ``torchrun``: rank, number of processes, local rank."""
-
-    rank: int = 0
-    world: int = 1
-    local: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def distributed_setup(device_name: str) -> Ranks:
-    """Join the process group that ``torchrun`` describes in the environment (nccl on CUDA,
-    gloo on the CPU); a single process when ``WORLD_SIZE`` is unset or 1."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Ranks()
-    import torch.distributed as dist
-
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available())
-    if not dist.is_initialized():
-        if cuda:
-            torch.cuda.set_device(local)
-        dist.init_process_group("nccl" if cuda else "gloo")
-    return Ranks(dist.get_rank(), dist.get_world_size(), local)
-
-
-def _all_sum(t: torch.Tensor, ranks: Ranks) -> torch.Tensor:
-    if ranks.world > 1:
-        import torch.distributed as dist
-
-        dist.all_reduce(t)
-    return t
-
-
-def _barrier(ranks: Ranks) -> None:
-    if ranks.world > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
-
-
 # ---------------------------------------------------------------------------- evaluation
 
 
@@ -471,7 +424,7 @@ def train_one_epoch(s: _Step, loader: CifarLoader, epoch: int, bar=None) -> dict
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
-    totals = _all_sum(torch.stack([loss_sum.float(), correct.float(), torch.tensor(float(seen), device=device)]),
+    totals = all_sum(torch.stack([loss_sum.float(), correct.float(), torch.tensor(float(seen), device=device)]),
                       s.ranks)
     return {"train_loss": (totals[0] / totals[2]).item(), "train_acc": (totals[1] / totals[2]).item(),
             "images": int(totals[2].item()), "seconds": seconds}
@@ -576,8 +529,7 @@ def train(
     )
     step_model = base
     if ranks.world > 1:
-        if device.type == "cuda":  # BN statistics over the global batch, as in one process
-            step_model = nn.SyncBatchNorm.convert_sync_batchnorm(step_model)
+        step_model = global_batchnorm(step_model, device)  # BN over the global batch, as in one process
         step_model = nn.parallel.DistributedDataParallel(
             step_model, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.compile:
@@ -640,7 +592,7 @@ def train(
             if ckpt_path is not None and ranks.is_main:
                 save_checkpoint(ckpt_path, base, optimizer, scheduler, epoch + 1, cfg, history, s.scaler)
                 history.save(ckpt_path.parent / HISTORY_NAME)
-            _barrier(ranks)
+            barrier(ranks)
             if on_epoch is not None:
                 on_epoch(history)
     except KeyboardInterrupt:
