@@ -9,7 +9,7 @@ SHARED_DATA := $(abspath ../shared/data/cifar10-jpeg)
 export RESNET_LAB_DATA ?= $(if $(wildcard $(SHARED_DATA)/SHA256SUMS),$(SHARED_DATA),)
 JB_FLAGS ?=
 
-.PHONY: book test book-strict notebooks clean
+.PHONY: book test book-strict notebooks clean gpu-check
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,12 +18,22 @@ $(BIN)/.installed: requirements.txt pyproject.toml
 	$(BIN)/python -c "import torch, torchvision, resnet_lab, jupyter_book, nbval"
 	touch $@
 
+# Execution is cached (_build/.jupyter_cache, keyed by each chapter's code): after a text-only
+# edit only the changed pages are rebuilt and no chapter re-runs. The cache is dropped when the
+# package or the recorded results change, since chapters read both. book-strict (CI) executes
+# everything from scratch.
+INPUTS_HASH = $$(cat resnet_lab/*.py $$(find results -name '*.json' | sort) 2>/dev/null | sha256sum | cut -c1-16)
+
 book: $(BIN)/.installed
-	$(BIN)/jupyter-book build . --all $(JB_FLAGS)
+	@h=$(INPUTS_HASH); if [ "$$h" != "$$(cat _build/.inputs-hash 2>/dev/null)" ]; then \
+	  rm -rf _build/.jupyter_cache; echo "package or results changed: every chapter re-executes"; fi
+	$(BIN)/jupyter-book build . $(JB_FLAGS)
+	@mkdir -p _build && echo $(INPUTS_HASH) > _build/.inputs-hash
 	@echo "The book is in _build/html/index.html"
 
-book-strict: JB_FLAGS = -W -n --keep-going
-book-strict: book
+book-strict: $(BIN)/.installed
+	rm -rf _build/.jupyter_cache _build/.inputs-hash
+	$(BIN)/jupyter-book build . --all -W -n --keep-going
 
 test: $(BIN)/.installed
 	RESNET_LAB_PROFILE=$${RESNET_LAB_PROFILE:-smoke} $(BIN)/python -m pytest
@@ -33,3 +43,6 @@ notebooks: $(BIN)/.installed
 
 clean:
 	rm -rf _build
+
+gpu-check: $(BIN)/.installed
+	PYTHON=$(BIN)/python bash benchmarks/gpu_check.sh

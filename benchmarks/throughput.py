@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from resnet_lab.data import MEAN, STD, CifarLoader, load_cifar10, pick_device
 from resnet_lab.models import resnet20
-from resnet_lab.train import autocast_context, bf16_supported, hardware_name
+from resnet_lab.train import autocast_context, hardware_name, resolve_precision
 
 
 class StandardCIFAR(torch.utils.data.Dataset):
@@ -56,6 +56,8 @@ def time_steps(step, batches, n_steps: int, warmup: int) -> float:
         x, y = next(it)
         step(x, y)
         seen += len(y)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()  # GPU work is asynchronous: wait for it before reading the clock
     return seen / (time.perf_counter() - t0)
 
 
@@ -65,6 +67,8 @@ def forever(loader):
 
 
 def make_step(model, optimizer, precision: str, device, channels_last: bool):
+    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
+
     def step(x, y):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if channels_last:
@@ -72,8 +76,13 @@ def make_step(model, optimizer, precision: str, device, channels_last: bool):
         with autocast_context(device, precision):
             loss = F.cross_entropy(model(x).float(), y)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        if scaler is not None:  # fp16 needs its gradients scaled
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
 
     return step
 
@@ -101,7 +110,7 @@ def main() -> None:
     std_model = resnet20().to(device)
     std_step = make_step(std_model, torch.optim.SGD(std_model.parameters(), lr=0.05, momentum=0.9), "fp32", device, False)
 
-    precision = "bf16" if bf16_supported(device) else "fp32"
+    precision = resolve_precision(device, "auto")  # bf16 where fast, fp16 on older GPUs, else fp32
     fast_loader = CifarLoader(data.train_images, data.train_labels, args.batch_size, device=device, channels_last=True)
     torch.manual_seed(0)
     fast_model = resnet20().to(device).to(memory_format=torch.channels_last)
