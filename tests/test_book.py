@@ -43,3 +43,25 @@ def test_ipynb_pair_in_sync(chapter):
 def test_pairs_have_no_orphans():
     for nb in (ROOT / "book").glob("*.ipynb"):
         assert nb.with_suffix(".md").exists(), f"{nb.name} has no chapter: delete it"
+
+
+CODE_WIDTH = 90  # characters: wider code runs past the code column of the rendered page
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.name)
+def test_code_fits_the_page(chapter):
+    wide = [(i, line) for c in jupytext.read(chapter).cells if c.cell_type == "code"
+            for i, line in enumerate(c.source.splitlines()) if len(line) > CODE_WIDTH]
+    assert not wide, f"{chapter.name}: code lines over {CODE_WIDTH} characters: {wide[:3]}"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.name)
+def test_every_exercise_has_a_check_that_fails_until_answered(chapter):
+    text = chapter.read_text(encoding="utf-8")
+    if "## Exercises" not in text:
+        pytest.fail(f"{chapter.name} has no exercises")
+    exercises = text.split("## Exercises", 1)[1]
+    checks = exercises.count(":tags: [raises-exception]")
+    numbered = sum(1 for line in exercises.splitlines() if line[:3] in {f"{i}. " for i in range(1, 10)})
+    assert checks >= numbered >= 1, f"{chapter.name}: {numbered} exercises but {checks} check cells"
+    assert "# your code here" in exercises, f"{chapter.name}: no exercise where the reader writes code"
