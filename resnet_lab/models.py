@@ -552,8 +552,9 @@ class Scale(nn.Module):
 
 
 class SpeedNet(nn.Module):
-    """A wide, shallow residual network for fast CIFAR-10 training (the DAWNBench ResNet-9 line
-    of work: Page 2018, Jordan 2024), built from :class:`~resnet_lab.blocks.BasicBlock`.
+    """A wide, shallow residual network for fast CIFAR-10 training: Page's DAWNBench ResNet-9
+    (2018), built from :class:`~resnet_lab.blocks.BasicBlock`. (Its descendant airbench, Jordan
+    2024, dropped the residual blocks altogether: at this depth a plain network trains.)
 
     A 3x3 conv stem, then per stage: a 3x3 conv that widens, a 2x2 max-pool that halves the
     resolution, and (in the stages listed in ``res_stages``) one residual BasicBlock. Global max
