@@ -361,13 +361,6 @@ class _Step:
     ranks: Ranks
 
 
-def _raise_nonfinite(loss_value: float, epoch: int, step: int, lr: float) -> None:
-    raise FloatingPointError(
-        f"loss became {loss_value} at epoch {epoch + 1}, step {step} (lr {lr:.4g}): "
-        "lower TrainConfig.lr or add warmup"
-    )
-
-
 def train_one_epoch(s: _Step, loader: CifarLoader, epoch: int, bar=None) -> dict[str, float]:
     """One pass over ``loader``: forward, loss, backward, step, per batch. Returns the epoch's
     training loss, accuracy, images and seconds.
@@ -386,10 +379,13 @@ def train_one_epoch(s: _Step, loader: CifarLoader, epoch: int, bar=None) -> dict
     seen = 0
     world, rank = s.ranks.world, s.ranks.rank
 
-    def check_finite(step: int) -> None:
+    def check_finite() -> None:  # the one place the loop reads the device
         bad = int(first_bad)
         if bad >= 0:
-            _raise_nonfinite(float("nan"), epoch, bad, s.scheduler.get_last_lr()[0])
+            raise FloatingPointError(
+                f"loss became NaN or infinite at epoch {epoch + 1}, step {bad} "
+                f"(lr {s.scheduler.get_last_lr()[0]:.4g}): lower TrainConfig.lr or add warmup"
+            )
 
     t0 = time.perf_counter()
     for step, (x, y) in enumerate(loader):
@@ -417,10 +413,10 @@ def train_one_epoch(s: _Step, loader: CifarLoader, epoch: int, bar=None) -> dict
         if bar is not None:
             bar.update(1)
         if (step + 1) % NAN_CHECK_STEPS == 0:
-            check_finite(step)
+            check_finite()
             if bar is not None:
                 bar.set_postfix(epoch=f"{epoch + 1}", loss=f"{loss.item():.3f}")
-    check_finite(len(loader))
+    check_finite()
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
