@@ -92,3 +92,17 @@ def test_math_renders_offline(browser):
     page.wait_for_selector("mjx-container", timeout=10_000)
     assert page.locator("mjx-container").count() >= 3, "formulas were not typeset"  # the 3 display equations
     page.close()
+
+
+def test_code_cells_fit_their_column(browser):
+    """No code cell of any chapter needs horizontal scrolling at a desktop width."""
+    wide = {}
+    for chapter in CHAPTERS:
+        page, _ = open_page(browser, chapter)
+        n = page.evaluate("""() => [...document.querySelectorAll('div.cell_input pre')]
+                                   .filter(p => !p.closest('.tag_hide-input'))   // folded away
+                                   .filter(p => p.scrollWidth > p.clientWidth + 1).length""")
+        if n:
+            wide[chapter.name] = n
+        page.close()
+    assert not wide, f"code cells wider than the page's code column: {wide}"
