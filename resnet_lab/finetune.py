@@ -24,7 +24,7 @@ from pathlib import Path
 from torch import nn
 
 from resnet_lab.checkpoints import load_checkpoint
-from resnet_lab.models import ResNet, check_num_classes, model_parts, part_names
+from resnet_lab.models import ResNet, check_num_classes, model_parts, parameter_parts, part_names
 
 
 def _require_resnet(model: nn.Module) -> ResNet:
@@ -51,9 +51,9 @@ def replace_head(model: nn.Module, num_classes: int) -> nn.Module:
 
 
 def _parameters_of(model: nn.Module, parts) -> list[nn.Parameter]:
-    mods = model_parts(model)
-    names = {m for part in part_names(model, parts) for m in mods[part]}
-    return [p for n, p in model.named_parameters() if n.split(".")[0] in names]
+    wanted = set(part_names(model, parts))
+    part_of = parameter_parts(model)
+    return [p for n, p in model.named_parameters() if part_of[n] in wanted]
 
 
 def freeze(model: nn.Module, parts="backbone") -> nn.Module:

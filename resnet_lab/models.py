@@ -595,6 +595,29 @@ class SpeedNet(nn.Module):
 BUILDERS = {"cifar_resnet": cifar_resnet, "imagenet_resnet": imagenet_resnet}
 
 
+_OTHERS = {"speednet": SpeedNet, "article": ArticleNet, "article_fixed": ArticleNetFixed}
+
+
+def _resolve(name: str) -> tuple:
+    """The builder behind a model name and the arguments the name fixes; a ValueError for an
+    unknown name."""
+    import re
+
+    m = re.fullmatch(r"(resnet|plain)(\d+)", name)
+    if m and m.group(1) == "resnet" and int(m.group(2)) in IMAGENET_LAYERS:
+        return imagenet_resnet, {"depth": int(m.group(2))}
+    if m:
+        return cifar_resnet, {"depth": int(m.group(2)), "skip": m.group(1) == "resnet"}
+    if name in _OTHERS:
+        return _OTHERS[name], {}
+    if name in BUILDERS:
+        return BUILDERS[name], {}
+    raise ValueError(
+        f"unknown model {name!r}; use resnet<6n+2> (resnet20, resnet56, ...), plain<6n+2>, "
+        f"resnet18/34/50/101/152 or one of {sorted(_OTHERS)}"
+    )
+
+
 def build_model(name: str, **kwargs) -> nn.Module:
     """A model by name: ``resnet<depth>`` and ``plain<depth>`` for the CIFAR networks (any
     6n+2 depth: ``resnet20``, ``plain56``, ``resnet8`` ...), except ``resnet18/34/50/101/152``,
@@ -604,23 +627,8 @@ def build_model(name: str, **kwargs) -> nn.Module:
     The model remembers how it was built (``model.build_spec``); checkpoints store it, so
     ``build_model(**state["build"])`` rebuilds the network of any checkpoint.
     """
-    import re
-
-    others = {"speednet": SpeedNet, "article": ArticleNet, "article_fixed": ArticleNetFixed}
-    m = re.fullmatch(r"(resnet|plain)(\d+)", name)
-    if m and m.group(1) == "resnet" and int(m.group(2)) in IMAGENET_LAYERS:
-        model = imagenet_resnet(int(m.group(2)), **kwargs)
-    elif m:
-        model = cifar_resnet(int(m.group(2)), skip=m.group(1) == "resnet", **kwargs)
-    elif name in others:
-        model = others[name](**kwargs)
-    elif name in BUILDERS:
-        model = BUILDERS[name](**kwargs)
-    else:
-        raise ValueError(
-            f"unknown model {name!r}; use resnet<6n+2> (resnet20, resnet56, ...), plain<6n+2>, "
-            f"resnet18/34/50/101/152 or one of {sorted(others)}"
-        )
+    builder, fixed = _resolve(name)
+    model = builder(**fixed, **kwargs)
     if not hasattr(model, "name"):
         model.name = name
     if not hasattr(model, "build_spec"):
@@ -629,12 +637,8 @@ def build_model(name: str, **kwargs) -> nn.Module:
 
 
 def check_model_name(name: str) -> None:
-    """Raise the ValueError of :func:`build_model` for an unknown name, without building anything
-    (the CLI checks the name before it loads the data)."""
-    import re
-
-    m = re.fullmatch(r"(resnet|plain)(\d+)", name)
-    if m and not (m.group(1) == "resnet" and int(m.group(2)) in IMAGENET_LAYERS):
-        cifar_blocks_per_stage(int(m.group(2)))
-    elif not m and name not in ("speednet", "article", "article_fixed", *BUILDERS):
-        build_model(name)
+    """Raise the ValueError of :func:`build_model` for an unknown name or a CIFAR depth that is
+    not 6n+2, without building anything (the CLI checks the name before it loads the data)."""
+    builder, fixed = _resolve(name)
+    if builder is cifar_resnet:
+        cifar_blocks_per_stage(fixed["depth"])
