@@ -148,8 +148,13 @@ def _is_number(v) -> bool:
 def unwrap(model: nn.Module) -> nn.Module:
     """The module whose state dict we save: the original one, if ``model`` was compiled or
     wrapped in DistributedDataParallel."""
-    model = getattr(model, "module", model) if isinstance(model, nn.parallel.DistributedDataParallel) else model
-    return getattr(model, "_orig_mod", model)
+    while True:  # compile(DDP(model)), DDP(model), compile(model), in any nesting
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
 
 
 def model_name(model: nn.Module) -> str:
@@ -161,7 +166,8 @@ def model_signature(model: nn.Module) -> list[list]:
     return [[k, list(v.shape)] for k, v in model.state_dict().items()]
 
 
-def save_checkpoint(path, model, optimizer, scheduler, epoch: int, cfg, history: History, scaler=None) -> None:
+def save_checkpoint(path, model, optimizer, scheduler, epoch: int, cfg, history: History, scaler=None,
+                    ema=None) -> None:
     target = unwrap(model)
     state = {
         "format": "resnet_lab.checkpoint/1",
@@ -172,6 +178,7 @@ def save_checkpoint(path, model, optimizer, scheduler, epoch: int, cfg, history:
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict() if scaler is not None else None,
+        "ema": ema.state_dict() if ema is not None else None,  # the averaged weights (TrainConfig.ema)
         "epoch": epoch,
         "config": asdict(cfg),
         "data": history.meta.get("data"),

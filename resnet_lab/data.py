@@ -480,10 +480,11 @@ def normalize(images: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch
 
 
 def random_crop_flip(
-    images: torch.Tensor, generator: torch.Generator, pad: int = 4, flip: bool = True
+    images: torch.Tensor, generator: torch.Generator, pad: int = 4, flip: bool | torch.Tensor = True
 ) -> torch.Tensor:
     """Each image its own random crop (after ``pad`` pixels of zero padding) and its own
     horizontal flip with probability 1/2, as one batched gather. (B, C, H, W) -> same shape.
+    ``flip`` may instead be a bool tensor (B,) saying which images to mirror.
 
     The randomness comes from ``generator`` (on the CPU), so results are deterministic by seed
     on every device.
@@ -499,7 +500,9 @@ def random_crop_flip(
         bi = torch.arange(b, device=dev)[:, None, None, None]
         ci = torch.arange(c, device=dev)[None, :, None, None]
         images = padded[bi, ci, rows, cols]  # (B, C, H, W)
-    if flip:
+    if isinstance(flip, torch.Tensor):
+        images = torch.where(flip.to(dev)[:, None, None, None], images.flip(3), images)
+    elif flip:
         flips = (torch.rand(b, generator=generator) < 0.5).to(dev)
         images = torch.where(flips[:, None, None, None], images.flip(3), images)
     return images
@@ -513,6 +516,11 @@ class CifarLoader:
     images (B, 3, 32, 32) and int64 labels (B,), on ``device``. Shuffling and augmentation are
     seeded by (seed, epoch), so an epoch is reproducible on its own (that is what makes an
     interrupted-and-resumed run identical to an uninterrupted one).
+
+    ``flip="alternate"``: alternating flips (Jordan 2024, airbench): each image gets one random
+    bit for the whole run; even epochs mirror the images whose bit is set, odd epochs the others,
+    so every image is seen both ways in any two consecutive epochs. ``size`` (set between
+    epochs) trains on images resized to ``size`` x ``size`` pixels: progressive resizing.
     """
 
     def __init__(
@@ -525,7 +533,7 @@ class CifarLoader:
         device: str | torch.device = "auto",
         seed: int = 0,
         crop_pad: int = 4,
-        flip: bool = True,
+        flip: bool | str = True,
         drop_last: bool | None = None,
         channels_last: bool = False,
         dtype: torch.dtype = torch.float32,
@@ -536,6 +544,8 @@ class CifarLoader:
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if flip not in (True, False, "alternate"):
+            raise ValueError(f"flip must be True, False or 'alternate', got {flip!r}")
         self.device = pick_device(device)
         self.images = images.to(self.device)
         self.labels = labels.to(self.device)
@@ -543,7 +553,8 @@ class CifarLoader:
         self.train = train
         self.seed = seed
         self.crop_pad = crop_pad if train else 0
-        self.flip = flip and train
+        self.flip = flip if train else False
+        self.size = images.shape[-1]  # side of the images yielded (training: progressive resizing)
         self.drop_last = train if drop_last is None else drop_last
         self.channels_last = channels_last
         self.dtype = dtype
@@ -560,6 +571,10 @@ class CifarLoader:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         n = len(self.labels)
         order = torch.randperm(n, generator=g).to(self.device) if self.train else None
+        flip = self.flip
+        if flip == "alternate":  # one bit per image for the whole run, inverted every other epoch
+            bits = torch.rand(n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + 999_999)) < 0.5
+            flip = bits.to(self.device) ^ bool(self.epoch % 2)
         if self.train:
             self.epoch += 1
         for i in range(len(self)):
@@ -570,8 +585,12 @@ class CifarLoader:
                 idx = order[i * self.batch_size : (i + 1) * self.batch_size]
                 x, y = self.images[idx], self.labels[idx]
             if self.crop_pad or self.flip:
-                x = random_crop_flip(x, g, self.crop_pad, self.flip)
+                batch_flip = flip[idx] if isinstance(flip, torch.Tensor) else flip
+                x = random_crop_flip(x, g, self.crop_pad, batch_flip)
             x = normalize(x, self.dtype)
+            if self.size != x.shape[-1]:
+                x = torch.nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear",
+                                                    antialias=True, align_corners=False)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             yield x, y

@@ -108,6 +108,40 @@ EXPERIMENTS["optimizer/adam_article"] = Experiment(
     subset=10_000, description="ResNet-20 with the article's optimiser: Adam, lr 1e-3, constant",
 )
 
+# The speed run's fast-training techniques, one at a time on top of cpu_speedrun's recipe (21
+# epochs), then together: what each adds at equal epochs. Accuracy at equal epochs does not
+# depend on the hardware, so these ran on a GPU (benchmarks/gpu_sweep.py); what each costs per
+# epoch on the CPU is measured by benchmarks/speedrun_costs.py. "all" combines the techniques
+# that did not hurt; "all_long" spends the time they save (batch 512 and the first half of the
+# epochs at 24x24 pixels train faster on the CPU) on more epochs: cpu_speedrun_plus's recipe.
+_SPEED = EXPERIMENTS["cpu_speedrun"]
+_ALL = dict(flip="alternate", bn_bias_lr=4.0, low_res=24, batch_size=512, lr=0.4)
+# On the 2-core AMD EPYC (no AMX) an epoch of this network costs 68 s at 32x32 and 34 s at
+# 24x24 (benchmarks/speedrun_costs.py): 22 epochs, half of them small, fill 20 minutes.
+SPEEDRUN_PLUS_EPOCHS = 22
+for _name, _kw, _what in (
+    ("baseline", {}, "cpu_speedrun's recipe"),
+    ("ema99", {"ema": 0.99}, "evaluate an EMA of the weights (decay 0.99 per step)"),
+    ("ema999", {"ema": 0.999}, "evaluate an EMA of the weights (decay 0.999 per step)"),
+    ("bn_bias_lr4", {"bn_bias_lr": 4.0}, "BN biases at 4x the learning rate"),
+    ("bn_bias_lr16", {"bn_bias_lr": 16.0}, "BN biases at 16x the learning rate"),
+    ("alt_flip", {"flip": "alternate"}, "alternating flips"),
+    ("low_res24", {"low_res": 24}, "progressive resizing: the first half of the epochs at 24x24"),
+    ("ls02", {"label_smoothing": 0.2}, "label smoothing 0.2 (batch 256)"),
+    ("b512", {"batch_size": 512, "lr": 0.4}, "batch 512, lr 0.4 (label smoothing 0.1)"),
+    ("b512_ls02", {"batch_size": 512, "lr": 0.4, "label_smoothing": 0.2}, "batch 512, lr 0.4, label smoothing 0.2"),
+    ("all", _ALL, "alternating flips + BN biases at 4x + progressive resizing + batch 512"),
+    ("all_long", dict(_ALL, epochs=SPEEDRUN_PLUS_EPOCHS), f"all, for {SPEEDRUN_PLUS_EPOCHS} epochs"),
+):
+    EXPERIMENTS[f"speedrun/{_name}"] = Experiment(
+        model=_SPEED.model, model_kwargs=_SPEED.model_kwargs, config=replace(_SPEED.config, **_kw),
+        description=f"speed-run technique: {_what}",
+    )
+EXPERIMENTS["cpu_speedrun_plus"] = replace(
+    EXPERIMENTS["speedrun/all_long"], seeds=(0,),
+    description="speed run with alternating flips, BN biases at 4x, progressive resizing, batch 512",
+)
+
 # short names for groups that are not a path prefix
 ALIASES = {"seeds": ["cpu_resnet20"]}
 

@@ -80,7 +80,11 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "tta": (lambda v: isinstance(v, bool), "true or false"),
     "tta_translate": (lambda v: isinstance(v, bool), "true or false"),
     "crop_pad": (lambda v: _is_int(v) and 0 <= v <= 16, "an integer from 0 to 16"),
-    "flip": (lambda v: isinstance(v, bool), "true or false"),
+    "flip": (lambda v: isinstance(v, bool) or v == "alternate", "true, false or 'alternate'"),
+    "ema": (lambda v: _is_real(v) and 0 <= v < 1, "a decay in [0, 1) (0: off)"),
+    "bn_bias_lr": (lambda v: _is_real(v) and v > 0, "a positive multiplier"),
+    "low_res": (lambda v: _is_int(v) and (v == 0 or 8 <= v <= 32), "0 (off) or a side from 8 to 32 pixels"),
+    "low_res_fraction": (lambda v: _is_real(v) and 0 < v <= 1, "a fraction in (0, 1]"),
     "lr_scales": (lambda v: isinstance(v, dict) and all(isinstance(k, str) and _is_real(s) and s >= 0
                                                         for k, s in v.items()),
                   "a mapping of part names to learning-rate multipliers >= 0"),
@@ -123,7 +127,12 @@ class TrainConfig:
     tta: bool = False  # flip test-time augmentation in evaluation
     tta_translate: bool = False  # also 1-pixel translated views in evaluation (as in airbench)
     crop_pad: int = 4  # random-crop padding in pixels (0 turns cropping off)
-    flip: bool = True  # random horizontal flips
+    flip: bool | str = True  # random horizontal flips; "alternate": alternating flips (airbench)
+    # fast-training techniques (the speed run, experiments.py's speedrun/ sweep), all off by default
+    ema: float = 0.0  # decay per step of an exponential moving average of the weights, which is evaluated
+    bn_bias_lr: float = 1.0  # BN biases train at lr x this (and weight decay / this: the same decay per step)
+    low_res: int = 0  # progressive resizing: the first low_res_fraction of epochs at low_res x low_res pixels
+    low_res_fraction: float = 0.5
     lr_scales: dict = field(default_factory=dict)  # fine-tuning: {"backbone": 0.1} trains all but the head at lr/10
 
     def __post_init__(self) -> None:
@@ -246,25 +255,34 @@ def parameter_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
     """The optimiser's parameter groups: trainable parameters only, one group per learning
     rate. ``cfg.lr_scales`` maps part names of :func:`~resnet_lab.models.model_parts`
     (``"stem"``, ``"layer2"``, ``"head"``, or ``"backbone"`` for all but the head) to multipliers of
-    ``cfg.lr``; a part's own entry wins over ``"backbone"``; unnamed parts get 1."""
+    ``cfg.lr``; a part's own entry wins over ``"backbone"``; unnamed parts get 1. Batch-norm
+    biases are further multiplied by ``cfg.bn_bias_lr``, their weight decay divided by it."""
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not trainable:
         raise ValueError("the model has no trainable parameters: unfreeze at least one part")
-    if not cfg.lr_scales:
+    if not cfg.lr_scales and cfg.bn_bias_lr == 1:
         return [{"params": [p for _, p in trainable]}]
-    from resnet_lab.models import model_parts, parameter_parts
+    part_of: dict[str, str] = {}
+    if cfg.lr_scales:
+        from resnet_lab.models import model_parts, parameter_parts
 
-    known = set(model_parts(model)) | {"backbone"}
-    unknown = sorted(set(cfg.lr_scales) - known)
-    if unknown:
-        raise ValueError(f"TrainConfig.lr_scales names unknown parts {unknown}; this model's parts are {sorted(known)}")
-    part_of = parameter_parts(model)
-    groups: dict[float, list] = defaultdict(list)
+        known = set(model_parts(model)) | {"backbone"}
+        unknown = sorted(set(cfg.lr_scales) - known)
+        if unknown:
+            raise ValueError(f"TrainConfig.lr_scales names unknown parts {unknown}; this model's parts are {sorted(known)}")
+        part_of = parameter_parts(model)
+    bn_biases = {id(m.bias) for m in model.modules()
+                 if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.bias is not None}
+    groups: dict[tuple[float, float], list] = defaultdict(list)
     for name, p in trainable:
-        part = part_of[name]
+        part = part_of.get(name)
         default = cfg.lr_scales.get("backbone", 1.0) if part != "head" else 1.0
-        groups[float(cfg.lr_scales.get(part, default))].append(p)
-    return [{"params": ps, "lr": cfg.lr * scale, "lr_scale": scale} for scale, ps in groups.items()]
+        scale, decay = float(cfg.lr_scales.get(part, default)), cfg.weight_decay
+        if id(p) in bn_biases:
+            scale, decay = scale * cfg.bn_bias_lr, decay / cfg.bn_bias_lr
+        groups[scale, decay].append(p)
+    return [{"params": ps, "lr": cfg.lr * scale, "lr_scale": scale, "weight_decay": decay}
+            for (scale, decay), ps in groups.items()]
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -345,6 +363,37 @@ def predict(model: nn.Module, loader: CifarLoader, *, tta: bool = False) -> torc
         model.train(was_training)
 
 
+EMA_BN_BATCHES = 10  # batches of 500 training images that set the EMA's batch-norm statistics
+
+
+@torch.no_grad()
+def recompute_bn_statistics(model: nn.Module, loader: CifarLoader, autocast=contextlib.nullcontext(),
+                            batches: int | None = None) -> None:
+    """Set every batch-norm layer's running statistics to the average over ``batches`` batches
+    of ``loader``, computed with ``model``'s own weights. An average of weights (an EMA, SWA) is a
+    network that never ran, so statistics collected along the way do not fit it (Izmailov et al.
+    2018 recompute them for SWA, as ``torch.optim.swa_utils.update_bn`` does)."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    was_training = model.training
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches
+    model.train()
+    try:
+        with autocast:
+            for i, (x, _) in enumerate(loader):
+                if batches is not None and i >= batches:
+                    break
+                model(x)
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        model.train(was_training)
+
+
 # ---------------------------------------------------------------------------- one epoch
 
 
@@ -359,6 +408,7 @@ class _Step:
     autocast: Any
     criterion: nn.Module
     ranks: Ranks
+    ema: Any = None  # torch.optim.swa_utils.AveragedModel of the weights (TrainConfig.ema)
 
 
 def train_one_epoch(s: _Step, loader: CifarLoader, epoch: int, bar=None) -> dict[str, float]:
@@ -404,6 +454,8 @@ def train_one_epoch(s: _Step, loader: CifarLoader, epoch: int, bar=None) -> dict
             loss.backward()
             s.optimizer.step()
         s.scheduler.step()
+        if s.ema is not None:
+            s.ema.update_parameters(unwrap(s.model))
         loss = loss.detach()
         step_no += 1
         first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step_no, first_bad)
@@ -433,9 +485,10 @@ def _resume(ckpt_path: Path, model: nn.Module, cfg: TrainConfig, data_desc: str,
     """Load the checkpoint in ``ckpt_path`` into the model, optimiser, scheduler and RNG, after
     checking that it belongs to this network, this recipe and this data."""
     state = load_checkpoint(ckpt_path, model, map_location=device)
-    saved = {k: v for k, v in state["config"].items() if k != "epochs"}
-    ours = {k: v for k, v in asdict(cfg).items() if k != "epochs"}
-    changed = {k: (saved.get(k), v) for k, v in ours.items() if saved.get(k) != v and k not in ("device",)}
+    defaults = asdict(TrainConfig())  # fields added since an older checkpoint was written
+    saved = {k: state["config"].get(k, defaults[k]) for k in defaults if k not in ("epochs", "device")}
+    ours = {k: v for k, v in asdict(cfg).items() if k not in ("epochs", "device")}
+    changed = {k: (saved[k], v) for k, v in ours.items() if saved[k] != v}
     if changed:
         raise CheckpointMismatch(
             f"{ckpt_path} was trained with other settings {changed} (saved, now): "
@@ -451,6 +504,8 @@ def _resume(ckpt_path: Path, model: nn.Module, cfg: TrainConfig, data_desc: str,
     s.scheduler.load_state_dict(state["scheduler"])
     if s.scaler is not None and state.get("scaler"):
         s.scaler.load_state_dict(state["scaler"])
+    if s.ema is not None:
+        s.ema.load_state_dict(state["ema"])
     torch.set_rng_state(state["torch_rng"])
     if torch.cuda.is_available() and state.get("cuda_rng"):
         torch.cuda.set_rng_state_all(state["cuda_rng"])
@@ -528,13 +583,26 @@ def train(
         step_model = global_batchnorm(step_model, device)  # BN over the global batch, as in one process
         step_model = nn.parallel.DistributedDataParallel(
             step_model, device_ids=[device.index] if device.type == "cuda" else None)
-    if cfg.compile:
-        step_model = torch.compile(step_model, mode=None if cfg.compile in (True, "default") else cfg.compile)
+    if cfg.compile:  # with progressive resizing, one static graph per image size
+        step_model = torch.compile(step_model, mode=None if cfg.compile in (True, "default") else cfg.compile,
+                                   dynamic=False if cfg.low_res else None)
+    ema = None
+    if cfg.ema:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        # weights only: batch-norm statistics are recomputed for the averaged weights before each
+        # evaluation (averaging them alongside the weights gave 61% instead of 89% at decay 0.999)
+        ema = AveragedModel(base, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=False)
+        bn_loader = CifarLoader(data.train_images, data.train_labels, 500, train=True, device=device,
+                                seed=cfg.seed + 1, crop_pad=cfg.crop_pad, channels_last=channels_last,
+                                drop_last=False)
     s = _Step(
         model=step_model, optimizer=optimizer, scheduler=scheduler,
         scaler=torch.amp.GradScaler("cuda") if precision == "fp16" else None, autocast=autocast,
-        criterion=nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing), ranks=ranks,
+        criterion=nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing), ranks=ranks, ema=ema,
     )
+    full_size = data.train_images.shape[-1]
+    low_res_epochs = round(cfg.low_res_fraction * cfg.epochs) if cfg.low_res else 0
 
     data_desc = data.describe() if hasattr(data, "describe") else str(data)
     history = History(meta={
@@ -568,6 +636,7 @@ def train(
     interrupted = False
     try:
         for epoch in range(start_epoch, cfg.epochs):
+            train_loader.size = cfg.low_res if epoch < low_res_epochs else full_size
             r = train_one_epoch(s, train_loader, epoch, bar)
             record = {
                 "epoch": epoch + 1, "train_loss": r["train_loss"], "train_acc": r["train_acc"],
@@ -577,8 +646,18 @@ def train(
             if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
                 t1 = time.perf_counter()
                 eval_model = step_model if ranks.world == 1 else base
-                record["test_loss"], record["test_acc"] = evaluate(
-                    eval_model, test_loader, tta=cfg.tta, tta_translate=cfg.tta_translate, precision=precision)
+                tta = dict(tta=cfg.tta, tta_translate=cfg.tta_translate, precision=precision)
+                if ema is not None:  # the averaged weights are the model; at the end, the raw ones too
+                    if epoch + 1 == cfg.epochs:
+                        record["test_loss_raw"], record["test_acc_raw"] = evaluate(eval_model, test_loader, **tta)
+                    t2 = time.perf_counter()
+                    bn_loader.set_epoch(epoch)
+                    recompute_bn_statistics(ema.module, bn_loader, autocast, EMA_BN_BATCHES)
+                    if epoch + 1 == cfg.epochs:  # part of making the final model: training time
+                        record["seconds"] += time.perf_counter() - t2
+                        t1 += time.perf_counter() - t2
+                    eval_model = ema.module
+                record["test_loss"], record["test_acc"] = evaluate(eval_model, test_loader, **tta)
                 record["eval_seconds"] = time.perf_counter() - t1
             history.epochs.append(record)
             if bar is not None:
@@ -586,7 +665,8 @@ def train(
                 bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}", loss=f"{record['train_loss']:.3f}",
                                 test_acc="-" if acc is None else f"{100 * acc:.1f}%")
             if ckpt_path is not None and ranks.is_main:
-                save_checkpoint(ckpt_path, base, optimizer, scheduler, epoch + 1, cfg, history, s.scaler)
+                save_checkpoint(ckpt_path, base, optimizer, scheduler, epoch + 1, cfg, history, s.scaler,
+                                ema=ema)
                 history.save(ckpt_path.parent / HISTORY_NAME)
             barrier(ranks)
             if on_epoch is not None:

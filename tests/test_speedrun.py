@@ -1,0 +1,173 @@
+"""The speed run's fast-training techniques: alternating flips, progressive resizing, a higher
+learning rate on BN biases, an EMA of the weights; and their experiments."""
+
+from dataclasses import replace
+
+import pytest
+import torch
+from torch import nn
+
+from resnet_lab.checkpoints import CHECKPOINT_NAME
+from resnet_lab.data import CifarLoader, normalize
+from resnet_lab.experiments import EXPERIMENTS, experiment_names
+from resnet_lab.models import cifar_resnet
+from resnet_lab.train import TrainConfig, parameter_groups, recompute_bn_statistics, train
+
+CFG = TrainConfig(epochs=3, batch_size=50, lr=0.05, device="cpu", precision="fp32", channels_last=False,
+                  eval_every=1)
+
+
+def small_model():
+    torch.manual_seed(0)
+    return cifar_resnet(8, width=8)
+
+
+def _views_by_image(loader, n):
+    """{image index: the view the loader yielded} for one epoch (labels carry the index)."""
+    views = {}
+    for x, idx in loader:
+        for v, i in zip(x, idx.tolist()):
+            views[i] = v
+    assert len(views) == n
+    return views
+
+
+def test_alternating_flips_mirror_each_image_every_other_epoch():
+    n = 64
+    images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    loader = CifarLoader(images, torch.arange(n), 16, device="cpu", seed=3, crop_pad=0, flip="alternate")
+    plain = normalize(images)
+    epochs = [_views_by_image(loader, n) for _ in range(3)]
+    flipped = [torch.tensor([torch.equal(e[i], plain[i].flip(2)) for i in range(n)]) for e in epochs]
+    unflipped = [torch.tensor([torch.equal(e[i], plain[i]) for i in range(n)]) for e in epochs]
+    for f, u in zip(flipped, unflipped):
+        assert (f ^ u).all(), "every view is the image or its mirror image"
+    assert 16 < int(flipped[0].sum()) < 48, "the first epoch mirrors about half the images"
+    assert torch.equal(flipped[1], ~flipped[0]) and torch.equal(flipped[2], flipped[0])
+    # random flips, by contrast, mirror an image twice in a row about a quarter of the time
+    rand = CifarLoader(images, torch.arange(n), 16, device="cpu", seed=3, crop_pad=0, flip=True)
+    r = [torch.tensor([torch.equal(v, plain[i].flip(2)) for i, v in sorted(_views_by_image(rand, n).items())])
+         for _ in range(2)]
+    assert (r[0] & r[1]).any()
+
+
+def test_flip_setting_is_checked():
+    with pytest.raises(ValueError, match="flip must be"):
+        CifarLoader(torch.zeros(4, 3, 32, 32, dtype=torch.uint8), torch.zeros(4), 2, device="cpu", flip="sometimes")
+    with pytest.raises(ValueError, match="TrainConfig.flip must be true, false or 'alternate'"):
+        TrainConfig(flip="sometimes")
+
+
+def test_progressive_resizing_trains_the_first_epochs_small(tiny_data):
+    model = small_model()
+    sizes = []
+    model.register_forward_pre_hook(lambda m, inp: sizes.append((m.training, inp[0].shape[-1])))
+    cfg = replace(CFG, epochs=4, low_res=16, low_res_fraction=0.5)
+    h = train(model, tiny_data, cfg, progress=False)
+    train_sizes = [s for training, s in sizes if training]
+    steps = len(tiny_data.train_labels) // cfg.batch_size
+    assert train_sizes == [16] * (2 * steps) + [32] * (2 * steps)
+    assert {s for training, s in sizes if not training} == {32}, "evaluation is always at full size"
+    assert len(h) == 4
+
+
+def test_bn_biases_get_a_higher_learning_rate_and_lower_decay():
+    model = small_model()
+    cfg = TrainConfig(lr=0.1, weight_decay=5e-4, bn_bias_lr=8.0)
+    groups = parameter_groups(model, cfg)
+    bn_biases = {id(m.bias) for m in model.modules() if isinstance(m, nn.BatchNorm2d)}
+    assert len(groups) == 2
+    for g in groups:
+        ids = {id(p) for p in g["params"]}
+        if ids <= bn_biases:
+            assert ids == bn_biases and g["lr"] == pytest.approx(0.8) and g["weight_decay"] == pytest.approx(5e-4 / 8)
+        else:
+            assert not ids & bn_biases and g["lr"] == pytest.approx(0.1) and g["weight_decay"] == 5e-4
+    # together with per-part scales: the head at 1x, BN biases of the backbone at 0.1 x 8
+    both = parameter_groups(model, replace(cfg, lr_scales={"backbone": 0.1}))
+    assert sorted(round(g["lr"], 6) for g in both) == [0.01, 0.08, 0.1]
+    assert len(parameter_groups(model, TrainConfig())) == 1, "off: one group, as before"
+
+
+def test_ema_is_what_gets_evaluated_and_resumes(tiny_data, tmp_path):
+    cfg = replace(CFG, ema=0.9)
+    full_model = small_model()
+    full = train(full_model, tiny_data, cfg, progress=False, checkpoint_dir=tmp_path / "full")
+    last = full.epochs[-1]
+    assert "test_acc_raw" in last and "test_acc_raw" not in full.epochs[0]
+    state = torch.load(tmp_path / "full" / CHECKPOINT_NAME, weights_only=True)
+    ema = {k.removeprefix("module."): v for k, v in state["ema"].items() if k.startswith("module.")}
+    assert int(state["ema"]["n_averaged"]) == 3 * len(tiny_data.train_labels) // cfg.batch_size
+    raw = full_model.state_dict()
+    assert not torch.equal(ema["fc.weight"], raw["fc.weight"]), "the average is not the last weights"
+
+    # interrupted by Ctrl-C in epoch 2 and resumed: the same average as the uninterrupted run
+    part, model, calls = tmp_path / "part", small_model(), []
+
+    def interrupt(module, _inp):
+        calls.append(module.training)
+        if sum(calls) == 6:  # 4 steps per epoch: the 2nd step of epoch 2
+            raise KeyboardInterrupt
+
+    handle = model.register_forward_pre_hook(interrupt)
+    assert len(train(model, tiny_data, cfg, progress=False, checkpoint_dir=part)) == 1
+    handle.remove()
+    resumed = train(small_model(), tiny_data, cfg, progress=False, checkpoint_dir=part, resume=True)
+    state2 = torch.load(part / CHECKPOINT_NAME, weights_only=True)
+    for k, v in state["ema"].items():
+        assert torch.equal(v, state2["ema"][k]), f"EMA {k} differs after resume"
+    assert resumed.epochs[-1]["test_acc"] == last["test_acc"]
+
+
+def test_ema_of_decay_near_zero_holds_the_last_weights(tiny_data, tmp_path):
+    model = small_model()
+    train(model, tiny_data, replace(CFG, ema=1e-12), progress=False, checkpoint_dir=tmp_path)
+    ema = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)["ema"]
+    for k, v in model.state_dict().items():
+        if "running" not in k and "num_batches" not in k:
+            torch.testing.assert_close(ema[f"module.{k}"], v)
+
+
+def test_bn_statistics_are_recomputed_for_the_given_weights(tiny_data):
+    model = small_model()
+    first_bn, inputs = model.bn1, []
+    first_bn.register_forward_pre_hook(lambda m, inp: inputs.append(inp[0].detach()))
+    loader = CifarLoader(tiny_data.train_images, tiny_data.train_labels, 50, train=False, device="cpu")
+    model.eval()
+    recompute_bn_statistics(model, loader, batches=3)
+    assert len(inputs) == 3 and not model.training and first_bn.momentum == 0.1
+    x = torch.cat(inputs)
+    torch.testing.assert_close(first_bn.running_mean, x.mean((0, 2, 3)), rtol=1e-4, atol=1e-5)
+    # the cumulative average of per-batch unbiased variances
+    var = torch.stack([b.var((0, 2, 3), unbiased=True) for b in inputs]).mean(0)
+    torch.testing.assert_close(first_bn.running_var, var, rtol=1e-4, atol=1e-5)
+
+
+def test_resume_accepts_a_checkpoint_from_before_the_new_settings(tiny_data, tmp_path):
+    train(small_model(), tiny_data, replace(CFG, epochs=1), progress=False, checkpoint_dir=tmp_path)
+    path = tmp_path / CHECKPOINT_NAME
+    state = torch.load(path, weights_only=True)
+    for k in ("ema", "bn_bias_lr", "low_res", "low_res_fraction"):
+        state["config"].pop(k)
+    state.pop("ema")
+    torch.save(state, path)
+    h = train(small_model(), tiny_data, replace(CFG, epochs=2), progress=False, checkpoint_dir=tmp_path, resume=True)
+    assert h["epoch"] == [1, 2]
+
+
+@pytest.mark.parametrize("field, bad", [("ema", 1.0), ("ema", -0.1), ("bn_bias_lr", 0), ("low_res", 6),
+                                        ("low_res", 40), ("low_res_fraction", 0)])
+def test_technique_settings_are_checked(field, bad):
+    with pytest.raises(ValueError, match=f"TrainConfig.{field} must be"):
+        TrainConfig(**{field: bad})
+
+
+def test_speedrun_sweep_changes_one_thing_at_a_time():
+    base = EXPERIMENTS["speedrun/baseline"]
+    assert base.config == EXPERIMENTS["cpu_speedrun"].config
+    for name in experiment_names("speedrun"):
+        exp = EXPERIMENTS[name]
+        assert exp.model == base.model and exp.model_kwargs == base.model_kwargs
+        changed = {k for k in vars(base.config) if getattr(exp.config, k) != getattr(base.config, k)}
+        if not name.startswith("speedrun/all"):
+            assert 0 < len(changed) <= 3 or name == "speedrun/baseline", (name, changed)
