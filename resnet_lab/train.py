@@ -175,15 +175,17 @@ def hardware_name(device: torch.device) -> str:
 
 
 def git_commit() -> str | None:
+    """The commit of the code that runs, with ``+changes`` when the package's files differ from it."""
+    here = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, timeout=5).stdout.strip()
+
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-        return out.stdout.strip() or None
+        commit = git("rev-parse", "--short", "HEAD")
+        if commit and git("status", "--porcelain", "--untracked-files=no", "--", "."):
+            commit += "+changes"
+        return commit or None
     except (OSError, subprocess.SubprocessError):
         return None
 

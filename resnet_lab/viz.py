@@ -171,7 +171,9 @@ def runs_caption(runs: dict[str, Sequence[History]]) -> str:
     minutes = sum(h.train_seconds for h in hs) / 60
     hardware = sorted({h.meta.get("hardware", "?") for h in hs})
     seeds = sorted({h.meta.get("seed", 0) for h in hs})
-    return (f"{len(hs)} recorded runs ({', '.join(runs)}; seeds {seeds}), {len(hs[0])} epochs each, "
+    lengths = sorted({len(h) for h in hs})
+    epochs = f"{lengths[0]}" if len(lengths) == 1 else f"{lengths[0]}-{lengths[-1]}"
+    return (f"{len(hs)} recorded runs ({', '.join(runs)}; seeds {seeds}), {epochs} epochs each, "
             f"{minutes:.0f} min of training in all on {'; '.join(hardware)}. Data: {m.get('data', '?')}")
 
 
@@ -223,6 +225,36 @@ def plot_mean_sd(summary: dict[str, tuple[float, float, int]], *, ylabel: str, t
     if reference:
         handles, names = ax.get_legend_handles_labels()
         ax.legend(handles[:1], names[:1], fontsize=8, loc="lower right")
+    fig.tight_layout()
+    caption(fig, source)
+    return fig
+
+
+def plot_differences(comparison: dict[str, dict], *, xlabel: str, title: str = "", source: str,
+                     scale: float = 100.0):
+    """Differences from a baseline (``{label: {"diff", "se", "verdict", "n"}}``, as from
+    :func:`resnet_lab.experiments.compare`): a dot at the difference of the means, whiskers of
+    twice its standard error, and the verdict. A whisker that crosses zero is noise."""
+    labels = list(comparison)
+    fig, ax = plt.subplots(figsize=(7, 0.42 * len(labels) + 1.5))
+    y = np.arange(len(labels))
+    diffs = np.array([scale * comparison[k]["diff"] for k in labels])
+    whisk = np.array([2 * scale * comparison[k]["se"] for k in labels])
+    colors = ["#2e7d32" if comparison[k]["verdict"] == "better" else "#c62828"
+              if comparison[k]["verdict"] == "worse" else "0.4" for k in labels]
+    ax.axvline(0, color="0.2", lw=1)
+    ax.errorbar(diffs, y, xerr=np.nan_to_num(whisk), fmt="none", ecolor="0.5", capsize=3)
+    ax.scatter(diffs, y, c=colors, zorder=3)
+    right = np.nanmax(diffs + np.nan_to_num(whisk))
+    for yi, k in zip(y, labels):
+        ax.text(right + 0.1 * scale / 100, yi, f"{comparison[k]['verdict']} (n={comparison[k]['n']})",
+                va="center", fontsize=8)
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.invert_yaxis()
+    left = np.nanmin(diffs - np.nan_to_num(whisk))
+    ax.set_xlim(min(left, 0) - 0.2 * scale / 100, right + 1.6 * scale / 100)
+    ax.set(xlabel=xlabel, title=title)
+    ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
     caption(fig, source)
     return fig

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from resnet_lab.experiments import (EXPERIMENTS, experiment_names, load_results, mean_sd, run_experiment, run_sweep,
+from resnet_lab.experiments import (EXPERIMENTS, compare, experiment_names, load_results, mean_sd, run_experiment, run_sweep,
                                     summarize, sweep_runs)
 from resnet_lab.models import build_model
 from resnet_lab.train import History, load_checkpoint
@@ -71,8 +71,53 @@ def test_sweep_skips_recorded_runs_and_resumes(tiny_data, tmp_path):
     assert n == 3 and sd > 0
 
 
+def test_compare_judges_differences_by_twice_their_standard_error():
+    summary = {"base": (0.80, 0.01, 4), "same": (0.805, 0.01, 4), "up": (0.85, 0.01, 4),
+               "down": (0.70, 0.02, 3), "single": (0.90, 0.0, 1)}
+    c = compare(summary)
+    assert set(c) == {"same", "up", "down", "single"}
+    se = math.sqrt(0.01**2 / 4 + 0.01**2 / 4)
+    assert c["same"]["se"] == pytest.approx(se) and c["same"]["diff"] == pytest.approx(0.005)
+    assert c["same"]["verdict"] == "within noise"
+    assert c["up"]["verdict"] == "better" and c["down"]["verdict"] == "worse"
+    assert c["single"]["verdict"] == "one seed: no spread to judge by" and math.isnan(c["single"]["se"])
+    # against another baseline: the verdicts turn round
+    assert compare(summary, baseline="up")["base"]["verdict"] == "worse"
+    with pytest.raises(KeyError, match="baseline 'nope'"):
+        compare(summary, baseline="nope")
+
+
+def test_plot_differences_draws_each_comparison():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from resnet_lab.viz import plot_differences
+
+    c = compare({"base": (0.80, 0.01, 4), "up": (0.85, 0.01, 4), "single": (0.9, 0.0, 1)})
+    fig = plot_differences(c, xlabel="points", source="made-up numbers")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["up", "single"]
+    texts = {t.get_text() for t in ax.texts}
+    assert "better (n=4)" in texts and "one seed: no spread to judge by (n=1)" in texts
+    assert any("made-up numbers" in t.get_text() for t in fig.texts)
+
+
 def test_mean_sd():
     assert mean_sd([1.0, 2.0, 3.0]) == (2.0, 1.0, 3)
     assert mean_sd([5.0]) == (5.0, 0.0, 1)
     m, s, n = mean_sd([])
     assert n == 0 and math.isnan(m)
+
+
+def test_runs_caption_says_what_produced_the_runs():
+    from resnet_lab.viz import runs_caption
+
+    def run(n, seed, hardware):
+        return History(epochs=[{"epoch": i + 1, "seconds": 60.0} for i in range(n)],
+                       meta={"seed": seed, "hardware": hardware, "data": "the JPEG copy"})
+
+    text = runs_caption({"a": [run(21, 0, "CPU X"), run(21, 1, "CPU X")], "b": [run(22, 0, "GPU Y")]})
+    assert text.startswith("3 recorded runs (a, b; seeds [0, 1]), 21-22 epochs each, 64 min")
+    assert "CPU X; GPU Y" in text and text.endswith("Data: the JPEG copy")
+    assert "21 epochs each" in runs_caption({"a": [run(21, 0, "CPU X")]})
+    assert runs_caption({}) == "no recorded runs"

@@ -146,3 +146,21 @@ def test_bf16_and_fp16_checks():
 def test_batch_larger_than_data(tiny_data):
     with pytest.raises(ValueError, match="larger than the training set"):
         train(small_model(), tiny_data, replace(CFG, batch_size=1000), progress=False)
+
+
+def test_git_commit_says_when_the_package_has_changes(monkeypatch):
+    import subprocess
+
+    from resnet_lab import train as train_module
+
+    answers = {"rev-parse": "abc1234", "status": ""}
+
+    def fake_run(args, **kwargs):
+        return subprocess.CompletedProcess(args, 0, stdout=answers[args[1]] + "\n", stderr="")
+
+    monkeypatch.setattr(train_module.subprocess, "run", fake_run)
+    assert train_module.git_commit() == "abc1234"
+    answers["status"] = " M resnet_lab/train.py"
+    assert train_module.git_commit() == "abc1234+changes"
+    answers["rev-parse"] = ""
+    assert train_module.git_commit() is None
