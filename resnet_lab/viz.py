@@ -29,6 +29,7 @@ def caption(fig, text: str) -> None:
     renderer = fig.canvas.get_renderer()
     to_fig = fig.transFigure.inverted()
     bottoms = [ax.get_tightbbox(renderer).transformed(to_fig).y0 for ax in fig.axes if ax.get_visible()]
+    bottoms += [leg.get_window_extent(renderer).transformed(to_fig).y0 for leg in fig.legends]
     bottom = min([0.0, *bottoms])
     fig.text(0.01, bottom - 0.03, text, ha="left", va="top", fontsize=8, color="0.35", wrap=True)
 
@@ -53,7 +54,9 @@ def plot_history(
     if isinstance(histories, History):
         histories = [histories]
     labels = list(labels) if labels is not None else [h.meta.get("model", f"run {i}") for i, h in enumerate(histories)]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
+    many = len(histories) > 2  # then one legend under both panels, where it hides no curve
+    rows = (len(histories) + 1) // 2
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6 + (0.3 * rows if many else 0)))
     for h, label, color in zip(histories, labels, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 3):
         ep = h["epoch"]
         ax_loss.plot(ep, h["train_loss"], "--", color=color, alpha=0.8)
@@ -69,10 +72,16 @@ def plot_history(
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy (dashed: train, solid: test)")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if not many:
+            ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    if many:
+        fig.tight_layout(rect=(0, 0.07 * rows, 1, 1))
+        fig.legend(*ax_acc.get_legend_handles_labels(), loc="lower center", ncol=2, fontsize=8, frameon=False,
+                   bbox_to_anchor=(0.5, 0))
+    else:
+        fig.tight_layout()
     caption(fig, source if source is not None else "; ".join(history_caption(h) for h in histories[:2]))
     return fig
 

@@ -121,3 +121,27 @@ def test_runs_caption_says_what_produced_the_runs():
     assert "CPU X; GPU Y" in text and text.endswith("Data: the JPEG copy")
     assert "21 epochs each" in runs_caption({"a": [run(21, 0, "CPU X")]})
     assert runs_caption({}) == "no recorded runs"
+
+
+def test_plot_history_of_many_runs_puts_one_legend_under_the_panels():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from resnet_lab.viz import plot_history
+
+    def run(n):
+        return History(epochs=[{"epoch": i + 1, "train_loss": 1.0 / (i + 1), "train_acc": 0.1 * i,
+                                 "test_loss": 1.2 / (i + 1), "test_acc": 0.1 * i, "seconds": 1.0}
+                                for i in range(n)], meta={"model": "m"})
+
+    two = plot_history([run(3), run(4)], labels=["a", "b"], source="made up")
+    assert all(ax.get_legend() is not None for ax in two.axes) and not two.legends
+    four = plot_history([run(3), run(4), run(5), run(2)], labels=list("abcd"), source="made up")
+    assert all(ax.get_legend() is None for ax in four.axes) and len(four.legends) == 1
+    assert [t.get_text() for t in four.legends[0].get_texts()] == list("abcd")
+    renderer = four.canvas.get_renderer()
+    legend_y0 = four.legends[0].get_window_extent(renderer).y0
+    cap = [t for t in four.texts if t.get_text() == "made up"][0]
+    assert cap.get_window_extent(renderer).y1 <= legend_y0 + 1, "the caption sits under the legend"
+    for ax in four.axes:
+        assert ax.get_window_extent(renderer).y0 > four.legends[0].get_window_extent(renderer).y1 - 1
