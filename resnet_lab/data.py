@@ -500,11 +500,10 @@ def random_crop_flip(
         bi = torch.arange(b, device=dev)[:, None, None, None]
         ci = torch.arange(c, device=dev)[None, :, None, None]
         images = padded[bi, ci, rows, cols]  # (B, C, H, W)
-    if isinstance(flip, torch.Tensor):
+    if not isinstance(flip, torch.Tensor):  # True: each image its own coin
+        flip = (torch.rand(b, generator=generator) < 0.5) if flip else None
+    if flip is not None:
         images = torch.where(flip.to(dev)[:, None, None, None], images.flip(3), images)
-    elif flip:
-        flips = (torch.rand(b, generator=generator) < 0.5).to(dev)
-        images = torch.where(flips[:, None, None, None], images.flip(3), images)
     return images
 
 

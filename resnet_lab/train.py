@@ -365,6 +365,11 @@ def predict(model: nn.Module, loader: CifarLoader, *, tta: bool = False) -> torc
         model.train(was_training)
 
 
+def low_res_epochs(cfg: TrainConfig) -> int:
+    """How many epochs, from the first, train at ``cfg.low_res`` pixels (progressive resizing)."""
+    return round(cfg.low_res_fraction * cfg.epochs) if cfg.low_res else 0
+
+
 EMA_BN_BATCHES = 10  # batches of 500 training images that set the EMA's batch-norm statistics
 
 
@@ -603,8 +608,7 @@ def train(
         scaler=torch.amp.GradScaler("cuda") if precision == "fp16" else None, autocast=autocast,
         criterion=nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing), ranks=ranks, ema=ema,
     )
-    full_size = data.train_images.shape[-1]
-    low_res_epochs = round(cfg.low_res_fraction * cfg.epochs) if cfg.low_res else 0
+    full_size, n_small = data.train_images.shape[-1], low_res_epochs(cfg)
 
     data_desc = data.describe() if hasattr(data, "describe") else str(data)
     history = History(meta={
@@ -638,26 +642,28 @@ def train(
     interrupted = False
     try:
         for epoch in range(start_epoch, cfg.epochs):
-            train_loader.size = cfg.low_res if epoch < low_res_epochs else full_size
+            train_loader.size = cfg.low_res if epoch < n_small else full_size
             r = train_one_epoch(s, train_loader, epoch, bar)
             record = {
                 "epoch": epoch + 1, "train_loss": r["train_loss"], "train_acc": r["train_acc"],
                 "test_loss": None, "test_acc": None, "lr": optimizer.param_groups[0]["lr"],
                 "seconds": r["seconds"], "images_per_sec": r["images"] / r["seconds"],
             }
-            if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+            last = epoch + 1 == cfg.epochs
+            if (epoch + 1) % cfg.eval_every == 0 or last:
                 t1 = time.perf_counter()
                 eval_model = step_model if ranks.world == 1 else base
                 tta = dict(tta=cfg.tta, tta_translate=cfg.tta_translate, precision=precision)
                 if ema is not None:  # the averaged weights are the model; at the end, the raw ones too
-                    if epoch + 1 == cfg.epochs:
+                    if last:
                         record["test_loss_raw"], record["test_acc_raw"] = evaluate(eval_model, test_loader, **tta)
                     t2 = time.perf_counter()
                     bn_loader.set_epoch(epoch)
                     recompute_bn_statistics(ema.module, bn_loader, autocast, EMA_BN_BATCHES)
-                    if epoch + 1 == cfg.epochs:  # part of making the final model: training time
-                        record["seconds"] += time.perf_counter() - t2
-                        t1 += time.perf_counter() - t2
+                    if last:  # part of making the final model: training time, not evaluation
+                        bn_seconds = time.perf_counter() - t2
+                        record["seconds"] += bn_seconds
+                        t1 += bn_seconds
                     eval_model = ema.module
                 record["test_loss"], record["test_acc"] = evaluate(eval_model, test_loader, **tta)
                 record["eval_seconds"] = time.perf_counter() - t1

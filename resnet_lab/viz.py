@@ -248,19 +248,19 @@ def plot_differences(comparison: dict[str, dict], *, xlabel: str, title: str = "
     fig, ax = plt.subplots(figsize=(7, 0.42 * len(labels) + 1.5))
     y = np.arange(len(labels))
     diffs = np.array([scale * comparison[k]["diff"] for k in labels])
-    whisk = np.array([2 * scale * comparison[k]["se"] for k in labels])
-    colors = ["#2e7d32" if comparison[k]["verdict"] == "better" else "#c62828"
-              if comparison[k]["verdict"] == "worse" else "0.4" for k in labels]
+    whisk = np.nan_to_num([2 * scale * comparison[k]["se"] for k in labels])  # no spread: no whisker
+    verdict_color = {"better": "#2e7d32", "worse": "#c62828"}
+    colors = [verdict_color.get(comparison[k]["verdict"], "0.4") for k in labels]
     ax.axvline(0, color="0.2", lw=1)
-    ax.errorbar(diffs, y, xerr=np.nan_to_num(whisk), fmt="none", ecolor="0.5", capsize=3)
+    ax.errorbar(diffs, y, xerr=whisk, fmt="none", ecolor="0.5", capsize=3)
     ax.scatter(diffs, y, c=colors, zorder=3)
-    right = np.nanmax(diffs + np.nan_to_num(whisk))
+    right = np.nanmax(diffs + whisk)
     for yi, k in zip(y, labels):
         ax.text(right + 0.1 * scale / 100, yi, f"{comparison[k]['verdict']} (n={comparison[k]['n']})",
                 va="center", fontsize=8)
     ax.set_yticks(y, labels, fontsize=8)
     ax.invert_yaxis()
-    left = np.nanmin(diffs - np.nan_to_num(whisk))
+    left = np.nanmin(diffs - whisk)
     ax.set_xlim(min(left, 0) - 0.2 * scale / 100, right + 1.6 * scale / 100)
     ax.set(xlabel=xlabel, title=title)
     ax.grid(alpha=0.3, axis="x")

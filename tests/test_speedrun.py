@@ -11,7 +11,7 @@ from resnet_lab.checkpoints import CHECKPOINT_NAME
 from resnet_lab.data import CifarLoader, normalize
 from resnet_lab.experiments import EXPERIMENTS, experiment_names
 from resnet_lab.models import cifar_resnet
-from resnet_lab.train import TrainConfig, parameter_groups, recompute_bn_statistics, train
+from resnet_lab.train import TrainConfig, low_res_epochs, parameter_groups, recompute_bn_statistics, train
 
 CFG = TrainConfig(epochs=3, batch_size=50, lr=0.05, device="cpu", precision="fp32", channels_last=False,
                   eval_every=1)
@@ -66,6 +66,7 @@ def test_progressive_resizing_trains_the_first_epochs_small(tiny_data):
     h = train(model, tiny_data, cfg, progress=False)
     train_sizes = [s for training, s in sizes if training]
     steps = len(tiny_data.train_labels) // cfg.batch_size
+    assert low_res_epochs(cfg) == 2 and low_res_epochs(replace(cfg, low_res=0)) == 0
     assert train_sizes == [16] * (2 * steps) + [32] * (2 * steps)
     assert {s for training, s in sizes if not training} == {32}, "evaluation is always at full size"
     assert len(h) == 4
