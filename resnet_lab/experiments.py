@@ -99,6 +99,13 @@ for _name, _kw, _what in (
         model="resnet20", model_kwargs=_kw, config=DEGRADATION, subset=10_000,
         description=f"ablation of ResNet-20: {_what}",
     )
+# Zero-init's confound: weight decay 5e-4 pulls the zero-initialised BN scales back toward zero.
+# The same two networks with no weight decay on any BN parameter tell which it was.
+for _name, _kw in (("bn_nowd", {}), ("zero_init_bn_nowd", {"zero_init_residual": True})):
+    EXPERIMENTS[f"ablation/{_name}"] = Experiment(
+        model="resnet20", model_kwargs=_kw, config=replace(DEGRADATION, bn_weight_decay=False),
+        subset=10_000, description=f"ablation of ResNet-20: {'zero-init, ' * bool(_kw)}no weight decay on BN",
+    )
 
 # The article trains with Adam (lr 1e-3, constant, no weight decay). The same ResNet-20, data
 # and length as degradation/resnet20 (the paper's SGD recipe), with the article's optimiser.

@@ -83,6 +83,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "flip": (lambda v: isinstance(v, bool) or v == "alternate", "true, false or 'alternate'"),
     "ema": (lambda v: _is_real(v) and 0 <= v < 1, "a decay in [0, 1) (0: off)"),
     "bn_bias_lr": (lambda v: _is_real(v) and v > 0, "a positive multiplier"),
+    "bn_weight_decay": (lambda v: isinstance(v, bool), "true or false"),
     "low_res": (lambda v: _is_int(v) and (v == 0 or 8 <= v <= 32), "0 (off) or a side from 8 to 32 pixels"),
     "low_res_fraction": (lambda v: _is_real(v) and 0 < v <= 1, "a fraction in (0, 1]"),
     "lr_scales": (lambda v: isinstance(v, dict) and all(isinstance(k, str) and _is_real(s) and s >= 0
@@ -131,6 +132,7 @@ class TrainConfig:
     # fast-training techniques (the speed run, experiments.py's speedrun/ sweep), all off by default
     ema: float = 0.0  # decay per step of an exponential moving average of the weights, which is evaluated
     bn_bias_lr: float = 1.0  # BN biases train at lr x this (and weight decay / this: the same decay per step)
+    bn_weight_decay: bool = True  # False: no weight decay on BN's scale and shift (Goyal et al. 2017)
     low_res: int = 0  # progressive resizing: the first low_res_fraction of epochs at low_res x low_res pixels
     low_res_fraction: float = 0.5
     lr_scales: dict = field(default_factory=dict)  # fine-tuning: {"backbone": 0.1} trains all but the head at lr/10
@@ -258,11 +260,12 @@ def parameter_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
     rate. ``cfg.lr_scales`` maps part names of :func:`~resnet_lab.models.model_parts`
     (``"stem"``, ``"layer2"``, ``"head"``, or ``"backbone"`` for all but the head) to multipliers of
     ``cfg.lr``; a part's own entry wins over ``"backbone"``; unnamed parts get 1. Batch-norm
-    biases are further multiplied by ``cfg.bn_bias_lr``, their weight decay divided by it."""
+    biases are further multiplied by ``cfg.bn_bias_lr``, their weight decay divided by it; with
+    ``cfg.bn_weight_decay=False`` no batch-norm parameter is decayed."""
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not trainable:
         raise ValueError("the model has no trainable parameters: unfreeze at least one part")
-    if not cfg.lr_scales and cfg.bn_bias_lr == 1:
+    if not cfg.lr_scales and cfg.bn_bias_lr == 1 and cfg.bn_weight_decay:
         return [{"params": [p for _, p in trainable]}]
     part_of: dict[str, str] = {}
     if cfg.lr_scales:
@@ -273,8 +276,9 @@ def parameter_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
         if unknown:
             raise ValueError(f"TrainConfig.lr_scales names unknown parts {unknown}; this model's parts are {sorted(known)}")
         part_of = parameter_parts(model)
-    bn_biases = {id(m.bias) for m in model.modules()
-                 if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.bias is not None}
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    bn_biases = {id(m.bias) for m in norms if m.bias is not None}
+    bn_params = {id(p) for m in norms for p in m.parameters(recurse=False)}
     groups: dict[tuple[float, float], list] = defaultdict(list)
     for name, p in trainable:
         part = part_of.get(name)
@@ -282,6 +286,8 @@ def parameter_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
         scale, decay = float(cfg.lr_scales.get(part, default)), cfg.weight_decay
         if id(p) in bn_biases:
             scale, decay = scale * cfg.bn_bias_lr, decay / cfg.bn_bias_lr
+        if id(p) in bn_params and not cfg.bn_weight_decay:
+            decay = 0.0
         groups[scale, decay].append(p)
     return [{"params": ps, "lr": cfg.lr * scale, "lr_scale": scale, "weight_decay": decay}
             for (scale, decay), ps in groups.items()]

@@ -90,6 +90,20 @@ def test_bn_biases_get_a_higher_learning_rate_and_lower_decay():
     assert len(parameter_groups(model, TrainConfig())) == 1, "off: one group, as before"
 
 
+def test_bn_weight_decay_off_decays_no_bn_parameter():
+    model = small_model()
+    bn_params = {id(p) for m in model.modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters()}
+    groups = parameter_groups(model, TrainConfig(weight_decay=5e-4, bn_weight_decay=False))
+    assert len(groups) == 2
+    for g in groups:
+        ids = {id(p) for p in g["params"]}
+        assert g["weight_decay"] == (0.0 if ids == bn_params else 5e-4), "BN params alone are undecayed"
+        assert ids == bn_params or not ids & bn_params
+    # with BN biases at a higher rate: three groups, every BN parameter still undecayed
+    three = parameter_groups(model, TrainConfig(weight_decay=5e-4, bn_weight_decay=False, bn_bias_lr=4.0))
+    assert sorted(g["weight_decay"] for g in three) == [0.0, 0.0, 5e-4]
+
+
 def test_ema_is_what_gets_evaluated_and_resumes(tiny_data, tmp_path):
     cfg = replace(CFG, ema=0.9)
     full_model = small_model()
