@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from dataclasses import MISSING, fields
 from pathlib import Path
+
+from torch import nn
 
 TRUE, FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
 
@@ -73,6 +76,7 @@ def _load_data(args):
 
 SPECIAL_TYPES = {
     "channels_last": _bool_or("auto"),
+    "flip": _bool_or("alternate"),
     "compile": _bool_or("default", "reduce-overhead", "max-autotune"),
     "lr_scales": _json_dict,
 }
@@ -86,8 +90,10 @@ def _config_args(p: argparse.ArgumentParser) -> None:
         default = f.default if f.default is not MISSING else f.default_factory()
         if f.name in SPECIAL_TYPES:
             kind = SPECIAL_TYPES[f.name]
-        elif isinstance(default, bool):
-            kind = parse_bool
+        elif isinstance(default, bool):  # --tta alone means --tta true, as for evaluate
+            p.add_argument(flag, type=parse_bool, nargs="?", const=True, default=None,
+                           help=f"true or false; alone: true (default {default})")
+            continue
         else:
             kind = type(default)
         p.add_argument(flag, type=kind, default=None, help=f"(default {default})")
@@ -110,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_eval = sub.add_parser("evaluate", help="test accuracy of a saved checkpoint")
     p_eval.add_argument("--checkpoint", required=True)
-    p_eval.add_argument("--tta", action="store_true", help="flip test-time augmentation")
+    p_eval.add_argument("--tta", type=parse_bool, nargs="?", const=True, default=False,
+                        help="flip test-time augmentation: true or false; alone: true")
     _add_data_args(p_eval)
 
     p_exp = sub.add_parser("experiment", help="run a named experiment or sweep, writing results/<name>-seed<k>.json "
@@ -125,16 +132,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args) -> int:
+    from resnet_lab.data import pick_device
     from resnet_lab.models import build_model, check_model_name
     from resnet_lab.train import TrainConfig, seed_everything, train
 
     overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
     cfg = TrainConfig(**overrides)  # a bad setting fails here, before any data is read
     check_model_name(args.model)  # an unknown model fails before the data is loaded
+    if args.resume and args.out is None:
+        raise ValueError("--resume needs --out, the folder of the run to continue")
+    if args.out is not None and not args.out.strip():
+        raise ValueError("--out is empty: name the run's folder, e.g. --out runs/resnet20")
+    pick_device(cfg.device)  # a device this machine lacks fails before the data is loaded
     data = _load_data(args)
     print(f"data: {data.describe()}")
     seed_everything(cfg.seed)  # before the model is built: the seed fixes the starting weights
     model = build_model(args.model)
+    heads = [m.out_features for m in model.modules() if isinstance(m, nn.Linear)]
+    if heads and heads[-1] != len(data.classes):  # e.g. resnet18's 1000 ImageNet classes
+        print(f"{args.model}: a {len(data.classes)}-class head for this data, in place of its "
+              f"default {heads[-1]} classes")
+        seed_everything(cfg.seed)
+        model = build_model(args.model, num_classes=len(data.classes))
     history = train(model, data, cfg, progress=not args.no_progress, checkpoint_dir=args.out,
                     resume=args.resume, overwrite=args.overwrite)
     if "interrupted_after_epoch" in history.meta:
@@ -147,24 +166,46 @@ def _train(args) -> int:
     return 0
 
 
+def _trained_classes(state: dict) -> list[str] | None:
+    """The class names a checkpoint was trained on: its History's ``classes``, or for older
+    records the ``classes: ...`` note of its data description; None when neither says."""
+    meta = state["history"]["meta"]
+    if meta.get("classes"):
+        return list(meta["classes"])
+    found = re.search(r"classes: ([^;)]*)", state.get("data") or meta.get("data") or "")
+    return [c.strip() for c in found.group(1).split(",")] if found else None
+
+
 def _evaluate(args) -> int:
     from resnet_lab.data import CifarLoader, pick_device
-    from resnet_lab.models import build_model
+    from resnet_lab.models import build_model, check_model_name
     from resnet_lab.train import evaluate, load_checkpoint
 
     state = load_checkpoint(args.checkpoint)
     build = state.get("build")
-    if not build:
-        raise ValueError(f"{args.checkpoint} does not record how to build its model ({state['model_name']}): "
-                         "it predates resnet_lab 0.1; build the model in Python and use load_checkpoint")
+    if not build:  # weights saved before builds were recorded: rebuild by the model's name
+        try:
+            check_model_name(state["model_name"])
+        except ValueError:
+            raise ValueError(f"{args.checkpoint} does not record how to build its model "
+                             f"({state['model_name']}): build it in Python and use load_checkpoint") from None
+        build = {"name": state["model_name"], "kwargs": {}}
     model = build_model(build["name"], **build["kwargs"])
-    load_checkpoint(args.checkpoint, model)
+    load_checkpoint(args.checkpoint, model)  # checks that the layers match
     data = _load_data(args)
+    classes = _trained_classes(state)
+    heads = [m.out_features for m in model.modules() if isinstance(m, nn.Linear)]
+    if classes is not None and list(classes) != list(data.classes):
+        data = data.select_classes(classes)  # the classes it was trained on, in its label order
+    elif heads and heads[-1] != len(data.classes):
+        raise ValueError(f"{args.checkpoint} has a {heads[-1]}-class head and does not record its classes: "
+                         "evaluate it in Python on the data it was trained on")
     device = pick_device("auto")
     loader = CifarLoader(data.test_images, data.test_labels, 1000, train=False, device=device)
     loss, acc = evaluate(model.to(device), loader, tta=args.tta)
     print(f"{state['model_name']} after {state['epoch']} epochs: test loss {loss:.4f}, "
-          f"test accuracy {100 * acc:.2f}% on {len(data.test_labels)} images ({data.source})")
+          f"test accuracy {100 * acc:.2f}% on {len(data.test_labels)} images of "
+          f"{len(data.classes)} classes ({data.source})")
     return 0
 
 
@@ -197,8 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     from resnet_lab.checkpoints import CheckpointMismatch
     from resnet_lab.data import DataError
 
-    expected = (DataError, CheckpointMismatch, ValueError, FileNotFoundError, FileExistsError, PermissionError,
-                FloatingPointError)
+    from resnet_lab.runlock import RunLockedError
+
+    expected = (DataError, CheckpointMismatch, ValueError, OSError, FloatingPointError, RunLockedError)
     command = {"train": _train, "evaluate": _evaluate, "experiment": _experiment}[args.command]
     try:
         return command(args)

@@ -22,6 +22,7 @@ import contextlib
 import os
 import platform
 import random
+import re
 import subprocess
 import time
 from collections import defaultdict
@@ -49,6 +50,7 @@ from resnet_lab.checkpoints import (  # noqa: F401  (re-exported: chapters impor
 )
 from resnet_lab.data import CifarData, CifarLoader, pick_device
 from resnet_lab.distributed import Ranks, all_sum, barrier, distributed_setup, global_batchnorm
+from resnet_lab.runlock import RunLock
 
 NAN_CHECK_STEPS = 50  # the loss is read on the host once per this many steps (and at epoch end)
 
@@ -73,9 +75,9 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "compile": (lambda v: isinstance(v, bool) or v in ("default", "reduce-overhead", "max-autotune"),
                 "true, false, 'reduce-overhead' or 'max-autotune'"),
     "precision": (_choice("auto", "fp32", "bf16", "fp16"), "'auto', 'fp32', 'bf16' or 'fp16'"),
-    "seed": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
-    "device": (lambda v: isinstance(v, str) and v.split(":")[0] in ("auto", "cpu", "cuda", "mps"),
-               "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"),
+    "seed": (lambda v: _is_int(v) and 0 <= v < 2**32, "an integer from 0 to 2**32 - 1"),
+    "device": (lambda v: isinstance(v, str) and re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v) is not None,
+               "'auto', 'cpu', 'cuda', 'cuda:N' (N a number) or 'mps'"),
     "eval_every": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
     "tta": (lambda v: isinstance(v, bool), "true or false"),
     "tta_translate": (lambda v: isinstance(v, bool), "true or false"),
@@ -513,6 +515,17 @@ def _resume(ckpt_path: Path, model: nn.Module, cfg: TrainConfig, data_desc: str,
             f"{ckpt_path} was trained on other data: saved '{saved_data}', now '{data_desc}'. "
             "Resume with the same data (--subset, --test-subset, --data), or use a new checkpoint_dir"
         )
+    saved_epochs = state["config"].get("epochs", cfg.epochs)
+    if saved_epochs != cfg.epochs and (cfg.schedule != "constant" or cfg.low_res):
+        raise CheckpointMismatch(
+            f"{ckpt_path} is a {saved_epochs}-epoch run whose learning-rate schedule ('{cfg.schedule}'"
+            f"{', with progressive resizing' if cfg.low_res else ''}) is laid out over those {saved_epochs} "
+            f"epochs; resuming it for {cfg.epochs} would restart the schedule part way. Resume with "
+            f"--epochs {saved_epochs}, or train {cfg.epochs} epochs from the start in another folder (--out)"
+        )
+    if state["epoch"] > cfg.epochs:
+        raise CheckpointMismatch(f"{ckpt_path} holds {state['epoch']} finished epochs, more than the "
+                                 f"{cfg.epochs} asked for: resume with --epochs {state['epoch']} or more")
     s.optimizer.load_state_dict(state["optimizer"])
     s.scheduler.load_state_dict(state["scheduler"])
     if s.scaler is not None and state.get("scaler"):
@@ -527,12 +540,39 @@ def _resume(ckpt_path: Path, model: nn.Module, cfg: TrainConfig, data_desc: str,
     return state["epoch"], history
 
 
-def _refuse_overwrite(folder: Path) -> None:
+def _run_folder(checkpoint_dir, resume: bool, overwrite: bool) -> Path | None:
+    """Check the run-folder arguments of :func:`train` before anything else is done."""
+    if resume and overwrite:
+        raise ValueError("resume and overwrite contradict each other: resume (--resume) continues the "
+                         "run in the folder, overwrite (--overwrite) replaces it; choose one")
+    if checkpoint_dir is None:
+        if resume:
+            raise ValueError("resume=True needs the run's folder: pass checkpoint_dir (--out)")
+        return None
+    if not str(checkpoint_dir).strip():
+        raise ValueError("the run's folder (checkpoint_dir, --out) is empty: name one, e.g. runs/resnet20")
+    folder = Path(checkpoint_dir)
+    if folder.is_file() or folder.suffix in (".pt", ".pth", ".json"):
+        raise ValueError(f"{folder} names a file, but checkpoint_dir (--out) is the run's folder, which "
+                         f"will hold {CHECKPOINT_NAME} and {HISTORY_NAME}: give a folder, e.g. {folder.parent}")
+    return folder
+
+
+def _check_run_folder(folder: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to replace another run: a folder that holds one needs ``resume`` or ``overwrite``,
+    and ``resume`` needs a checkpoint (a History alone is another run's record)."""
+    if overwrite:
+        return
     existing = [n for n in (CHECKPOINT_NAME, HISTORY_NAME) if (folder / n).exists()]
-    if existing:
+    if existing and not resume:
         raise RunExistsError(
             f"{folder} already holds a run ({', '.join(existing)}): resume it (resume=True, --resume), "
             "choose another folder (--out), or replace it (overwrite=True, --overwrite)"
+        )
+    if resume and existing == [HISTORY_NAME]:
+        raise RunExistsError(
+            f"{folder} holds a {HISTORY_NAME} but no {CHECKPOINT_NAME} to resume from (another run's "
+            "record, or its checkpoint was removed): choose another folder (--out), or replace it (--overwrite)"
         )
 
 
@@ -552,21 +592,27 @@ def train(
     Returns a :class:`History`. With ``checkpoint_dir`` a checkpoint and the History JSON are
     written there after every epoch; ``resume=True`` continues from that checkpoint (a folder
     without one starts afresh). A folder that already holds a run is refused unless ``resume``
-    or ``overwrite`` is given. ``on_epoch(history)`` is called after every epoch (live plots use it).
+    or ``overwrite`` is given, and a folder another process is training into is refused (see
+    :mod:`resnet_lab.runlock`). ``on_epoch(history)`` is called after every epoch (live plots use it).
     """
     cfg = cfg or TrainConfig()
+    folder = _run_folder(checkpoint_dir, resume, overwrite)
     ranks = distributed_setup(cfg.device)
+    if folder is None or not ranks.is_main:  # rank 0 alone writes, so rank 0 alone holds the lock
+        return _train(model, data, cfg, ranks, progress, folder, resume, on_epoch)
+    with RunLock(check_writable(folder)):  # unwritable: fail now, not after an epoch of training
+        _check_run_folder(folder, resume, overwrite)
+        return _train(model, data, cfg, ranks, progress, folder, resume, on_epoch)
+
+
+def _train(model, data, cfg, ranks, progress, folder, resume, on_epoch) -> History:
     device = pick_device(cfg.device)
     if device.type == "cuda" and ranks.world > 1:
         device = torch.device("cuda", ranks.local)
     precision = resolve_precision(device, cfg.precision)
     channels_last = resolve_channels_last(device, cfg.channels_last)
     autocast = autocast_context(device, precision)  # validates precision for the device
-    ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
-    if ckpt_path is not None:
-        check_writable(ckpt_path.parent)  # fail now, not after an epoch of training
-        if not resume and not overwrite:
-            _refuse_overwrite(ckpt_path.parent)
+    ckpt_path = folder / CHECKPOINT_NAME if folder is not None else None
 
     torch.manual_seed(cfg.seed)
     base = model.to(device)
@@ -623,6 +669,7 @@ def train(
         "parameters": sum(p.numel() for p in base.parameters()),
         "trainable_parameters": sum(p.numel() for p in base.parameters() if p.requires_grad),
         "data": data_desc,
+        "classes": list(data.classes),
         "device": str(device),
         "hardware": hardware_name(device) + (f" x {ranks.world} processes" if ranks.world > 1 else ""),
         "precision": precision,
@@ -634,11 +681,9 @@ def train(
         "seconds_note": "per-epoch seconds count training only; evaluation is excluded",
     })
     start_epoch = 0
-    if resume:
-        if ckpt_path is None:
-            raise ValueError("resume=True needs checkpoint_dir")
-        if ckpt_path.is_file():
-            start_epoch, history = _resume(ckpt_path, base, cfg, data_desc, s, device)
+    if resume and ckpt_path.is_file():
+        start_epoch, history = _resume(ckpt_path, base, cfg, data_desc, s, device)
+    saved_epochs = start_epoch  # what the checkpoint on disk holds, for the message after Ctrl-C
 
     bar = None
     if progress and ranks.is_main:
@@ -681,6 +726,7 @@ def train(
             if ckpt_path is not None and ranks.is_main:
                 save_checkpoint(ckpt_path, base, optimizer, scheduler, epoch + 1, cfg, history, s.scaler,
                                 ema=ema)
+                saved_epochs = epoch + 1
                 history.save(ckpt_path.parent / HISTORY_NAME)
             barrier(ranks)
             if on_epoch is not None:
@@ -688,7 +734,7 @@ def train(
     except KeyboardInterrupt:
         interrupted = True
         history.meta["interrupted_after_epoch"] = len(history.epochs)
-        where = f"; resume=True continues from epoch {len(history.epochs) + 1}" if ckpt_path else ""
+        where = f"; resume=True continues from epoch {saved_epochs + 1}" if ckpt_path else ""
         print(f"\nInterrupted: returning the {len(history.epochs)} finished epochs{where}.")
     finally:
         if bar is not None:

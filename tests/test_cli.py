@@ -15,3 +15,143 @@ def test_cli_train_and_evaluate(image_folder, tmp_path, capsys):
     rc = main(["evaluate", "--checkpoint", str(out / "checkpoint.pt"), "--data", str(image_folder), "--no-download"])
     assert rc == 0
     assert "resnet8 after 2 epochs" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------- issue 16: the CLI
+
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from resnet_lab.__main__ import build_parser
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def cli_train(folder, out, *extra):
+    return main(["train", "--model", "resnet8", "--data", str(folder), "--no-download", "--epochs", "1",
+                 "--batch-size", "10", "--device", "cpu", "--precision", "fp32", "--out", str(out),
+                 "--no-progress", *extra])
+
+
+def last_error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), f"expected a one-line error, got {err}"
+    return err[0]
+
+
+def test_resume_refuses_a_folder_with_another_runs_history_only(image_folder, tmp_path, capsys):
+    """--resume used to start afresh there and replace the other run's History."""
+    assert cli_train(image_folder, tmp_path / "a", "--epochs", "2") == 0
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(tmp_path / "a" / "history.json", other / "history.json")
+    before = (other / "history.json").read_bytes()
+    capsys.readouterr()
+    for extra in (["--resume"], []):
+        assert cli_train(image_folder, other, *extra) == 2
+        msg = last_error(capsys)
+        assert "history.json" in msg and "--overwrite" in msg and "--out" in msg, msg
+    assert (other / "history.json").read_bytes() == before
+    assert cli_train(image_folder, other, "--overwrite") == 0
+
+
+def test_a_longer_resume_is_refused_unless_the_schedule_is_constant(image_folder, tmp_path, capsys):
+    """--epochs 4 then --epochs 8 --resume used to restart the step schedule at the resume point."""
+    out = tmp_path / "run"
+    assert cli_train(image_folder, out, "--epochs", "2") == 0
+    capsys.readouterr()
+    assert cli_train(image_folder, out, "--epochs", "4", "--resume") == 2
+    msg = last_error(capsys)
+    assert "2-epoch run" in msg and "'paper'" in msg and "--epochs 2" in msg, msg
+    # a constant schedule does not depend on the run's length: it may be extended
+    flat = tmp_path / "flat"
+    assert cli_train(image_folder, flat, "--epochs", "2", "--schedule", "constant", "--lr", "0.05") == 0
+    assert cli_train(image_folder, flat, "--epochs", "4", "--schedule", "constant", "--lr", "0.05",
+                     "--resume") == 0
+    hist = json.loads((flat / "history.json").read_text())
+    assert [r["lr"] for r in hist["epochs"]] == [0.05] * 4 and hist["meta"]["resumed_at_epochs"] == [2]
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--resume", "--overwrite"], ["contradict", "choose one"]),
+    (["--out", ""], ["--out is empty"]),
+])
+def test_contradictory_or_empty_run_folder_arguments(image_folder, tmp_path, capsys, extra, words,
+                                                     monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli_train(image_folder, tmp_path / "run", *extra) == 2
+    msg = last_error(capsys)
+    assert all(w in msg for w in words), msg
+    assert not (tmp_path / "checkpoint.pt").exists() and not (tmp_path / "history.json").exists()
+
+
+def test_resume_without_out_names_the_flag(image_folder, capsys):
+    args = ["train", "--model", "resnet8", "--data", str(image_folder), "--no-download", "--resume"]
+    assert main(args) == 2
+    assert "--resume needs --out" in last_error(capsys)
+
+
+def test_out_naming_a_checkpoint_file_is_refused(image_folder, tmp_path, capsys):
+    target = tmp_path / "run" / "checkpoint.pt"
+    assert cli_train(image_folder, target) == 2
+    msg = last_error(capsys)
+    assert "names a file" in msg and "folder" in msg, msg
+    assert not target.exists()
+
+
+def test_flip_alternate_and_bare_boolean_switches_parse():
+    p = build_parser()
+    args = p.parse_args(["train", "--flip", "alternate", "--tta", "--nesterov", "false"])
+    assert args.flip == "alternate" and args.tta is True and args.nesterov is False
+    assert p.parse_args(["evaluate", "--checkpoint", "c.pt", "--tta", "false"]).tta is False
+    assert p.parse_args(["evaluate", "--checkpoint", "c.pt", "--tta"]).tta is True
+
+
+@pytest.mark.parametrize("seed", ["18446744073709551616", "4294967296"])
+def test_a_huge_seed_is_one_line(seed, capsys):
+    assert main(["train", "--seed", seed]) == 2
+    assert "TrainConfig.seed must be an integer from 0 to 2**32 - 1" in last_error(capsys)
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:x", "cuda:7", "mps", "tpu"])
+def test_a_device_this_machine_lacks_is_one_line_before_the_data(device, tmp_path, capsys):
+    if device.startswith("cuda") and torch.cuda.is_available() and device != "cuda:x":
+        pytest.skip("this machine has a GPU")
+    if device == "mps" and torch.backends.mps.is_available():
+        pytest.skip("this machine has MPS")
+    missing = tmp_path / "no-data-here"
+    assert main(["train", "--device", device, "--data", str(missing), "--no-download"]) == 2
+    msg = last_error(capsys)
+    assert "device" in msg and "no-data-here" not in msg, msg
+
+
+def test_an_imagenet_resnet_gets_a_head_for_the_data(image_folder, tmp_path, capsys):
+    """--model resnet18 used to train a 1000-class head on CIFAR-10 without a word."""
+    out = tmp_path / "r18"
+    assert cli_train(image_folder, out, "--model", "resnet18") == 0
+    assert "a 10-class head for this data, in place of its default 1000 classes" in capsys.readouterr().out
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["build"]["kwargs"]["num_classes"] == 10 and state["model"]["fc.weight"].shape[0] == 10
+
+
+@pytest.mark.parametrize("record, classes", [("finetune/pretrained.pt", 6), ("degradation/resnet20-seed0.pt", 10)])
+def test_evaluate_reads_the_shipped_weights(image_folder, capsys, record, classes):
+    """The 6-class pretrained network gave 'IndexError: Target 6 is out of bounds'; the
+    degradation weights 'predates resnet_lab 0.1'."""
+    path = REPO / "results" / record
+    assert main(["evaluate", "--checkpoint", str(path), "--data", str(image_folder), "--no-download"]) == 0
+    out = capsys.readouterr().out
+    assert f"images of {classes} classes" in out, out
+
+
+def test_evaluate_refuses_a_head_of_unknown_classes(image_folder, tmp_path, capsys):
+    state = torch.load(REPO / "results" / "finetune" / "pretrained.pt", weights_only=True)
+    state["data"] = state["history"]["meta"]["data"] = "some 6-class data"
+    torch.save(state, tmp_path / "w.pt")
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "w.pt"), "--data", str(image_folder),
+                 "--no-download"]) == 2
+    assert "6-class head and does not record its classes" in last_error(capsys)

@@ -1,0 +1,91 @@
+"""One process per run folder: an exclusive lock held for as long as a run trains.
+
+Two ``train`` processes pointed at the same ``--out`` would both pass the overwrite check before
+either had written anything, and one run would silently replace the other. :class:`RunLock`
+makes the second one refuse at once, naming the first:
+
+>>> with RunLock("runs/resnet20"):     # doctest: +SKIP
+...     ...                            # train, checkpoint, save the History
+
+The lock is ``fcntl.flock`` on ``<folder>/.lock``, a file that holds the owner's PID, host and
+start time. The kernel frees a ``flock`` when its process ends, however it ends (SIGKILL, a
+crash, a power cut of a local disk), so a dead run never leaves a folder locked. The file is
+removed on a clean exit. Where ``fcntl`` does not exist (Windows) the lock does nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; runs are not protected there
+    fcntl = None
+
+LOCK_NAME = ".lock"
+
+
+class RunLockedError(RuntimeError):
+    """Another live process is training into the same folder."""
+
+
+def _owner(path: Path) -> str:
+    try:
+        info = json.loads(path.read_text())
+        return f"process {info['pid']} on {info['host']} (since {info['started']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"
+
+
+class RunLock:
+    """An exclusive lock on a run folder, taken on ``__enter__`` and freed on ``__exit__``."""
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        self.path = Path(folder) / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        if fcntl is None:
+            return
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise RunLockedError(
+                    f"{self.path.parent} is in use by {_owner(self.path)}: wait for it to finish, "
+                    "or train into another folder (--out)"
+                ) from None
+            try:  # the file we locked may have been removed by its last owner meanwhile
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        info = {"pid": os.getpid(), "host": socket.gethostname(),
+                "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps(info).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            self.path.unlink(missing_ok=True)  # while still locked: nobody can hold this file
+        finally:
+            os.close(self._fd)  # frees the lock
+            self._fd = None
+
+    def __enter__(self) -> "RunLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()

@@ -1,0 +1,74 @@
+"""One process per run folder: the lock refuses a second trainer at once, names the first, and
+is freed whenever its process ends, even by SIGKILL."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from resnet_lab.checkpoints import HISTORY_NAME
+from resnet_lab.runlock import LOCK_NAME, RunLock, RunLockedError
+
+pytest.importorskip("fcntl")
+
+HOLD = "import sys, time; from resnet_lab.runlock import RunLock; RunLock(sys.argv[1]).acquire(); " \
+       "print('locked', flush=True); time.sleep(60)"
+
+
+def test_a_second_lock_is_refused_naming_the_first(tmp_path):
+    with RunLock(tmp_path):
+        info = json.loads((tmp_path / LOCK_NAME).read_text())
+        assert info["pid"] == os.getpid()
+        with pytest.raises(RunLockedError, match=f"in use by process {os.getpid()} on .*--out"):
+            RunLock(tmp_path).acquire()
+    assert not (tmp_path / LOCK_NAME).exists(), "a clean exit removes the lock file"
+    with RunLock(tmp_path):  # and the folder can be locked again
+        pass
+
+
+def test_the_lock_is_freed_when_its_process_is_killed(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunLockedError, match=f"process {holder.pid}"):
+            RunLock(tmp_path).acquire()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert (tmp_path / LOCK_NAME).exists(), "SIGKILL leaves the file behind..."
+    with RunLock(tmp_path):  # ... but not the lock
+        pass
+
+
+def _cli_train(folder, out, epochs):
+    cmd = [sys.executable, "-m", "resnet_lab", "train", "--model", "resnet8", "--data", str(folder),
+           "--no-download", "--epochs", str(epochs), "--batch-size", "10", "--device", "cpu",
+           "--precision", "fp32", "--out", str(out), "--no-progress", "--schedule", "constant"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def test_two_cli_runs_into_one_folder_one_refuses(image_folder, tmp_path):
+    """Both used to exit 0 and print 'checkpoint and history in ...', and one run vanished."""
+    out = tmp_path / "run"
+    first = _cli_train(image_folder, out, 25)
+    deadline = time.time() + 60
+    while not (out / LOCK_NAME).exists() and first.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    second = _cli_train(image_folder, out, 3)
+    results = [p.communicate(timeout=300) for p in (first, second)]
+    codes = [first.returncode, second.returncode]
+    assert sorted(codes) == [0, 2], (codes, [r[1][-800:] for r in results])
+    winner, loser = (0, 1) if codes[0] == 0 else (1, 0)
+    err = results[loser][1].strip().splitlines()[-1]
+    assert err.startswith("error: ") and ("in use by process" in err or "already holds a run" in err), err
+    assert "checkpoint and history in" not in results[loser][0]
+    history = json.loads((out / HISTORY_NAME).read_text())
+    assert len(history["epochs"]) == (25, 3)[winner], "the folder holds the run that said it succeeded"
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == (25, 3)[winner]
+    assert "in use by process" in err, "the runs overlapped, so the lock, not the overwrite check, refused"
