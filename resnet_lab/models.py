@@ -439,6 +439,9 @@ def part_names(model: nn.Module, parts) -> list[str]:
     known = list(model_parts(model))
     if isinstance(parts, str):
         parts = [parts]
+    if not isinstance(parts, (list, tuple, set, frozenset)):
+        raise TypeError(f"parts must be a part name or a list of them, one of {known} "
+                        f"(or 'backbone', 'all'), got {parts!r}")
     out: list[str] = []
     for p in parts:
         if p == "all":
