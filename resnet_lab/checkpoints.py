@@ -12,9 +12,14 @@ with a message that names both sides.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import pickle
+import re
+import shutil
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,15 +42,50 @@ class RunExistsError(FileExistsError):
 
 def atomic_write(path: str | os.PathLike, write) -> None:
     """Call ``write(tmp_path)``, then rename ``tmp_path`` to ``path``. The temporary file lives
-    in the same folder (a rename across file systems would not be atomic) and is removed on failure."""
+    in the same folder (a rename across file systems would not be atomic) and is removed on
+    failure, so ``path`` keeps its previous content. A failed write (a full disk, say) raises an
+    ``OSError`` of one line that names ``path``."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         write(tmp)
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:
+        failure = _write_failure(path, e)
+        if failure is None:
+            raise
+        raise failure from e
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _write_failure(path: Path, e: Exception) -> OSError | None:
+    """The one-line OSError for a failed write of ``path``, of the same class as ``e`` when it
+    is a built-in OSError; None for a RuntimeError that is not a write failure."""
+    free = f"{_free_bytes(path.parent) / 2**20:,.0f} MiB free there"
+    fix = "free some space or write elsewhere (another --out)"
+    if isinstance(e, RuntimeError):
+        # torch.save's zip writer reports a full disk as "unexpected pos" or "file write failed"
+        if not any(s in str(e) for s in ("unexpected pos", "write failed", "PytorchStreamWriter")):
+            return None
+        code, why = errno.EIO, f"the write failed, most likely for lack of space ({free})"
+    elif e.errno in (errno.ENOSPC, errno.EDQUOT):
+        code, why = e.errno, f"no space left on device ({free})"
+    else:
+        code, why = e.errno, e.strerror.lower() if e.strerror else str(e) or "input/output error"
+        fix = "write elsewhere (another --out)"
+    cls = type(e) if isinstance(e, OSError) and type(e).__module__ == "builtins" else OSError
+    failure = cls(f"could not write {path}: {why}; {fix}; the previous file, if any, is intact")
+    failure.errno = code
+    return failure
+
+
+def _free_bytes(folder: Path) -> int:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return 0
 
 
 def atomic_save(obj, path: str | os.PathLike) -> None:
@@ -111,7 +151,11 @@ class History:
         file and what is wrong with it."""
         path = Path(path)
         try:
-            blob = json.loads(path.read_text())
+            blob = json.loads(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{path} is not UTF-8 text (byte {e.object[e.start]:#04x} at offset "
+                             f"{e.start}), so not a History JSON: check the file's name, or re-run "
+                             "the experiment that wrote it") from e
         except json.JSONDecodeError as e:
             raise ValueError(f"{path} is not valid JSON ({e.msg} at line {e.lineno}): "
                              "the file is truncated or damaged; re-run the experiment that wrote it") from e
@@ -199,9 +243,12 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None, map
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch's note on pickle protocols suggests unsafe loading
+            warnings.filterwarnings("ignore", message=".*pickle protocol", category=UserWarning)
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
-        raise ValueError(f"{path} is not a readable checkpoint ({type(e).__name__}: {e})") from e
+        why = _unreadable(e)
+        raise ValueError(f"{path} is not a readable checkpoint ({why}); check the path") from e
     if not isinstance(state, dict) or state.get("format") not in CHECKPOINT_FORMATS:
         raise ValueError(f"{path} is not a resnet_lab checkpoint (saved by resnet_lab.train.train)")
     if model is not None:
@@ -219,6 +266,20 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None, map
             )
         target.load_state_dict(state["model"])
     return state
+
+
+def _unreadable(e: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in a few words. Never torch's own
+    text: it advises ``weights_only=False``, which would run a crafted file's code."""
+    if isinstance(e, pickle.UnpicklingError):
+        found = re.search(r"GLOBAL (\S+)", str(e))
+        if found:
+            return f"it would run Python code, {found.group(1)[:60]}; nothing ran"
+    if isinstance(e, EOFError):
+        return "the file is empty or cut short"
+    if isinstance(e, RuntimeError) and "zip archive" in str(e):
+        return "a truncated or damaged zip archive"
+    return "not a file written by torch.save"
 
 
 def export_weights(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path:

@@ -18,13 +18,22 @@ towards the new data: frozen means frozen.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torchvision
 from torch import nn
 
-from resnet_lab.checkpoints import load_checkpoint
-from resnet_lab.models import ResNet, check_num_classes, model_parts, parameter_parts, part_names
+from resnet_lab.checkpoints import CheckpointMismatch, load_checkpoint, model_name
+from resnet_lab.models import (
+    IMAGENET_LAYERS,
+    ResNet,
+    check_num_classes,
+    model_parts,
+    parameter_parts,
+    part_names,
+)
 
 
 def _require_resnet(model: nn.Module) -> ResNet:
@@ -100,9 +109,14 @@ class Pretrained:
         return self.loaded
 
 
-def _load_backbone(model: nn.Module, state: dict, source: str) -> Pretrained:
-    """Load ``state`` into ``model``: every key must fit, except the head, which is skipped (and
-    keeps its fresh weights) when the number of classes differs."""
+class PretrainedNotLoaded(UserWarning):
+    """:func:`load_pretrained` loaded nothing (offline, say): the model keeps its random weights.
+    ``warnings.simplefilter("error", PretrainedNotLoaded)`` makes it an error."""
+
+
+def _fit(model: nn.Module, state: dict, source: str) -> tuple[dict, list[str]]:
+    """The part of ``state`` to load into ``model`` and the head keys skipped: every key must
+    fit, except the head, which keeps its fresh weights when the number of classes differs."""
     own = model.state_dict()
     head = [k for k in own if k.startswith("fc.")]
     skipped = [k for k in head if k in state and state[k].shape != own[k].shape]
@@ -115,51 +129,117 @@ def _load_backbone(model: nn.Module, state: dict, source: str) -> Pretrained:
             f"{source} does not fit this {getattr(model, 'name', type(model).__name__)}: "
             f"missing {missing[:4]}, unexpected {unexpected[:4]}, other shapes {wrong[:4]}"
         )
-    model.load_state_dict({**own, **body})
-    what = "all weights" if not skipped else "all weights but the head (its number of classes differs)"
+    return body, skipped
+
+
+def _same_network(model: nn.Module, state: dict) -> bool:
+    """Whether a checkpoint's network is ``model``'s, apart from the head's size and the
+    initialisation (a ResNet and its plain twin have the same layer shapes: not the same)."""
+    theirs, ours = state.get("build"), getattr(model, "build_spec", None)
+    if not theirs or not ours:  # older checkpoints: their names, as load_checkpoint compares
+        return state.get("model_name") == model_name(model)
+
+    def arch(spec: dict) -> tuple:
+        ignored = ("num_classes", "zero_init_residual")
+        return spec["name"], sorted((k, v) for k, v in spec["kwargs"].items() if k not in ignored)
+
+    return arch(theirs) == arch(ours)
+
+
+def _load_backbone(model: nn.Module, state: dict, source: str) -> Pretrained:
+    """Load ``state`` into ``model``: all of it, or all but a head of another size."""
+    body, skipped = _fit(model, state, source)
+    model.load_state_dict({**model.state_dict(), **body})
+    what = "all weights but the head (its number of classes differs)" if skipped else "all weights"
     return Pretrained(True, source, f"loaded {what} from {source}", skipped)
+
+
+def _is_path(source) -> bool:
+    """A checkpoint rather than a torchvision weight name: a Path, or a str that ends in .pt or
+    .pth, has a folder separator, or names an existing file."""
+    if isinstance(source, os.PathLike):
+        return True
+    if not isinstance(source, str):
+        return False
+    looks_like_path = Path(source).suffix in (".pt", ".pth") or "/" in source or os.sep in source
+    return looks_like_path or Path(source).is_file()
 
 
 def load_pretrained(model: nn.Module, source, *, progress: bool = False) -> Pretrained:
     """Load pretrained weights into ``model`` (in place), all but a head of another size.
 
     ``source`` is
-    - a path to one of our checkpoints or exported weights (``.pt``): the network must be the
-      same apart from the head; or
+    - a path to one of our checkpoints or exported weights (a ``Path``, or a string that ends
+      in ``.pt``/``.pth``, holds a ``/`` or names an existing file, whatever its suffix): the
+      network must be the same apart from the head (a ResNet's weights are refused by its
+      plain twin, with :class:`~resnet_lab.checkpoints.CheckpointMismatch`); or
     - torchvision ImageNet weights for our ``resnet18`` ... ``resnet152``: a ``weights=`` enum
       (``torchvision.models.ResNet18_Weights.IMAGENET1K_V1``) or its name (``"IMAGENET1K_V1"``,
       ``"DEFAULT"``). They are downloaded once, and torchvision checks the file's hash.
 
     Offline, or whenever a download fails, nothing is loaded and nothing is raised: the returned
-    :class:`Pretrained` is false and its one-line ``message`` says what was skipped, so a chapter
-    can go on with other weights and never passes random weights off as pretrained.
+    :class:`Pretrained` is false, and its one-line ``message``, also issued as a
+    :class:`PretrainedNotLoaded` warning, says what was skipped and that the model keeps its
+    random weights, so a chapter can go on and never passes random weights off as pretrained.
     """
     model = _require_resnet(model)
-    if isinstance(source, (str, os.PathLike)) and Path(source).suffix in (".pt", ".pth"):
+    if _is_path(source):
         state = load_checkpoint(source)
+        _fit(model, state["model"], str(source))  # other shapes first: that error names the layers
+        if not _same_network(model, state):
+            theirs, ours = state.get("model_name"), model_name(model)
+            raise CheckpointMismatch(
+                f"{source} holds a {theirs} but the model is a {ours}: their layers have the same "
+                f"shapes, but they are different networks; build a {theirs} to load it"
+            )
         return _load_backbone(model, state["model"], str(source))
-    return _load_torchvision(model, source, progress)
+    result = _load_torchvision(model, source, progress)
+    if not result:
+        warnings.warn(result.message, PretrainedNotLoaded, stacklevel=2)
+    return result
+
+
+def _weights_enum(model: ResNet, weights):
+    """torchvision's weight enum for ``model`` (an ImageNet ResNet), refusing what cannot fit."""
+    spec = getattr(model, "build_spec", None) or {}
+    depth = spec.get("kwargs", {}).get("depth")
+    if spec.get("name") != "imagenet_resnet" or depth is None:
+        names = {"DEFAULT"} | {w.name for d in IMAGENET_LAYERS
+                               for w in torchvision.models.get_model_weights(f"resnet{d}")}
+        if isinstance(weights, str) and weights not in names:
+            raise ValueError(f"{weights!r} is neither an existing file nor a torchvision weight "
+                             f"name ({sorted(names)}, for resnet18 ... resnet152)")
+        raise ValueError(
+            "torchvision's ImageNet weights fit only our ImageNet ResNets (resnet18 ... resnet152)"
+        )
+    if not model.skip:
+        raise CheckpointMismatch(
+            f"torchvision's resnet{depth} weights are a ResNet's but the model is a "
+            f"{model_name(model)}: their layers have the same shapes, but they are different "
+            f"networks; build resnet{depth}() to load them"
+        )
+    return torchvision.models.get_model_weights(f"resnet{depth}"), depth
 
 
 def _load_torchvision(model: ResNet, weights, progress: bool) -> Pretrained:
-    import torchvision
-
-    depth = getattr(model, "build_spec", {}).get("kwargs", {}).get("depth")
-    if getattr(model, "build_spec", {}).get("name") != "imagenet_resnet" or depth is None:
-        raise ValueError("torchvision's ImageNet weights fit only our ImageNet ResNets (resnet18 ... resnet152)")
-    enum = torchvision.models.get_model_weights(f"resnet{depth}")
+    enum, depth = _weights_enum(model, weights)
     if isinstance(weights, str):
-        try:
-            weights = enum[weights] if weights != "DEFAULT" else enum.DEFAULT
-        except KeyError as e:
-            raise ValueError(f"{weights!r} is not a weight set of resnet{depth}; choose one of {[w.name for w in enum]}") from e
+        names = [w.name for w in enum] + ["DEFAULT"]
+        if weights not in names:
+            raise ValueError(f"{weights!r} is neither an existing file nor a weight set of "
+                             f"torchvision's resnet{depth}; give a checkpoint path or one of "
+                             f"{names}")
+        weights = enum[weights] if weights != "DEFAULT" else enum.DEFAULT
     if not isinstance(weights, enum):
         raise ValueError(f"{weights} are not weights of torchvision's resnet{depth}")
     source = f"torchvision {enum.__name__}.{weights.name}"
     try:
         state = weights.get_state_dict(progress=progress, check_hash=True)
     except Exception as e:  # offline: URLError, OSError, RuntimeError; a bad hash: RuntimeError
-        reason = " ".join(str(e).split())[:160]
-        return Pretrained(False, source, f"{source} not loaded (could not download: {type(e).__name__}: {reason}); "
-                                         "the model keeps its random weights")
+        offline = isinstance(e, OSError)  # URLError is one
+        why = "offline, or no network" if offline else "download or hash check failed"
+        reason = " ".join(str(e).split())[:100]
+        message = (f"{source} not loaded: could not download them ({why}; {type(e).__name__}: "
+                   f"{reason}); the model keeps its random weights")
+        return Pretrained(False, source, message)
     return _load_backbone(model, state, source)

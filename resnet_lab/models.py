@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import inspect
+import re
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 
@@ -20,6 +22,10 @@ from torch import nn
 from resnet_lab.blocks import BLOCKS, SHORTCUTS, BasicBlock, Bottleneck, conv3x3, zero_init_residual_
 
 CIFAR_DEPTHS = (20, 32, 44, 56, 110, 1202)
+# the paper's deepest CIFAR network is 1202 layers (§4.2; it overfits); 2000 = 6*333+2 = 9*222+2
+# leaves room beyond it, while a typo such as resnet99999998 fails at once instead of allocating
+# for hours (resnet1202 has 19.4M parameters)
+MAX_CIFAR_DEPTH = 2000
 
 
 def check_num_classes(num_classes) -> None:
@@ -116,10 +122,12 @@ def cifar_blocks_per_stage(depth: int, block: str = "basic") -> int:
     if block not in BLOCKS:
         raise ValueError(f"block must be one of {tuple(BLOCKS)}, got {block!r}")
     per_block = 9 if block == "bottleneck" else 6
-    if not isinstance(depth, int) or depth < per_block + 2 or (depth - 2) % per_block:
-        valid = ", ".join(str(per_block * n + 2) for n in (1, 2, 3, 5, 9, 18))
+    in_range = isinstance(depth, int) and per_block + 2 <= depth <= MAX_CIFAR_DEPTH
+    if not in_range or (depth - 2) % per_block:
+        valid = ", ".join(str(per_block * n + 2) for n in (1, 2, 3, 4))
         raise ValueError(
-            f"depth must be {per_block}n+2 for {block!r} blocks ({valid}, ...), got {depth!r}"
+            f"depth must be {per_block}n+2 for {block!r} blocks ({valid}, ... up to "
+            f"{MAX_CIFAR_DEPTH}; the paper's deepest is 1202), got {depth!r}"
         )
     return (depth - 2) // per_block
 
@@ -431,6 +439,9 @@ def part_names(model: nn.Module, parts) -> list[str]:
     known = list(model_parts(model))
     if isinstance(parts, str):
         parts = [parts]
+    if not isinstance(parts, (list, tuple, set, frozenset)):
+        raise TypeError(f"parts must be a part name or a list of them, one of {known} "
+                        f"(or 'backbone', 'all'), got {parts!r}")
     out: list[str] = []
     for p in parts:
         if p == "all":
@@ -601,9 +612,10 @@ _OTHERS = {"speednet": SpeedNet, "article": ArticleNet, "article_fixed": Article
 def _resolve(name: str) -> tuple:
     """The builder behind a model name and the arguments the name fixes; a ValueError for an
     unknown name."""
-    import re
-
     m = re.fullmatch(r"(resnet|plain)(\d+)", name)
+    if m and len(m.group(2)) > 9:  # int() of a 5000-digit typo fails with an odd message
+        raise ValueError(f"depth must be 6n+2 up to {MAX_CIFAR_DEPTH}, got a "
+                         f"{len(m.group(2))}-digit number in {name[:20]}...")
     if m and m.group(1) == "resnet" and int(m.group(2)) in IMAGENET_LAYERS:
         return imagenet_resnet, {"depth": int(m.group(2))}
     if m:
@@ -618,17 +630,42 @@ def _resolve(name: str) -> tuple:
     )
 
 
+def _check_arguments(name: str, builder, fixed: dict, kwargs: dict) -> None:
+    """Refuse, in one line, arguments that ``builder`` does not take or that ``name`` fixes."""
+    if name in BUILDERS and "depth" not in kwargs:
+        cifar = name == "cifar_resnet"
+        examples = "resnet20 / resnet56 / plain56" if cifar else "resnet18 / resnet50"
+        raise ValueError(f"{name!r} needs a depth: use {examples} ..., or in Python "
+                         f"build_model({name!r}, depth=...)")
+    params = inspect.signature(builder).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    unknown = [k for k in kwargs if k not in params and not takes_any]
+    if unknown:
+        valid = [k for k, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+        raise ValueError(
+            f"model {name!r} has no argument {', '.join(map(repr, unknown))} (it takes {valid}); "
+            "a checkpoint whose build names it was written by another version of resnet_lab"
+        )
+    clash = [k for k in kwargs if k in fixed and kwargs[k] != fixed[k]]
+    if clash:
+        raise ValueError(f"model {name!r} fixes {', '.join(f'{k}={fixed[k]!r}' for k in clash)}; "
+                         f"to change it use build_model({builder.__name__!r}, ...) or another name")
+
+
 def build_model(name: str, **kwargs) -> nn.Module:
     """A model by name: ``resnet<depth>`` and ``plain<depth>`` for the CIFAR networks (any
-    6n+2 depth: ``resnet20``, ``plain56``, ``resnet8`` ...), except ``resnet18/34/50/101/152``,
-    which are the ImageNet networks as in torchvision; ``speednet``, ``article``, ``article_fixed``;
-    or a builder, ``cifar_resnet`` / ``imagenet_resnet``, with its arguments.
+    6n+2 depth up to ``MAX_CIFAR_DEPTH``: ``resnet20``, ``plain56``, ``resnet8`` ...), except
+    ``resnet18/34/50/101/152``, which are the ImageNet networks as in torchvision; ``speednet``,
+    ``article``, ``article_fixed``; or a builder, ``cifar_resnet`` / ``imagenet_resnet``, with its
+    arguments, a depth among them (``build_model("cifar_resnet", depth=20, width=32)``).
 
     The model remembers how it was built (``model.build_spec``); checkpoints store it, so
-    ``build_model(**state["build"])`` rebuilds the network of any checkpoint.
+    ``build_model(**state["build"])`` rebuilds the network of any checkpoint. Arguments the
+    builder does not take (from a checkpoint of another version) raise a one-line ValueError.
     """
     builder, fixed = _resolve(name)
-    model = builder(**fixed, **kwargs)
+    _check_arguments(name, builder, fixed, kwargs)
+    model = builder(**{**fixed, **kwargs})
     if not hasattr(model, "name"):
         model.name = name
     if not hasattr(model, "build_spec"):
@@ -637,8 +674,10 @@ def build_model(name: str, **kwargs) -> nn.Module:
 
 
 def check_model_name(name: str) -> None:
-    """Raise the ValueError of :func:`build_model` for an unknown name or a CIFAR depth that is
-    not 6n+2, without building anything (the CLI checks the name before it loads the data)."""
+    """Raise the ValueError of :func:`build_model` for an unknown name, a builder name without
+    its depth, or a CIFAR depth that is not 6n+2, without building anything (the CLI checks the
+    name before it loads the data)."""
     builder, fixed = _resolve(name)
+    _check_arguments(name, builder, fixed, {})
     if builder is cifar_resnet:
         cifar_blocks_per_stage(fixed["depth"])

@@ -4,6 +4,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from resnet_lab.checkpoints import CheckpointMismatch, load_checkpoint, model_name, model_signature
 from resnet_lab.experiments import TRANSFER, run_transfer_study, transfer_summary
 from resnet_lab.finetune import count_trainable, freeze, load_pretrained, replace_head, trainable_parts, unfreeze
 from resnet_lab.models import build_model, cifar_resnet, count_params, resnet18, resnet50
@@ -96,7 +97,8 @@ def test_torchvision_weights_offline_give_a_message_not_an_error(monkeypatch, ca
     monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", offline)
     model = resnet18(num_classes=4)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    result = load_pretrained(model, "IMAGENET1K_V1")
+    with pytest.warns(UserWarning, match="not loaded"):
+        result = load_pretrained(model, "IMAGENET1K_V1")
     assert not result and "not loaded" in result.message and "random weights" in result.message
     assert "\n" not in result.message
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # nothing passed off
@@ -111,10 +113,80 @@ def test_torchvision_weights_load_into_ours(monkeypatch):
     result = load_pretrained(ours, torchvision.models.ResNet18_Weights.IMAGENET1K_V1)
     assert result and result.skipped == ["fc.weight", "fc.bias"]
     assert torch.equal(ours.conv1.weight, theirs.conv1.weight)
-    with pytest.raises(ValueError, match="not a weight set of resnet18"):
+    with pytest.raises(ValueError, match="neither an existing file nor a weight set of .*resnet18"):
         load_pretrained(resnet18(), "IMAGENET9K")
     with pytest.raises(ValueError, match="only our ImageNet ResNets"):
         load_pretrained(cifar_resnet(20), "IMAGENET1K_V1")
+
+
+def _weights_file(model, path):
+    """Exported weights of ``model`` at ``path``, as export_weights writes them."""
+    torch.save({"format": "resnet_lab.weights/1", "model_name": model_name(model),
+                "build": model.build_spec, "signature": model_signature(model),
+                "model": model.state_dict(), "epoch": 1}, path)
+    return path
+
+
+def test_pretrained_resnet_is_refused_by_its_plain_twin(tmp_path, monkeypatch):
+    import torchvision
+
+    path = _weights_file(cifar_resnet(8, width=4), tmp_path / "resnet8.pt")
+    both = r"holds a resnet8 \(width 4\) but the model is a plain8 \(width 4\).*build a resnet8"
+    for load in (load_pretrained, lambda m, p: load_checkpoint(p, m)):  # refused the same way
+        with pytest.raises(CheckpointMismatch, match=both):
+            load(cifar_resnet(8, width=4, skip=False), path)
+    # a new head or another initialisation is the same network
+    assert load_pretrained(cifar_resnet(8, width=4, num_classes=3, zero_init_residual=True), path)
+    theirs = torchvision.models.resnet18(weights=None).state_dict()
+    monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", lambda *a, **k: theirs)
+    with pytest.raises(CheckpointMismatch, match="resnet18 weights are a ResNet's but .* a plain18"):
+        load_pretrained(resnet18(skip=False), "IMAGENET1K_V1")
+
+
+def test_offline_default_weights_warn_that_the_model_stays_random(monkeypatch):
+    import torchvision
+    from urllib.error import URLError
+
+    def offline(self, *a, **k):
+        raise URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", offline)
+    with pytest.warns(UserWarning) as caught:
+        result = load_pretrained(resnet18(num_classes=4), "DEFAULT")
+    assert not result and len(caught) == 1
+    line = str(caught[0].message)
+    assert line == result.message and "\n" not in line
+    assert "ResNet18_Weights.IMAGENET1K_V1 not loaded" in line and "offline, or no network" in line
+    assert line.endswith("the model keeps its random weights")
+    assert caught[0].filename == __file__  # points at the caller's line
+
+
+def test_a_path_is_a_checkpoint_whatever_its_suffix(tmp_path, monkeypatch):
+    source = cifar_resnet(8, width=4)
+    for name in ("weights", "resnet8.ckpt"):
+        path = _weights_file(source, tmp_path / name)
+        for given in (path, str(path)):
+            target = cifar_resnet(8, width=4)
+            assert load_pretrained(target, given).message == f"loaded all weights from {path}"
+            assert torch.equal(target.conv1.weight, source.conv1.weight)
+    monkeypatch.chdir(tmp_path)
+    assert load_pretrained(cifar_resnet(8, width=4), "weights")  # an existing file, no folder
+    with pytest.raises(FileNotFoundError, match=f"no checkpoint at {tmp_path}/missing"):
+        load_pretrained(cifar_resnet(8, width=4), f"{tmp_path}/missing")
+    neither = "'wieghts' is neither an existing file nor a"
+    names = r"\['DEFAULT', 'IMAGENET1K_V1', 'IMAGENET1K_V2'\]"
+    with pytest.raises(ValueError, match=f"{neither} torchvision weight name \\({names}"):
+        load_pretrained(cifar_resnet(8, width=4), "wieghts")
+    names = r"\['IMAGENET1K_V1', 'IMAGENET1K_V2', 'DEFAULT'\]"
+    with pytest.raises(ValueError, match=f"{neither} weight set of torchvision's resnet50; .*{names}"):
+        load_pretrained(resnet50(), "wieghts")
+
+
+def test_freeze_without_parts_names_the_parts():
+    parts = r"\['stem', 'layer1', 'layer2', 'layer3', 'head'\]"
+    with pytest.raises(TypeError, match=f"parts must be a part name or a list of them, one of {parts}"
+                                        ".*got None"):
+        freeze(cifar_resnet(8), None)
 
 
 def test_select_classes_relabels(tiny_data):

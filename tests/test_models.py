@@ -4,10 +4,14 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from resnet_lab.__main__ import main
+from resnet_lab.checkpoints import model_signature
 from resnet_lab.models import (
     ArticleNet,
     ArticleNetFixed,
     build_model,
+    check_model_name,
+    cifar_blocks_per_stage,
     cifar_resnet,
     count_params,
     imagenet_resnet,
@@ -213,3 +217,57 @@ def test_article_net_is_linear():
     zero = torch.zeros_like(a)
     with torch.no_grad():
         torch.testing.assert_close(net(a + b) - net(b), net(a) - net(zero))
+
+
+# --- names, depths and arguments that cannot build a model ------------------------------
+
+
+def test_absurd_depths_are_refused_before_anything_is_built():
+    # 99999998 is 6n+2: without a bound it allocated 50 million blocks
+    with pytest.raises(ValueError, match=r"6n\+2 .* up to 2000.*got 99999998"):
+        check_model_name("resnet99999998")
+    with pytest.raises(ValueError, match=r"6n\+2 .* up to 2000.*got 2006"):
+        cifar_blocks_per_stage(2006)
+    assert cifar_blocks_per_stage(2000) == 333 and cifar_blocks_per_stage(2000, "bottleneck") == 222
+    with pytest.raises(ValueError, match=r"depth must be 6n\+2 up to 2000"):
+        check_model_name("plain" + "9" * 5000)  # int() of 5000 digits fails with its own message
+
+
+def test_depth_error_lists_every_small_depth():
+    with pytest.raises(ValueError, match=r"6n\+2 for 'basic' blocks \(8, 14, 20, 26, \.\.\."):
+        cifar_resnet(21)
+    with pytest.raises(ValueError, match=r"9n\+2 for 'bottleneck' blocks \(11, 20, 29, 38, \.\.\."):
+        cifar_resnet(26, block="bottleneck")
+
+
+@pytest.mark.parametrize("name, use", [("cifar_resnet", "resnet20 / resnet56 / plain56"),
+                                       ("imagenet_resnet", "resnet18 / resnet50")])
+def test_builder_names_say_they_need_a_depth(name, use, capsys):
+    needs = f"'{name}' needs a depth: use {use}"
+    for call in (check_model_name, build_model):
+        with pytest.raises(ValueError, match=needs):
+            call(name)
+    assert main(["train", "--model", name, "--device", "cpu"]) == 2  # before any data is read
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needs in err[0]
+    assert build_model("cifar_resnet", depth=8).name == "resnet8"  # with a depth, as documented
+
+
+def test_unknown_build_arguments_name_them(tmp_path, capsys):
+    unknown = r"model 'resnet20' has no argument 'foo' \(it takes \['depth', 'skip'"
+    with pytest.raises(ValueError, match=unknown + ".*written by another version of resnet_lab"):
+        build_model("resnet20", foo=1)
+    with pytest.raises(ValueError, match="model 'speednet' has no argument 'bar'"):
+        build_model("speednet", bar=2)
+    with pytest.raises(ValueError, match=r"model 'resnet20' fixes depth=20; .*'cifar_resnet'"):
+        build_model("resnet20", depth=32)
+    assert build_model("resnet20", depth=20).name == "resnet20"
+    # a checkpoint written by a version whose builder took another argument
+    model = cifar_resnet(8, width=4)
+    path = tmp_path / "future.pt"
+    torch.save({"format": "resnet_lab.weights/1", "model_name": "resnet8",
+                "build": {"name": "resnet20", "kwargs": {"foo": 1}},
+                "signature": model_signature(model), "model": model.state_dict(), "epoch": 1}, path)
+    assert main(["evaluate", "--checkpoint", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "has no argument 'foo'" in err[0] and "another version" in err[0]

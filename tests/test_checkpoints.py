@@ -1,0 +1,101 @@
+"""Reading and writing runs when things go wrong: files that are not checkpoints, a full disk,
+a History that is not text."""
+
+import os
+import pickle
+import warnings
+
+import pytest
+import torch
+
+from resnet_lab.checkpoints import History, atomic_save, load_checkpoint, save_checkpoint
+from resnet_lab.models import cifar_resnet
+from resnet_lab.train import TrainConfig
+
+
+class _Payload:
+    """A pickle that runs code when unpickled: it writes ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _not_a_checkpoint(kind: str, path, marker) -> None:
+    if kind == "random bytes":
+        path.write_bytes(os.urandom(4096))
+    elif kind == "text":
+        path.write_text("epoch,loss\n1,2.30\n")
+    else:  # a crafted pickle, in the protocol torch.save uses (2) and in Python's default (4)
+        with open(path, "wb") as f:
+            pickle.dump(_Payload(marker), f, protocol=2 if kind == "pickle p2" else 4)
+
+
+@pytest.mark.parametrize("kind", ["random bytes", "text", "pickle p2", "pickle p4"])
+def test_what_is_not_a_checkpoint_gets_a_short_line_without_unsafe_advice(kind, tmp_path):
+    path, marker = tmp_path / "model.pt", tmp_path / "MARKER"
+    _not_a_checkpoint(kind, path, marker)
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(ValueError) as e:
+        warnings.simplefilter("always")
+        load_checkpoint(path)
+    message = str(e.value)
+    assert message.startswith(f"{path} is not a readable checkpoint (")
+    assert message.endswith("); check the path")  # our reason, not torch's text
+    assert "weights_only" not in message and len(message) < 200 and "\n" not in message
+    assert not any("weights_only" in str(w.message) for w in caught)  # nor in a warning
+    assert not marker.exists()  # the payload never ran
+
+
+def _state(tmp_path):
+    """What save_checkpoint needs, for a tiny model."""
+    model = cifar_resnet(8, width=4)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.StepLR(opt, 1)
+    return model, opt, sched, TrainConfig(epochs=1), History(meta={"model": "resnet8"})
+
+
+@pytest.mark.parametrize("error", [
+    RuntimeError("[enforce fail at inline_container.cc:783] . unexpected pos 4480 vs 4362"),
+    OSError(28, "No space left on device"),
+])
+def test_full_disk_gives_one_clear_oserror_and_keeps_the_previous_checkpoint(error, tmp_path,
+                                                                             monkeypatch):
+    path = tmp_path / "checkpoint.pt"
+    model, opt, sched, cfg, history = _state(tmp_path)
+    save_checkpoint(path, model, opt, sched, 1, cfg, history)
+    before = path.read_bytes()
+    real_save = torch.save
+
+    def full_disk(obj, f, *a, **k):
+        real_save(obj, f, *a, **k)
+        with open(f, "r+b") as fh:
+            fh.truncate(100)  # a half-written temporary file
+        raise error
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    for write in (lambda: save_checkpoint(path, model, opt, sched, 2, cfg, history),
+                  lambda: atomic_save({"x": 1}, path)):
+        with pytest.raises(OSError, match=r"could not write .*checkpoint\.pt: .*space.*--out") as e:
+            write()
+        assert "\n" not in str(e.value) and "unexpected pos" not in str(e.value)
+        assert path.read_bytes() == before and load_checkpoint(path)["epoch"] == 1
+        assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # no temporary file left
+
+
+def test_other_failures_of_torch_save_pass_through(tmp_path, monkeypatch):
+    def broken(obj, f, *a, **k):
+        raise RuntimeError("cannot pickle 'generator' object")
+
+    monkeypatch.setattr(torch, "save", broken)
+    with pytest.raises(RuntimeError, match="cannot pickle"):
+        atomic_save({"x": 1}, tmp_path / "x.pt")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_history_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "history.json"
+    path.write_bytes(b'{"meta": {}, "epochs": []}\xff\xfe')
+    with pytest.raises(ValueError, match=f"{path} is not UTF-8 text .*0xff at offset 26"):
+        History.load(path)
