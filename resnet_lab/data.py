@@ -41,6 +41,14 @@ MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 CACHE_VERSION = 2  # 2: the key covers every source file in full (1 kept only part of it)
+# the globals an official python batch names: its numpy arrays (numpy 1 pickles under numpy.core,
+# numpy 2 under numpy._core). Dicts, lists, bytes, str and int need none.
+BATCH_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+}
 
 
 class DataError(ValueError):
@@ -356,29 +364,56 @@ def _from_python_batches(root: Path, tried: list[str]):
         h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
 
     def read():
-        def load(paths):
-            xs, ys = [], []
-            for p in paths:
-                try:
-                    with open(p, "rb") as fh:
-                        entry = pickle.load(fh, encoding="latin1")
-                except Exception as e:
-                    raise DataError(f"cannot read {p} ({e}): the batch is corrupted; download it again") from e
-                try:
-                    x = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-                    y = list(entry.get("labels", entry.get("fine_labels", [])))
-                except (KeyError, TypeError, ValueError) as e:
-                    raise DataError(f"{p} is not a CIFAR-10 python batch of 32x32 RGB images ({e}): "
-                                    "download the batches again") from e
-                if len(y) != len(x):
-                    raise DataError(f"{p} holds {len(x)} images but {len(y)} labels: download the batches again")
-                xs.append(x)
-                ys.extend(y)
-            return torch.from_numpy(np.concatenate(xs)), torch.tensor(ys, dtype=torch.int64)
-
-        return load(files[:5]), load(files[5:])
+        return _read_batches(files[:5]), _read_batches(files[5:])
 
     return h.hexdigest(), "official CIFAR-10 release (python batches)", read
+
+
+class RefusedGlobal(pickle.UnpicklingError):
+    """A pickle named a global that a CIFAR-10 python batch never needs."""
+
+
+class BatchUnpickler(pickle.Unpickler):
+    """Unpickles a CIFAR-10 python batch (a dict of bytes keys -> bytes, str, lists of int and
+    uint8 numpy arrays) and nothing else: any global outside :data:`BATCH_GLOBALS` is refused
+    before it is called, so a crafted file cannot run code, as ``pickle.load`` would let it."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in BATCH_GLOBALS:
+            raise RefusedGlobal(f"{module}.{name}")
+        return super().find_class(module, name)
+
+
+def _load_batch(path: Path) -> tuple[np.ndarray, list[int]]:
+    """One python batch: uint8 images (N, 3, 32, 32) and N labels."""
+    try:
+        with open(path, "rb") as fh:
+            entry = BatchUnpickler(fh, encoding="latin1").load()
+    except RefusedGlobal as e:
+        raise DataError(f"{path} is not a CIFAR-10 python batch: it names the global {e}, which "
+                        "the format never needs, and was refused unrun. Delete it and download "
+                        "the batches again") from None
+    except Exception as e:
+        raise DataError(f"cannot read {path} ({e}): the batch is corrupted; "
+                        "download it again") from e
+    try:
+        x = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        y = list(entry.get("labels", entry.get("fine_labels", [])))
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise DataError(f"{path} is not a CIFAR-10 python batch of 32x32 RGB images ({e}): "
+                        "download the batches again") from e
+    if len(y) != len(x):
+        raise DataError(f"{path} holds {len(x)} images but {len(y)} labels: "
+                        "download the batches again")
+    return x, y
+
+
+def _read_batches(paths: list[Path]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The python batches ``paths``, concatenated: uint8 (N, 3, 32, 32) and int64 (N,)."""
+    batches = [_load_batch(p) for p in paths]
+    images = np.concatenate([x for x, _ in batches])
+    labels = [label for _, y in batches for label in y]
+    return torch.from_numpy(images), torch.tensor(labels, dtype=torch.int64)
 
 
 def _download(root: Path, tried: list[str]) -> CifarData:

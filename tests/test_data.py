@@ -1,4 +1,5 @@
 import os
+import pickle
 import stat
 
 import numpy as np
@@ -191,3 +192,89 @@ def test_loader_rejects_bad_input():
         CifarLoader(torch.zeros(4, 3, 32, 32), torch.zeros(4, dtype=torch.long), device="cpu")
     with pytest.raises(ValueError, match="4 images but 3 labels"):
         CifarLoader(torch.zeros(4, 3, 32, 32, dtype=torch.uint8), torch.zeros(3, dtype=torch.long), device="cpu")
+
+
+# ---------------------------------------------------------------------------- issue 16: data
+
+
+class _Payload:
+    """Unpickling this writes a marker file: what a crafted data_batch_1 could do."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return exec, (f"open({self.marker!r}, 'w').write('ran')",)
+
+
+def test_python_batch_cannot_run_code(python_batches, tmp_path):
+    marker = tmp_path / "marker"
+    with open(python_batches / "cifar-10-batches-py" / "data_batch_1", "wb") as f:
+        pickle.dump({"data": _Payload(marker), "labels": list(range(10))}, f)
+    with pytest.raises(DataError) as e:
+        load_cifar10(python_batches, download=False)
+    assert not marker.exists()
+    msg = str(e.value)
+    assert "data_batch_1 is not a CIFAR-10 python batch" in msg and "builtins.exec" in msg and "\n" not in msg
+
+
+def test_python_batch_payload_through_the_cli(python_batches, tmp_path, capsys):
+    from resnet_lab.__main__ import main
+
+    marker = tmp_path / "marker"
+    with open(python_batches / "cifar-10-batches-py" / "data_batch_1", "wb") as f:
+        pickle.dump({"data": _Payload(marker), "labels": list(range(10))}, f)
+    rc = main(["train", "--model", "resnet8", "--data", str(python_batches), "--no-download", "--epochs", "1",
+               "--device", "cpu", "--out", str(tmp_path / "run"), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and not marker.exists()
+    assert len(err) == 1 and "refused" in err[0], err
+
+
+def _py2_pickle(obj) -> bytes:
+    """``obj`` pickled as Python 2's cPickle wrote the official batches (protocol 2; str as
+    BINSTRING, numpy arrays through numpy.core.multiarray._reconstruct)."""
+
+    def s(b: bytes) -> bytes:
+        return (b"U" + bytes([len(b)]) if len(b) < 256 else b"T" + len(b).to_bytes(4, "little")) + b
+
+    def i(n: int) -> bytes:
+        return b"K" + bytes([n]) if 0 <= n < 256 else b"J" + n.to_bytes(4, "little", signed=True)
+
+    def enc(o) -> bytes:
+        if isinstance(o, dict):
+            return b"}(" + b"".join(enc(k) + enc(v) for k, v in o.items()) + b"u"
+        if isinstance(o, list):
+            return b"](" + b"".join(enc(v) for v in o) + b"e"
+        if isinstance(o, bytes):
+            return s(o)
+        if isinstance(o, int):
+            return i(o)
+        assert isinstance(o, np.ndarray) and o.dtype == np.uint8 and o.ndim == 2
+        dtype = b"cnumpy\ndtype\n" + s(b"u1") + i(0) + i(1) + b"\x87R(" + i(3) + s(b"|") + b"NNN"
+        dtype += i(-1) + i(-1) + i(0) + b"tb"
+        shape = i(o.shape[0]) + (b"M" + o.shape[1].to_bytes(2, "little")) + b"\x86"
+        new = b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n" + i(0) + b"\x85" + s(b"b") + b"\x87R"
+        return new + b"(" + i(1) + shape + dtype + b"\x89" + s(o.tobytes()) + b"tb"
+
+    return b"\x80\x02" + enc(obj) + b"."
+
+
+def test_python_batches_in_the_official_format_still_load(tmp_path):
+    rng = np.random.default_rng(2)
+    d = tmp_path / "official" / "cifar-10-batches-py"
+    d.mkdir(parents=True)
+    expected = []
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 256, size=(10, 3072), dtype=np.uint8)
+        labels = [int(y) for y in rng.integers(0, 10, size=10)]
+        entry = {b"batch_label": name.encode(), b"labels": labels, b"data": data,
+                 b"filenames": [f"img_{k}.png".encode() for k in range(10)]}
+        (d / name).write_bytes(_py2_pickle(entry))
+        expected.append((data, labels))
+    with open(d / "data_batch_1", "rb") as f:  # the file is what torchvision reads
+        assert sorted(pickle.load(f, encoding="latin1")) == ["batch_label", "data", "filenames", "labels"]
+    got = load_cifar10(d.parent, download=False)
+    want = np.concatenate([x for x, _ in expected[:5]]).reshape(-1, 3, 32, 32)
+    assert torch.equal(got.train_images, torch.from_numpy(want))
+    assert got.test_labels.tolist() == expected[5][1]
