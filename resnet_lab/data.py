@@ -24,6 +24,7 @@ import io
 import os
 import pickle
 import stat
+import sys
 import tarfile
 import zlib
 from collections.abc import Iterator
@@ -485,12 +486,22 @@ def _cached(root: Path, key: str, source: str, reader) -> CifarData:
             pass  # a stale or broken cache is simply rebuilt
     data = _as_data(reader(), source)
     blob = {k: getattr(data, k) for k in ("train_images", "train_labels", "test_images", "test_labels")}
+    _write_cache(blob, path)
+    return data
+
+
+def _write_cache(blob: dict, path: Path) -> None:
+    """Save ``blob`` atomically to ``path``. The cache is only an optimisation: a failed write
+    (a full disk, a read-only home) prints one line on stderr and the load goes on."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_save(blob, path)
-    except OSError:
-        pass  # caching is an optimisation; a read-only home still gets the data
-    return data
+    except (OSError, RuntimeError) as e:  # torch.save raises RuntimeError on a full disk
+        why = e.strerror if isinstance(e, OSError) and e.strerror else (
+            "the write failed, a full disk? " + " ".join(str(e).split()))
+        print(f"note: could not write the CIFAR-10 cache {path} ({why}); the data is loaded, but "
+              "the next load decodes it again. Free space there, or set XDG_CACHE_HOME to a "
+              "writable folder (used when the data folder is read-only).", file=sys.stderr)
 
 
 # --------------------------------------------------------------------------- loader

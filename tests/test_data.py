@@ -278,3 +278,24 @@ def test_python_batches_in_the_official_format_still_load(tmp_path):
     want = np.concatenate([x for x, _ in expected[:5]]).reshape(-1, 3, 32, 32)
     assert torch.equal(got.train_images, torch.from_numpy(want))
     assert got.test_labels.tolist() == expected[5][1]
+
+
+@pytest.mark.parametrize("failure", ["OSError ENOSPC", "torch.save into /dev/full"])
+def test_failed_cache_write_is_one_line_and_the_data_still_loads(image_folder, monkeypatch, capsys, failure):
+    import resnet_lab.data as D
+
+    if failure == "OSError ENOSPC":
+        def write(obj, path):
+            raise OSError(28, "No space left on device")
+    else:
+        if not os.path.exists("/dev/full"):
+            pytest.skip("no /dev/full here")
+
+        def write(obj, path):  # a real full disk: torch's zip writer raises RuntimeError
+            torch.save(obj, "/dev/full")
+    monkeypatch.setattr(D, "atomic_save", write)
+    data = load_cifar10(image_folder, download=False)
+    _check(data, 30, 20)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "could not write the CIFAR-10 cache" in err[0], err
+    assert not list((image_folder / ".resnet_lab_cache").glob("*"))
