@@ -29,7 +29,7 @@ import tarfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
@@ -226,6 +226,10 @@ def _from_folders(root: Path, tried: list[str]):
     if not (root / "train").is_dir() or not (root / "test").is_dir():
         tried.append(f"image folders {root / 'train'} and {root / 'test'}: not found")
         return None
+    if (root / "train").resolve() == (root / "test").resolve():
+        raise DataError(f"{root}: train and test are the same folder "
+                        f"({(root / 'train').resolve()}), so the test images would be trained "
+                        "on: make them two folders, each holding its own split")
     listing = {}
     for split in ("train", "test"):
         classes = sorted(p.name for p in (root / split).iterdir() if p.is_dir())
@@ -294,25 +298,30 @@ def _from_archives(root: Path, tried: list[str]):
 
 
 def _read_archive(path: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decode every image of a ``.tar.gz`` archive. The gzip stream is read to its very end, so
-    that its CRC and length are checked: a corrupted archive raises a DataError that says so,
-    even without a SHA256SUMS file, instead of loading changed images or losing classes."""
+    """Decode every image of a ``.tar.gz`` archive, which must hold ``split/<class>/*`` (at its
+    top level or inside one folder), as the offline copy does. The gzip stream is read to its
+    very end, so that its CRC and length are checked: a corrupted archive raises a DataError
+    that says so, even without a SHA256SUMS file, instead of loading changed images or losing
+    classes."""
     items = []
     found = set()
+    holders = set()  # the folders that hold class folders: one, ending in ``split``
     try:
         with gzip.open(path, "rb") as gz:
             with tarfile.open(fileobj=gz, mode="r|") as tar:  # stream mode: one pass, in order
                 for member in tar:
-                    if not member.isfile():
+                    parts = PurePosixPath(member.name.lstrip("/")).parts
+                    if not member.isfile() or len(parts) < 2:
                         continue
-                    parts = Path(member.name).parts
-                    if Path(member.name).suffix.lower() not in IMAGE_SUFFIXES or len(parts) < 2:
+                    if PurePosixPath(parts[-1]).suffix.lower() not in IMAGE_SUFFIXES:
                         continue
+                    holders.add(parts[:-2])
                     cls = parts[-2]
                     found.add(cls)
                     if cls not in CLASSES:
                         continue
-                    items.append((CLASSES.index(cls), tar.extractfile(member).read(), f"{path}:{member.name}"))
+                    name = f"{path}:{member.name}"
+                    items.append((CLASSES.index(cls), tar.extractfile(member).read(), name))
             # tarfile stops at the end-of-archive marker; the gzip CRC and length come after it
             while gz.read(1 << 20):
                 pass
@@ -320,8 +329,24 @@ def _read_archive(path: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         raise DataError(
             f"{path} is corrupted or truncated ({type(e).__name__}: {e}): download or copy it again."
         ) from e
+    _check_split_folder(path, split, holders)
     _check_classes(sorted(found), path)
     return _decode_files(items)
+
+
+def _check_split_folder(path: Path, split: str, holders: set[tuple[str, ...]]) -> None:
+    """``holders`` (the folders in the archive that hold class folders) must be one folder named
+    ``split``, at the top level or inside one folder: not the other split, not both."""
+    (holder,) = holders if len(holders) == 1 else (None,)
+    if holder is not None and holder[-1:] == (split,) and len(holder) <= 2:
+        return
+    found = sorted("/".join(h) + "/" if h else "the top level" for h in holders)
+    found = f"image folders under {', '.join(found)}" if found else "no image in a class folder"
+    raise DataError(
+        f"{path} must hold {split}/<class>/ image folders (at its top level or inside one folder), "
+        f"found {found}: it holds the other split, both, or another layout. Fix: rebuild it "
+        f"from the {split} folder alone, e.g. tar czf {split}.tar.gz -C <parent of {split}> {split}"
+    )
 
 
 def _decode_files(items: list[tuple[int, bytes, str]]) -> tuple[torch.Tensor, torch.Tensor]:

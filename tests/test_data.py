@@ -1,6 +1,8 @@
 import os
 import pickle
+import shutil
 import stat
+import tarfile
 
 import numpy as np
 import pytest
@@ -195,6 +197,49 @@ def test_loader_rejects_bad_input():
 
 
 # ---------------------------------------------------------------------------- issue 16: data
+
+
+def _tar(dest, members: dict) -> None:
+    """Write a .tar.gz holding ``members``: {name in the archive: folder on disk}."""
+    with tarfile.open(dest, "w:gz") as tar:
+        for arcname, folder in members.items():
+            tar.add(folder, arcname=arcname)
+
+
+@pytest.mark.parametrize("layout", ["both splits", "swapped"])
+def test_archive_must_hold_the_split_its_name_says(image_folder, tmp_path, layout):
+    root = tmp_path / "arch"
+    root.mkdir()
+    train, test = image_folder / "train", image_folder / "test"
+    if layout == "both splits":  # tar czf train.tar.gz cifar10/, cifar10 holding train/ and test/
+        _tar(root / "train.tar.gz", {"cifar10/train": train, "cifar10/test": test})
+        _tar(root / "test.tar.gz", {"test": test})
+        found, archive = "cifar10/test/, cifar10/train/", "train.tar.gz"
+    else:
+        _tar(root / "train.tar.gz", {"test": test})
+        _tar(root / "test.tar.gz", {"train": train})
+        found, archive = "test/", "train.tar.gz"
+    with pytest.raises(DataError) as e:
+        load_cifar10(root, download=False)
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert f"{archive} must hold {archive.split('.')[0]}/<class>/" in msg
+    assert f"found image folders under {found}" in msg and "tar czf" in msg
+
+
+def test_archive_split_may_sit_in_one_wrapping_folder(image_folder, tmp_path):
+    root = tmp_path / "arch"
+    root.mkdir()
+    for split in ("train", "test"):
+        _tar(root / f"{split}.tar.gz", {f"cifar10/{split}": image_folder / split})
+    _check(load_cifar10(root, download=False), 30, 20)
+
+
+def test_image_folders_train_and_test_must_differ(image_folder):
+    shutil.rmtree(image_folder / "test")
+    (image_folder / "test").symlink_to(image_folder / "train", target_is_directory=True)
+    with pytest.raises(DataError, match="train and test are the same folder"):
+        load_cifar10(image_folder, download=False)
 
 
 class _Payload:
