@@ -7,6 +7,7 @@ import tarfile
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from resnet_lab.data import (
     CLASSES,
@@ -240,6 +241,42 @@ def test_image_folders_train_and_test_must_differ(image_folder):
     (image_folder / "test").symlink_to(image_folder / "train", target_is_directory=True)
     with pytest.raises(DataError, match="train and test are the same folder"):
         load_cifar10(image_folder, download=False)
+
+
+def _same_size_png(path, seed):
+    """Rewrite ``path`` as an uncompressed PNG of new random pixels: its size depends only on
+    the image's shape, so every call gives a file of the same size."""
+    arr = np.random.default_rng(seed).integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
+    Image.fromarray(arr).save(path, compress_level=0)
+    return arr
+
+
+def test_cache_follows_an_image_replaced_with_its_size_and_mtime_kept(image_folder):
+    path = image_folder / "train" / "dog" / "0001.png"
+    _same_size_png(path, 1)
+    st = path.stat()
+    load_cifar10(image_folder, download=False)
+    new = _same_size_png(path, 2)  # as cp -p, tar x or rsync -t leave it: same size, same mtime
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_size == st.st_size and path.stat().st_mtime_ns == st.st_mtime_ns
+    data = load_cifar10(image_folder, download=False)
+    i = CLASSES.index("dog") * 3 + 1  # sorted by class, then by name
+    assert torch.equal(data.train_images[i], torch.from_numpy(new).permute(2, 0, 1))
+
+
+def test_cache_follows_a_python_batch_replaced_with_its_size_and_mtime_kept(python_batches):
+    path = python_batches / "cifar-10-batches-py" / "test_batch"
+    first = load_cifar10(python_batches, download=False)
+    st = path.stat()
+    with open(path, "rb") as f:
+        entry = pickle.load(f)
+    entry["data"] = 255 - entry["data"]
+    with open(path, "wb") as f:
+        pickle.dump(entry, f)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_size == st.st_size
+    second = load_cifar10(python_batches, download=False)
+    assert torch.equal(second.test_images, 255 - first.test_images)
 
 
 class _Payload:
