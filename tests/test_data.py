@@ -1,5 +1,7 @@
+import dataclasses
 import os
 import pickle
+import re
 import shutil
 import stat
 import tarfile
@@ -241,6 +243,66 @@ def test_image_folders_train_and_test_must_differ(image_folder):
     (image_folder / "test").symlink_to(image_folder / "train", target_is_directory=True)
     with pytest.raises(DataError, match="train and test are the same folder"):
         load_cifar10(image_folder, download=False)
+
+
+def _copy_with_other_pixels(image_folder, dest):
+    """A copy of ``image_folder`` at ``dest``, with one test image's pixels changed."""
+    shutil.copytree(image_folder, dest)
+    path = dest / "test" / "cat" / "0000.png"
+    arr = np.asarray(Image.open(path)).copy()
+    arr[5:9, 5:9] = 255 - arr[5:9, 5:9]
+    Image.fromarray(arr).save(path)
+    return dest
+
+
+def test_describe_names_the_content_of_both_splits(image_folder, tmp_path):
+    other = _copy_with_other_pixels(image_folder, tmp_path / "elsewhere" / image_folder.name)
+    a, b = load_cifar10(image_folder, download=False), load_cifar10(other, download=False)
+    assert a.describe() != b.describe()
+    assert re.search(r"digest [0-9a-f]{12}\)$", a.describe())
+    # archives: only the test archive differs
+    arch_a = make_archives(image_folder, tmp_path / "arch_a", sums=False)
+    arch_b = make_archives(other, tmp_path / "arch_b", sums=False)
+    shutil.copy(arch_a / "train.tar.gz", arch_b / "train.tar.gz")
+    assert load_cifar10(arch_a, download=False).describe() != load_cifar10(arch_b, download=False).describe()
+
+
+def test_digest_is_stored_in_the_cache_and_not_recomputed(image_folder, monkeypatch):
+    import resnet_lab.data as D
+
+    first = load_cifar10(image_folder, download=False)
+    calls = []
+    real = D.content_digest
+    monkeypatch.setattr(D, "content_digest", lambda data: calls.append(1) or real(data))
+    second = load_cifar10(image_folder, download=False)
+    assert second.describe() == first.describe() and calls == []
+
+
+def test_derived_data_gets_the_digest_of_what_it_holds(image_folder):
+    import resnet_lab.data as D
+
+    data = load_cifar10(image_folder, download=False)
+    derived = [data.subset(20, 10, seed=3), data.select_classes(["cat", "dog"]), data.split_validation(10),
+               data.split_validation(10).subset(10)]
+    for d in derived:
+        fresh = D.CifarData(d.train_images, d.train_labels, d.test_images, d.test_labels, d.classes,
+                            val_images=d.val_images, val_labels=d.val_labels)
+        assert d.content_digest() == D.content_digest(fresh) != data.content_digest()
+    # a copy made by dataclasses.replace() with other images does not keep the old digest
+    flipped = dataclasses.replace(data, train_images=data.train_images.flip(3))
+    assert flipped.content_digest() != data.content_digest()
+
+
+def test_resume_refuses_other_images_in_a_folder_of_the_same_name(image_folder, tmp_path, capsys):
+    from resnet_lab.__main__ import main
+
+    other = _copy_with_other_pixels(image_folder, tmp_path / "elsewhere" / image_folder.name)
+    args = ["train", "--model", "resnet8", "--no-download", "--batch-size", "10", "--device", "cpu",
+            "--precision", "fp32", "--out", str(tmp_path / "run"), "--no-progress"]
+    assert main([*args, "--data", str(image_folder), "--epochs", "1"]) == 0
+    capsys.readouterr()
+    assert main([*args, "--data", str(other), "--epochs", "2", "--resume"]) == 2
+    assert "other data" in capsys.readouterr().err
 
 
 def _same_size_png(path, seed):
