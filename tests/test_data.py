@@ -1,9 +1,15 @@
+import dataclasses
 import os
+import pickle
+import re
+import shutil
 import stat
+import tarfile
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from resnet_lab.data import (
     CLASSES,
@@ -191,3 +197,249 @@ def test_loader_rejects_bad_input():
         CifarLoader(torch.zeros(4, 3, 32, 32), torch.zeros(4, dtype=torch.long), device="cpu")
     with pytest.raises(ValueError, match="4 images but 3 labels"):
         CifarLoader(torch.zeros(4, 3, 32, 32, dtype=torch.uint8), torch.zeros(3, dtype=torch.long), device="cpu")
+
+
+# ---------------------------------------------------------------------------- issue 16: data
+
+
+def _tar(dest, members: dict) -> None:
+    """Write a .tar.gz holding ``members``: {name in the archive: folder on disk}."""
+    with tarfile.open(dest, "w:gz") as tar:
+        for arcname, folder in members.items():
+            tar.add(folder, arcname=arcname)
+
+
+@pytest.mark.parametrize("layout", ["both splits", "swapped"])
+def test_archive_must_hold_the_split_its_name_says(image_folder, tmp_path, layout):
+    root = tmp_path / "arch"
+    root.mkdir()
+    train, test = image_folder / "train", image_folder / "test"
+    if layout == "both splits":  # tar czf train.tar.gz cifar10/, cifar10 holding train/ and test/
+        _tar(root / "train.tar.gz", {"cifar10/train": train, "cifar10/test": test})
+        _tar(root / "test.tar.gz", {"test": test})
+        found, archive = "cifar10/test/, cifar10/train/", "train.tar.gz"
+    else:
+        _tar(root / "train.tar.gz", {"test": test})
+        _tar(root / "test.tar.gz", {"train": train})
+        found, archive = "test/", "train.tar.gz"
+    with pytest.raises(DataError) as e:
+        load_cifar10(root, download=False)
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert f"{archive} must hold {archive.split('.')[0]}/<class>/" in msg
+    assert f"found image folders under {found}" in msg and "tar czf" in msg
+
+
+def test_archive_split_may_sit_in_one_wrapping_folder(image_folder, tmp_path):
+    root = tmp_path / "arch"
+    root.mkdir()
+    for split in ("train", "test"):
+        _tar(root / f"{split}.tar.gz", {f"cifar10/{split}": image_folder / split})
+    _check(load_cifar10(root, download=False), 30, 20)
+
+
+def test_image_folders_train_and_test_must_differ(image_folder):
+    shutil.rmtree(image_folder / "test")
+    (image_folder / "test").symlink_to(image_folder / "train", target_is_directory=True)
+    with pytest.raises(DataError, match="train and test are the same folder"):
+        load_cifar10(image_folder, download=False)
+
+
+def _copy_with_other_pixels(image_folder, dest):
+    """A copy of ``image_folder`` at ``dest``, with one test image's pixels changed."""
+    shutil.copytree(image_folder, dest)
+    path = dest / "test" / "cat" / "0000.png"
+    arr = np.asarray(Image.open(path)).copy()
+    arr[5:9, 5:9] = 255 - arr[5:9, 5:9]
+    Image.fromarray(arr).save(path)
+    return dest
+
+
+def test_describe_names_the_content_of_both_splits(image_folder, tmp_path):
+    other = _copy_with_other_pixels(image_folder, tmp_path / "elsewhere" / image_folder.name)
+    a, b = load_cifar10(image_folder, download=False), load_cifar10(other, download=False)
+    assert a.describe() != b.describe()
+    assert re.search(r"digest [0-9a-f]{12}\)$", a.describe())
+    # archives: only the test archive differs
+    arch_a = make_archives(image_folder, tmp_path / "arch_a", sums=False)
+    arch_b = make_archives(other, tmp_path / "arch_b", sums=False)
+    shutil.copy(arch_a / "train.tar.gz", arch_b / "train.tar.gz")
+    assert load_cifar10(arch_a, download=False).describe() != load_cifar10(arch_b, download=False).describe()
+
+
+def test_digest_is_stored_in_the_cache_and_not_recomputed(image_folder, monkeypatch):
+    import resnet_lab.data as D
+
+    first = load_cifar10(image_folder, download=False)
+    calls = []
+    real = D.content_digest
+    monkeypatch.setattr(D, "content_digest", lambda data: calls.append(1) or real(data))
+    second = load_cifar10(image_folder, download=False)
+    assert second.describe() == first.describe() and calls == []
+
+
+def test_derived_data_gets_the_digest_of_what_it_holds(image_folder):
+    import resnet_lab.data as D
+
+    data = load_cifar10(image_folder, download=False)
+    derived = [data.subset(20, 10, seed=3), data.select_classes(["cat", "dog"]), data.split_validation(10),
+               data.split_validation(10).subset(10)]
+    for d in derived:
+        fresh = D.CifarData(d.train_images, d.train_labels, d.test_images, d.test_labels, d.classes,
+                            val_images=d.val_images, val_labels=d.val_labels)
+        assert d.content_digest() == D.content_digest(fresh) != data.content_digest()
+    # a copy made by dataclasses.replace() with other images does not keep the old digest
+    flipped = dataclasses.replace(data, train_images=data.train_images.flip(3))
+    assert flipped.content_digest() != data.content_digest()
+
+
+def test_resume_refuses_other_images_in_a_folder_of_the_same_name(image_folder, tmp_path, capsys):
+    from resnet_lab.__main__ import main
+
+    other = _copy_with_other_pixels(image_folder, tmp_path / "elsewhere" / image_folder.name)
+    args = ["train", "--model", "resnet8", "--no-download", "--batch-size", "10", "--device", "cpu",
+            "--precision", "fp32", "--out", str(tmp_path / "run"), "--no-progress"]
+    assert main([*args, "--data", str(image_folder), "--epochs", "1"]) == 0
+    capsys.readouterr()
+    assert main([*args, "--data", str(other), "--epochs", "2", "--resume"]) == 2
+    assert "other data" in capsys.readouterr().err
+
+
+def _same_size_png(path, seed):
+    """Rewrite ``path`` as an uncompressed PNG of new random pixels: its size depends only on
+    the image's shape, so every call gives a file of the same size."""
+    arr = np.random.default_rng(seed).integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
+    Image.fromarray(arr).save(path, compress_level=0)
+    return arr
+
+
+def test_cache_follows_an_image_replaced_with_its_size_and_mtime_kept(image_folder):
+    path = image_folder / "train" / "dog" / "0001.png"
+    _same_size_png(path, 1)
+    st = path.stat()
+    load_cifar10(image_folder, download=False)
+    new = _same_size_png(path, 2)  # as cp -p, tar x or rsync -t leave it: same size, same mtime
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_size == st.st_size and path.stat().st_mtime_ns == st.st_mtime_ns
+    data = load_cifar10(image_folder, download=False)
+    i = CLASSES.index("dog") * 3 + 1  # sorted by class, then by name
+    assert torch.equal(data.train_images[i], torch.from_numpy(new).permute(2, 0, 1))
+
+
+def test_cache_follows_a_python_batch_replaced_with_its_size_and_mtime_kept(python_batches):
+    path = python_batches / "cifar-10-batches-py" / "test_batch"
+    first = load_cifar10(python_batches, download=False)
+    st = path.stat()
+    with open(path, "rb") as f:
+        entry = pickle.load(f)
+    entry["data"] = 255 - entry["data"]
+    with open(path, "wb") as f:
+        pickle.dump(entry, f)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_size == st.st_size
+    second = load_cifar10(python_batches, download=False)
+    assert torch.equal(second.test_images, 255 - first.test_images)
+
+
+class _Payload:
+    """Unpickling this writes a marker file: what a crafted data_batch_1 could do."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return exec, (f"open({self.marker!r}, 'w').write('ran')",)
+
+
+def test_python_batch_cannot_run_code(python_batches, tmp_path):
+    marker = tmp_path / "marker"
+    with open(python_batches / "cifar-10-batches-py" / "data_batch_1", "wb") as f:
+        pickle.dump({"data": _Payload(marker), "labels": list(range(10))}, f)
+    with pytest.raises(DataError) as e:
+        load_cifar10(python_batches, download=False)
+    assert not marker.exists()
+    msg = str(e.value)
+    assert "data_batch_1 is not a CIFAR-10 python batch" in msg and "builtins.exec" in msg and "\n" not in msg
+
+
+def test_python_batch_payload_through_the_cli(python_batches, tmp_path, capsys):
+    from resnet_lab.__main__ import main
+
+    marker = tmp_path / "marker"
+    with open(python_batches / "cifar-10-batches-py" / "data_batch_1", "wb") as f:
+        pickle.dump({"data": _Payload(marker), "labels": list(range(10))}, f)
+    rc = main(["train", "--model", "resnet8", "--data", str(python_batches), "--no-download", "--epochs", "1",
+               "--device", "cpu", "--out", str(tmp_path / "run"), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and not marker.exists()
+    assert len(err) == 1 and "refused" in err[0], err
+
+
+def _py2_pickle(obj) -> bytes:
+    """``obj`` pickled as Python 2's cPickle wrote the official batches (protocol 2; str as
+    BINSTRING, numpy arrays through numpy.core.multiarray._reconstruct)."""
+
+    def s(b: bytes) -> bytes:
+        return (b"U" + bytes([len(b)]) if len(b) < 256 else b"T" + len(b).to_bytes(4, "little")) + b
+
+    def i(n: int) -> bytes:
+        return b"K" + bytes([n]) if 0 <= n < 256 else b"J" + n.to_bytes(4, "little", signed=True)
+
+    def enc(o) -> bytes:
+        if isinstance(o, dict):
+            return b"}(" + b"".join(enc(k) + enc(v) for k, v in o.items()) + b"u"
+        if isinstance(o, list):
+            return b"](" + b"".join(enc(v) for v in o) + b"e"
+        if isinstance(o, bytes):
+            return s(o)
+        if isinstance(o, int):
+            return i(o)
+        assert isinstance(o, np.ndarray) and o.dtype == np.uint8 and o.ndim == 2
+        dtype = b"cnumpy\ndtype\n" + s(b"u1") + i(0) + i(1) + b"\x87R(" + i(3) + s(b"|") + b"NNN"
+        dtype += i(-1) + i(-1) + i(0) + b"tb"
+        shape = i(o.shape[0]) + (b"M" + o.shape[1].to_bytes(2, "little")) + b"\x86"
+        new = b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n" + i(0) + b"\x85" + s(b"b") + b"\x87R"
+        return new + b"(" + i(1) + shape + dtype + b"\x89" + s(o.tobytes()) + b"tb"
+
+    return b"\x80\x02" + enc(obj) + b"."
+
+
+def test_python_batches_in_the_official_format_still_load(tmp_path):
+    rng = np.random.default_rng(2)
+    d = tmp_path / "official" / "cifar-10-batches-py"
+    d.mkdir(parents=True)
+    expected = []
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 256, size=(10, 3072), dtype=np.uint8)
+        labels = [int(y) for y in rng.integers(0, 10, size=10)]
+        entry = {b"batch_label": name.encode(), b"labels": labels, b"data": data,
+                 b"filenames": [f"img_{k}.png".encode() for k in range(10)]}
+        (d / name).write_bytes(_py2_pickle(entry))
+        expected.append((data, labels))
+    with open(d / "data_batch_1", "rb") as f:  # the file is what torchvision reads
+        assert sorted(pickle.load(f, encoding="latin1")) == ["batch_label", "data", "filenames", "labels"]
+    got = load_cifar10(d.parent, download=False)
+    want = np.concatenate([x for x, _ in expected[:5]]).reshape(-1, 3, 32, 32)
+    assert torch.equal(got.train_images, torch.from_numpy(want))
+    assert got.test_labels.tolist() == expected[5][1]
+
+
+@pytest.mark.parametrize("failure", ["OSError ENOSPC", "torch.save into /dev/full"])
+def test_failed_cache_write_is_one_line_and_the_data_still_loads(image_folder, monkeypatch, capsys, failure):
+    import resnet_lab.data as D
+
+    if failure == "OSError ENOSPC":
+        def write(obj, path):
+            raise OSError(28, "No space left on device")
+    else:
+        if not os.path.exists("/dev/full"):
+            pytest.skip("no /dev/full here")
+
+        def write(obj, path):  # a real full disk: torch's zip writer raises RuntimeError
+            torch.save(obj, "/dev/full")
+    monkeypatch.setattr(D, "atomic_save", write)
+    data = load_cifar10(image_folder, download=False)
+    _check(data, 30, 20)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "could not write the CIFAR-10 cache" in err[0], err
+    assert not list((image_folder / ".resnet_lab_cache").glob("*"))
