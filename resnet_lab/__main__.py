@@ -169,8 +169,8 @@ def _evaluate(args) -> int:
 
 
 def _experiment(args) -> int:
-    from resnet_lab.experiments import (EXPERIMENTS, TRANSFER, is_recorded, result_path, run_id, run_sweep,
-                                        run_transfer_study, sweep_runs, transfer_summary)
+    from resnet_lab.experiments import (TRANSFER, run_id, run_sweep, run_transfer_study, sweep_status,
+                                        transfer_summary)
 
     if args.name == "finetune":  # the transfer study of chapter 6: results/finetune.json
         out = Path(args.results_dir) / "finetune.json" if args.results_dir else None
@@ -179,9 +179,8 @@ def _experiment(args) -> int:
             print(f"{method:15s} {budget:4d} labels/class: {100 * mean:5.1f} +- {100 * sd:.1f}% test accuracy ({n} seeds)")
         return 0
     if args.list:
-        for name, seed in sweep_runs(args.name, args.seeds):
-            done = is_recorded(result_path(name, seed, args.results_dir), EXPERIMENTS[name].config.epochs)
-            print(f"{run_id(name, seed):40s} {'recorded' if done else 'to run'}")
+        for name, seed, state in sweep_status(args.name, args.seeds, args.results_dir):
+            print(f"{run_id(name, seed):40s} {state}")
         return 0
     done = run_sweep(args.name, seeds=args.seeds, results_dir=args.results_dir, runs_dir=args.runs_dir,
                      progress=not args.no_progress)

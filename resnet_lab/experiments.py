@@ -15,11 +15,13 @@ its checkpoint in ``runs/<experiment>-seed<k>/``. :func:`load_results` reads a s
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from resnet_lab.checkpoints import CHECKPOINT_NAME, History, RunExistsError, export_weights
+from resnet_lab.checkpoints import (CHECKPOINT_NAME, History, RunExistsError, export_weights,
+                                    load_checkpoint)
 from resnet_lab.train import TrainConfig
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
@@ -181,13 +183,25 @@ def result_path(name: str, seed: int, results_dir: str | Path | None = None) -> 
     return Path(results_dir or RESULTS_DIR) / f"{run_id(name, seed)}.json"
 
 
-def is_recorded(path: Path, epochs: int) -> bool:
-    """Whether ``path`` holds a finished run of ``epochs`` epochs (a damaged file does not count)."""
+def is_recorded(path: Path, epochs: int, *, weights: bool = False) -> bool:
+    """Whether ``path`` holds a finished run of ``epochs`` epochs (a damaged file does not count),
+    and, with ``weights``, its ``.pt`` weights beside it."""
     try:
         h = History.load(path)
     except (OSError, ValueError):
         return False
-    return len(h) >= epochs and "interrupted_after_epoch" not in h.meta
+    finished = len(h) >= epochs and "interrupted_after_epoch" not in h.meta
+    return finished and (not weights or path.with_suffix(".pt").is_file())
+
+
+def _export_recorded(run_dir: Path, out: Path) -> bool:
+    """Export the weights of the finished run recorded in ``out`` from its checkpoint in
+    ``run_dir``, if that checkpoint is this run (the same epochs); False if there is none."""
+    ckpt = run_dir / CHECKPOINT_NAME
+    if not ckpt.is_file() or load_checkpoint(ckpt)["history"]["epochs"] != History.load(out).epochs:
+        return False
+    export_weights(ckpt, out.with_suffix(".pt"))
+    return True
 
 
 def run_experiment(name: str, *, seed: int | None = None, data=None, out: str | Path | None = None,
@@ -196,7 +210,9 @@ def run_experiment(name: str, *, seed: int | None = None, data=None, out: str | 
     """Train experiment ``name`` with ``seed`` (default: its first), resuming from
     ``runs/<name>-seed<k>/`` if interrupted, and save its History to ``out`` (default
     ``results/<name>-seed<k>.json``). ``overrides`` replace config fields. A run already
-    recorded in ``out`` is refused unless ``overwrite=True``, which trains it again from scratch."""
+    recorded in ``out`` is refused unless ``overwrite=True``, which trains it again from scratch.
+    A recorded run whose weights (``keep_weights``) are missing is exported again from its
+    checkpoint in ``runs/``, or, without one, trained again."""
     from resnet_lab.data import load_cifar10
     from resnet_lab.models import build_model
     from resnet_lab.train import seed_everything, train
@@ -207,18 +223,21 @@ def run_experiment(name: str, *, seed: int | None = None, data=None, out: str | 
     seed = exp.seeds[0] if seed is None else seed
     cfg = replace(exp.config, seed=seed, **overrides)
     out = Path(out) if out is not None else result_path(name, seed)
+    run_dir = Path(runs_dir) / run_id(name, seed)
     if not overwrite and is_recorded(out, cfg.epochs):
-        raise RunExistsError(f"{run_id(name, seed)} is already recorded in {out}: "
-                             "keep it, or pass overwrite=True to train it again")
+        if not exp.keep_weights or out.with_suffix(".pt").is_file():
+            raise RunExistsError(f"{run_id(name, seed)} is already recorded in {out}: "
+                                 "keep it, or pass overwrite=True to train it again")
+        if _export_recorded(run_dir, out):  # only the weights were lost
+            return History.load(out)
     if data is None:  # given data is used as it is; otherwise the experiment's own
         data = load_cifar10(validation=exp.validation)
         if exp.subset is not None:
             data = data.subset(exp.subset, seed=0)  # the same images for every seed
     seed_everything(seed)  # before the model is built: the seed fixes the starting weights
     model = build_model(exp.model, **exp.model_kwargs)
-    run_dir = Path(runs_dir) / run_id(name, seed)
-    history = train(model, data, cfg, progress=progress, checkpoint_dir=run_dir, resume=not overwrite,
-                    overwrite=overwrite)
+    history = train(model, data, cfg, progress=progress, checkpoint_dir=run_dir,
+                    resume=not overwrite, overwrite=overwrite)
     history.meta.update(experiment=name, seed=seed, description=exp.description)
     if "interrupted_after_epoch" in history.meta:
         return history  # not recorded: the checkpoint in runs/ resumes it
@@ -233,23 +252,59 @@ def sweep_runs(name: str, seeds: list[int] | None = None) -> list[tuple[str, int
     return [(n, s) for n in experiment_names(name) for s in (seeds if seeds is not None else EXPERIMENTS[n].seeds)]
 
 
+RECORDED = "recorded"
+
+
+def run_state(name: str, seed: int, results_dir: str | Path | None = None,
+              epochs: int | None = None) -> str:
+    """``"recorded"`` if run ``seed`` of experiment ``name`` is finished in ``results_dir``
+    (``epochs`` long, default the experiment's; with its ``.pt`` where the experiment keeps its
+    weights), else ``"to run"``, with the reason when only the weights are missing."""
+    exp = EXPERIMENTS[name]
+    path = result_path(name, seed, results_dir)
+    epochs = exp.config.epochs if epochs is None else epochs
+    if is_recorded(path, epochs, weights=exp.keep_weights):
+        return RECORDED
+    if exp.keep_weights and is_recorded(path, epochs):
+        return f"to run (weights {path.with_suffix('.pt').name} missing)"
+    return "to run"
+
+
+def sweep_status(name: str, seeds: list[int] | None = None, results_dir: str | Path | None = None,
+                 epochs: int | None = None) -> list[tuple[str, int, str]]:
+    """Every (experiment, seed, :func:`run_state`) of the sweep or experiment ``name``: the one
+    place that decides which runs are still to do (``--list``, :func:`run_sweep`,
+    ``benchmarks/gpu_sweep.py``)."""
+    return [(n, s, run_state(n, s, results_dir, epochs)) for n, s in sweep_runs(name, seeds)]
+
+
+def runs_to_do(name: str, seeds: list[int] | None = None, results_dir: str | Path | None = None,
+               epochs: int | None = None) -> list[tuple[str, int]]:
+    """The (experiment, seed) runs of :func:`sweep_status` that are not recorded yet."""
+    return [(n, s) for n, s, state in sweep_status(name, seeds, results_dir, epochs)
+            if state != RECORDED]
+
+
 def run_sweep(name: str, *, seeds: list[int] | None = None, results_dir: str | Path | None = None,
-              runs_dir: str | Path = "runs", progress: bool = True, data=None, **overrides) -> list[History]:
+              runs_dir: str | Path = "runs", progress: bool = True, data=None,
+              **overrides) -> list[History]:
     """Run every experiment of a sweep with every seed, skipping runs already recorded in
     ``results/``, with a progress bar over runs. Returns the Histories of the runs it trained."""
     from tqdm.auto import tqdm
 
-    todo = sweep_runs(name, seeds)
+    todo = []
+    for exp_name, seed, state in sweep_status(name, seeds, results_dir, overrides.get("epochs")):
+        out = result_path(exp_name, seed, results_dir)
+        if state == RECORDED:
+            tqdm.write(f"{run_id(exp_name, seed)}: already recorded in {out}, skipped")
+        else:
+            todo.append((exp_name, seed, out))
     done = []
     bar = tqdm(todo, desc=f"sweep {name}", unit="run", disable=not progress, position=0)
-    for exp_name, seed in bar:
-        out = result_path(exp_name, seed, results_dir)
-        epochs = overrides.get("epochs", EXPERIMENTS[exp_name].config.epochs)
-        if is_recorded(out, epochs):
-            bar.write(f"{run_id(exp_name, seed)}: already recorded in {out}, skipped")
-            continue
+    for exp_name, seed, out in bar:
         bar.set_postfix(run=run_id(exp_name, seed))
-        h = run_experiment(exp_name, seed=seed, data=data, out=out, runs_dir=runs_dir, progress=progress, **overrides)
+        h = run_experiment(exp_name, seed=seed, data=data, out=out, runs_dir=runs_dir,
+                           progress=progress, **overrides)
         done.append(h)
         if "interrupted_after_epoch" in h.meta:
             break
@@ -260,22 +315,63 @@ def run_sweep(name: str, *, seeds: list[int] | None = None, results_dir: str | P
 # ---------------------------------------------------------------------------- reading results
 
 
-def load_results(name: str, results_dir: str | Path | None = None, *, notes: list[str] | None = None
-                 ) -> dict[str, list[History]]:
+def _record_files(exp_name: str, root: Path, note) -> list[tuple[int, Path]]:
+    """(seed, path) of the files named exactly ``<stem>-seed<k>.json`` for ``exp_name`` under
+    ``root``, by seed; a look-alike (``-seed0-backup.json``, ``-seed0 (copy).json``) gets a note."""
+    folder = result_path(exp_name, 0, root).parent
+    stem = Path(exp_name).name
+    exact = re.compile(re.escape(stem) + r"-seed(0|[1-9][0-9]*)\.json")
+    found = []
+    for path in sorted(folder.glob(f"{stem}-seed*.json")):
+        match = exact.fullmatch(path.name)
+        if match:
+            found.append((int(match[1]), path))
+        else:
+            note(f"skipped {path.name}: not a record's name ({stem}-seed<k>.json)")
+    return sorted(found)
+
+
+def _load_record(path: Path, exp_name: str, seed: int, note) -> History | None:
+    """The History in ``path`` if it is run ``seed`` of ``exp_name``, as its name says; else
+    None and a note (a damaged file, or a copy whose meta names another seed or experiment)."""
+    try:
+        h = History.load(path)
+    except (OSError, ValueError) as e:
+        note(f"skipped {path.name}: {e}")
+        return None
+    config = h.meta.get("config")
+    config_seed = config.get("seed") if isinstance(config, dict) else None
+    meta_seed = h.meta.get("seed", config_seed)  # a History saved by train() alone has no meta seed
+    meta_name = h.meta.get("experiment", exp_name)
+    if (meta_name, seed if meta_seed is None else meta_seed) != (exp_name, seed):
+        what = meta_name if meta_seed is None else f"{meta_name} seed {meta_seed}"
+        note(f"skipped {path.name}: it records {what}, not {exp_name} seed {seed} as its name says")
+        return None
+    return h
+
+
+def load_results(name: str, results_dir: str | Path | None = None, *,
+                 notes: list[str] | None = None) -> dict[str, list[History]]:
     """The recorded runs of a sweep or experiment: ``{experiment: [History per seed]}``, seeds
-    in order. A damaged file is skipped, with a line saying so appended to ``notes`` (and
-    printed when ``notes`` is None), so one bad file never hides the others."""
+    in order. Only files named ``<stem>-seed<k>.json`` count. A damaged file, or a record whose
+    meta names another seed or experiment than its file name, is skipped with a line saying so
+    appended to ``notes`` (and printed when ``notes`` is None), so one bad file never hides the
+    others. A ``results_dir`` that does not exist raises ``FileNotFoundError`` (a mistyped
+    folder must not read as "nothing recorded"); a missing default ``results/`` gives a note."""
+    note = print if notes is None else notes.append
+    root = Path(results_dir) if results_dir else RESULTS_DIR
+    if not root.is_dir():
+        if results_dir:
+            raise FileNotFoundError(f"no results folder {root}: check the path, or leave "
+                                    f"results_dir out to read {RESULTS_DIR}")
+        note(f"no results folder {root}: nothing is recorded")
+        return {}
     out: dict[str, list[History]] = {}
-    names = experiment_names(name)
-    for exp_name in names:
-        folder = result_path(exp_name, 0, results_dir).parent
-        stem = Path(exp_name).name
-        for path in sorted(folder.glob(f"{stem}-seed*.json"), key=lambda p: int(p.stem.rsplit("seed", 1)[1] or 0)):
-            try:
-                out.setdefault(exp_name, []).append(History.load(path))
-            except (OSError, ValueError) as e:
-                msg = f"skipped {path.name}: {e}"
-                print(msg) if notes is None else notes.append(msg)
+    for exp_name in experiment_names(name):
+        for seed, path in _record_files(exp_name, root, note):
+            h = _load_record(path, exp_name, seed, note)
+            if h is not None:
+                out.setdefault(exp_name, []).append(h)
     return out
 
 

@@ -1,0 +1,116 @@
+"""Issue 16, items 7, 8 and 9a: every experiment honours --list, --seeds and --results-dir, and a
+record counts only when it is what its name says. New names are read through the module
+(``ex.runs_to_do``) so that each test fails on its own on code without them."""
+
+import re
+import shutil
+
+import pytest
+
+import resnet_lab.experiments as ex
+from resnet_lab.__main__ import main
+from resnet_lab.experiments import EXPERIMENTS, load_results, run_sweep
+from resnet_lab.train import History
+
+FAST = dict(epochs=1, compile=False, precision="fp32", channels_last=False, device="cpu",
+            batch_size=50)
+
+
+def _record(folder, name, k, epochs=15, **meta):
+    """A finished record of ``epochs`` epochs at ``folder/<name>-seed<k>.json``."""
+    h = History(epochs=[{"epoch": i + 1, "seconds": 1.0, "test_acc": 0.5} for i in range(epochs)],
+                meta=meta)
+    path = folder / f"{name}-seed{k}.json"
+    h.save(path)
+    return path
+
+
+# ---------------------------------------------------------------------------- 8. records
+
+
+def test_load_results_skips_files_not_named_as_records(tmp_path):
+    folder = tmp_path / "degradation"
+    _record(folder, "plain20", 0, experiment="degradation/plain20", seed=0)
+    for stray in ("plain20-seed0-backup.json", "plain20-seed0 (copy).json", "plain20-seed01.json"):
+        shutil.copy(folder / "plain20-seed0.json", folder / stray)
+    notes: list[str] = []
+    runs = load_results("degradation/plain20", tmp_path, notes=notes)
+    assert len(runs["degradation/plain20"]) == 1
+    assert len(notes) == 3 and all("not a record's name (plain20-seed<k>.json)" in n for n in notes)
+    assert any("plain20-seed0 (copy).json" in n for n in notes)
+
+
+def test_load_results_skips_a_record_whose_meta_names_another_run(tmp_path):
+    folder = tmp_path / "degradation"
+    _record(folder, "plain20", 0, experiment="degradation/plain20", seed=0)
+    shutil.copy(folder / "plain20-seed0.json", folder / "plain20-seed5.json")  # a renamed copy
+    _record(folder, "plain20", 1, experiment="degradation/resnet20", seed=1)
+    _record(folder, "plain20", 2)  # a History saved by train() alone: nothing to check it by
+    _record(folder, "plain20", 3, config={"seed": 3})
+    notes: list[str] = []
+    runs = load_results("degradation/plain20", tmp_path, notes=notes)
+    assert len(runs["degradation/plain20"]) == 3  # seeds 0, 2 and 3
+    assert notes == [
+        "skipped plain20-seed1.json: it records degradation/resnet20 seed 1, "
+        "not degradation/plain20 seed 1 as its name says",
+        "skipped plain20-seed5.json: it records degradation/plain20 seed 0, "
+        "not degradation/plain20 seed 5 as its name says",
+    ]
+
+
+def test_load_results_of_a_missing_folder_is_an_error_or_a_note(tmp_path, monkeypatch):
+    with pytest.raises(FileNotFoundError, match="no results folder .*resluts: check the path"):
+        load_results("degradation", tmp_path / "resluts")
+    monkeypatch.setattr("resnet_lab.experiments.RESULTS_DIR", tmp_path / "gone")
+    notes: list[str] = []
+    assert load_results("degradation", notes=notes) == {}
+    assert notes == [f"no results folder {tmp_path / 'gone'}: nothing is recorded"]
+
+
+def test_every_shipped_record_still_loads():
+    """Each file named <stem>-seed<k>.json in results/ loads, with no note: as many runs as the
+    glob that load_results used before counts."""
+    for name in EXPERIMENTS:
+        folder = ex.result_path(name, 0).parent
+        files = list(folder.glob(f"{name.rsplit('/', 1)[-1]}-seed*.json"))
+        notes: list[str] = []
+        runs = load_results(name, notes=notes).get(name, [])
+        assert notes == [] and len(runs) == len(files), name
+    total = sum(len(hs) for n in ("degradation", "ablation", "optimizer", "speedrun", "seeds",
+                                  "cpu_speedrun", "cpu_speedrun_plus", "cpu_speedrun_plus_long")
+                for hs in load_results(n).values())
+    assert total >= 59  # the 59 records shipped when this test was written, all loaded before
+
+
+def test_a_sweep_notices_deleted_weights_and_exports_or_trains_them_again(tiny_data, tmp_path):
+    name, res, runs = "degradation/resnet20", tmp_path / "results", tmp_path / "runs"
+    kw = dict(seeds=[0], results_dir=res, runs_dir=runs, progress=False, data=tiny_data, **FAST)
+    run_sweep(name, **kw)
+    record = res / "degradation" / "resnet20-seed0.json"
+    weights, text = record.with_suffix(".pt"), record.read_text()
+    weights.unlink()
+    run_sweep(name, **kw)  # the finished checkpoint is still in runs/: exported again
+    assert weights.is_file() and record.read_text() == text
+    weights.unlink()
+    assert ex.run_state(name, 0, res, epochs=1) == "to run (weights resnet20-seed0.pt missing)"
+    shutil.rmtree(runs)
+    assert len(run_sweep(name, **kw)) == 1 and weights.is_file()  # no checkpoint: trained again
+    assert ex.run_state(name, 0, res, epochs=1) == "recorded"
+
+
+def test_one_function_says_which_runs_are_still_to_do(tmp_path, capsys):
+    folder = tmp_path / "degradation"
+    _record(folder, "plain20", 0, experiment="degradation/plain20", seed=0)
+    (folder / "plain20-seed0.pt").write_bytes(b"")  # plain20 keeps its weights beside the JSON
+    _record(folder, "plain20", 1, epochs=3, experiment="degradation/plain20", seed=1)  # too short
+    _record(folder, "resnet20", 0, experiment="degradation/resnet20", seed=0)  # no weights beside
+    assert ex.runs_to_do("degradation", [0, 1], tmp_path) == [
+        ("degradation/plain20", 1), ("degradation/plain56", 0), ("degradation/plain56", 1),
+        ("degradation/resnet20", 0), ("degradation/resnet20", 1), ("degradation/resnet56", 0),
+        ("degradation/resnet56", 1)]
+    assert ex.runs_to_do("degradation/plain20", [0, 1], tmp_path, epochs=3) == [
+        ("degradation/plain20", 1)]  # long enough now, but its weights are missing
+    main(["experiment", "degradation", "--seeds", "0,1", "--results-dir", str(tmp_path), "--list"])
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()
+              if not line.endswith("recorded")]
+    assert listed == [ex.run_id(n, s) for n, s in ex.runs_to_do("degradation", [0, 1], tmp_path)]
