@@ -117,7 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
                                               "('finetune': the transfer study, results/finetune.json)")
     p_exp.add_argument("name")
     p_exp.add_argument("--seeds", type=_seeds, default=None, help="seeds to run, e.g. 0,1,2 (default: the experiment's)")
-    p_exp.add_argument("--results-dir", default=None, help="where the JSON records go (default: results/)")
+    p_exp.add_argument("--results-dir", default=None,
+                       help="where the records are read and written (default: results/); "
+                            "for finetune, finetune.json and finetune/pretrained.pt")
     p_exp.add_argument("--runs-dir", default="runs", help="where checkpoints of unfinished runs go")
     p_exp.add_argument("--no-progress", action="store_true")
     p_exp.add_argument("--list", action="store_true", help="list the runs and whether they are recorded")
@@ -169,21 +171,34 @@ def _evaluate(args) -> int:
 
 
 def _experiment(args) -> int:
-    from resnet_lab.experiments import (TRANSFER, run_id, run_sweep, run_transfer_study, sweep_status,
+    from dataclasses import replace  # here, not at the top: keeps this command's edits local
+
+    from resnet_lab.experiments import (TRANSFER, run_id, run_sweep, run_transfer_study,
+                                        sweep_status, transfer_paths, transfer_status,
                                         transfer_summary)
 
-    if args.name == "finetune":  # the transfer study of chapter 6: results/finetune.json
-        out = Path(args.results_dir) / "finetune.json" if args.results_dir else None
-        records = run_transfer_study(TRANSFER, out=out, runs_dir=args.runs_dir, progress=not args.no_progress)
+    if args.name == "finetune":  # the transfer study of chapter 6: finetune.json in --results-dir
+        study = TRANSFER if args.seeds is None else replace(TRANSFER, seeds=tuple(args.seeds))
+        out, weights = transfer_paths(args.results_dir)
+        if args.list:
+            state = "recorded" if weights.is_file() else "to run"
+            print(f"{'pretraining':40s} {state} ({weights})")
+            for method, budget, seed, done in transfer_status(study, out):
+                print(f"{f'{method} {budget} labels/class seed {seed}':40s} "
+                      f"{'recorded' if done else 'to run'}")
+            return 0
+        records = run_transfer_study(study, out=out, weights=weights, runs_dir=args.runs_dir,
+                                     progress=not args.no_progress)
         for (method, budget), (mean, sd, n) in transfer_summary(records).items():
-            print(f"{method:15s} {budget:4d} labels/class: {100 * mean:5.1f} +- {100 * sd:.1f}% test accuracy ({n} seeds)")
+            print(f"{method:15s} {budget:4d} labels/class: {100 * mean:5.1f} +- {100 * sd:.1f}% "
+                  f"test accuracy ({n} seeds)")
         return 0
     if args.list:
         for name, seed, state in sweep_status(args.name, args.seeds, args.results_dir):
             print(f"{run_id(name, seed):40s} {state}")
         return 0
-    done = run_sweep(args.name, seeds=args.seeds, results_dir=args.results_dir, runs_dir=args.runs_dir,
-                     progress=not args.no_progress)
+    done = run_sweep(args.name, seeds=args.seeds, results_dir=args.results_dir,
+                     runs_dir=args.runs_dir, progress=not args.no_progress)
     if done and "interrupted_after_epoch" in done[-1].meta:
         print("interrupted: run the same command again to resume", file=sys.stderr)
         return 130

@@ -14,14 +14,16 @@ its checkpoint in ``runs/<experiment>-seed<k>/``. :func:`load_results` reads a s
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import statistics
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from resnet_lab.checkpoints import (CHECKPOINT_NAME, History, RunExistsError, export_weights,
-                                    load_checkpoint)
+from resnet_lab.checkpoints import (CHECKPOINT_NAME, History, RunExistsError, atomic_write,
+                                    export_weights, load_checkpoint)
 from resnet_lab.train import TrainConfig
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
@@ -464,72 +466,114 @@ class TransferStudy:
 TRANSFER = TransferStudy()
 
 
+def transfer_paths(results_dir: str | Path | None = None) -> tuple[Path, Path]:
+    """Where the transfer study keeps its records and its pretrained network in ``results_dir``
+    (default ``results/``): ``finetune.json`` and ``finetune/pretrained.pt``."""
+    root = Path(results_dir) if results_dir else RESULTS_DIR
+    return root / "finetune.json", root / "finetune" / "pretrained.pt"
+
+
+def _transfer_records(out: Path) -> list[dict]:
+    if not out.is_file():
+        return []
+    try:
+        return json.loads(out.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{out} is not a transfer study's JSON records ({e}): "
+                         "move it aside, or choose another results folder") from e
+
+
+def transfer_status(study: TransferStudy = TRANSFER, out: str | Path | None = None
+                    ) -> list[tuple[str, int, int, bool]]:
+    """Every (method, labels per class, seed) run of ``study``, in the order they run, and
+    whether ``out`` (default ``results/finetune.json``) records it."""
+    out = Path(out) if out is not None else transfer_paths()[0]
+    done = {(r["method"], r["labels_per_class"], r["seed"]) for r in _transfer_records(out)}
+    return [(m, b, s, (m, b, s) in done)
+            for b in study.budgets for m in study.methods for s in study.seeds]
+
+
+def _pretrain(study: TransferStudy, data, weights: Path, runs_dir: Path, progress: bool) -> bool:
+    """Pretrain on ``study.source`` (resumable from ``runs_dir``) and export the network to
+    ``weights``, its History beside it. False if interrupted."""
+    from resnet_lab.models import build_model
+    from resnet_lab.train import seed_everything, train
+
+    source = data.select_classes(study.source)
+    if study.pretrain_subset:
+        source = source.subset(study.pretrain_subset, seed=0)
+    seed_everything(0)
+    net = build_model(study.model, num_classes=len(study.source))
+    run_dir = runs_dir / "finetune-pretrain"
+    h = train(net, source, study.pretrain, progress=progress, checkpoint_dir=run_dir, resume=True)
+    if "interrupted_after_epoch" in h.meta:
+        return False
+    h.meta.update(experiment="finetune/pretrain",
+                  description=f"{study.model} pretrained on {', '.join(study.source)}")
+    h.save(weights.with_suffix(".json"))
+    export_weights(run_dir / CHECKPOINT_NAME, weights)
+    return True
+
+
+def _transfer_run(study: TransferStudy, target, weights: Path, method: str, budget: int,
+                  seed: int, hardware: str) -> dict:
+    """One adaptation run of the transfer study on the ``target`` classes, as its record."""
+    from resnet_lab.finetune import freeze, load_pretrained, replace_head
+    from resnet_lab.models import build_model
+    from resnet_lab.train import git_commit, seed_everything, train
+
+    n = budget * len(study.target)
+    few = target.subset(n, study.test_subset, seed=seed)
+    seed_everything(seed)
+    net = build_model(study.model, num_classes=len(study.source))
+    if method != "scratch":
+        load_pretrained(net, weights)
+    replace_head(net, len(study.target))  # fresh head: from the seed, for every method
+    if method == "linear_probe":
+        freeze(net, "backbone")
+    t0 = time.perf_counter()
+    h = train(net, few, study.config(method, n, seed), progress=False)
+    return {
+        "method": method, "labels_per_class": budget, "seed": seed,
+        "test_acc": h.final["test_acc"], "train_acc": h.final["train_acc"],
+        "steps": len(h) * (n // h.meta["config"]["batch_size"]),
+        "meta": {"hardware": hardware, "minutes": (time.perf_counter() - t0) / 60,
+                 "commit": git_commit(), "data": few.describe(), "model": h.meta["model"],
+                 "pretrained": None if method == "scratch" else str(weights.name),
+                 "trainable_parameters": h.meta["trainable_parameters"],
+                 "config": h.meta["config"]},
+    }
+
+
 def run_transfer_study(study: TransferStudy = TRANSFER, *, data=None, out: str | Path | None = None,
                        weights: str | Path | None = None, runs_dir: str | Path = "runs",
                        progress: bool = True) -> list[dict]:
     """Run (or resume) the transfer study: pretrain on ``study.source`` (kept in ``weights``,
-    default ``results/finetune/pretrained.pt``, with its History beside it), then one run per
-    method x budget x seed on ``study.target``, each appended to ``out`` (default
+    default ``finetune/pretrained.pt`` beside ``out``, with its History beside it), then one run
+    per method x budget x seed on ``study.target``, each appended to ``out`` (default
     ``results/finetune.json``) as soon as it ends. Runs already in ``out`` are skipped."""
-    import json
-    import time
-
     from tqdm.auto import tqdm
 
-    from resnet_lab.checkpoints import atomic_write
-    from resnet_lab.data import load_cifar10
-    from resnet_lab.finetune import freeze, load_pretrained, replace_head
-    from resnet_lab.models import build_model
-    from resnet_lab.data import pick_device
-    from resnet_lab.train import git_commit, hardware_name, seed_everything, train
+    from resnet_lab.data import load_cifar10, pick_device
+    from resnet_lab.train import hardware_name
 
-    out = Path(out) if out is not None else RESULTS_DIR / "finetune.json"
-    weights = Path(weights) if weights is not None else RESULTS_DIR / "finetune" / "pretrained.pt"
+    out = Path(out) if out is not None else transfer_paths()[0]
+    weights = Path(weights) if weights is not None else out.parent / "finetune" / "pretrained.pt"
+    records = _transfer_records(out)
+    todo = [(m, b, s) for m, b, s, done in transfer_status(study, out) if not done]
+    if not todo and weights.is_file():
+        return records
+    out.parent.mkdir(parents=True, exist_ok=True)
     data = data if data is not None else load_cifar10()
-    source = data.select_classes(study.source)
-    if study.pretrain_subset:
-        source = source.subset(study.pretrain_subset, seed=0)
+    if not weights.is_file() and not _pretrain(study, data, weights, Path(runs_dir), progress):
+        return []  # interrupted: the checkpoint in runs_dir resumes it
     target = data.select_classes(study.target)
-
-    if not weights.is_file():  # 1. pretrain on the source classes (resumable)
-        seed_everything(0)
-        net = build_model(study.model, num_classes=len(study.source))
-        run_dir = Path(runs_dir) / "finetune-pretrain"
-        h = train(net, source, study.pretrain, progress=progress, checkpoint_dir=run_dir, resume=True)
-        if "interrupted_after_epoch" in h.meta:
-            return []
-        h.meta.update(experiment="finetune/pretrain", description=f"{study.model} pretrained on {', '.join(study.source)}")
-        h.save(weights.with_suffix(".json"))
-        export_weights(run_dir / CHECKPOINT_NAME, weights)
-
-    records: list[dict] = json.loads(out.read_text()) if out.is_file() else []
-    done = {(r["method"], r["labels_per_class"], r["seed"]) for r in records}
-    todo = [(m, b, s) for b in study.budgets for m in study.methods for s in study.seeds if (m, b, s) not in done]
-    device = pick_device("auto")
+    hardware = hardware_name(pick_device("auto"))
     bar = tqdm(todo, desc="transfer runs", unit="run", disable=not progress)
     for method, budget, seed in bar:
         bar.set_postfix(method=method, labels=budget, seed=seed)
-        n = budget * len(study.target)
-        few = target.subset(n, study.test_subset, seed=seed)
-        seed_everything(seed)
-        net = build_model(study.model, num_classes=len(study.source))
-        if method != "scratch":
-            load_pretrained(net, weights)
-        replace_head(net, len(study.target))  # fresh head: from the seed, for every method
-        if method == "linear_probe":
-            freeze(net, "backbone")
-        t0 = time.perf_counter()
-        h = train(net, few, study.config(method, n, seed), progress=False)
-        records.append({
-            "method": method, "labels_per_class": budget, "seed": seed, "test_acc": h.final["test_acc"],
-            "train_acc": h.final["train_acc"], "steps": len(h) * (n // h.meta["config"]["batch_size"]),
-            "meta": {"hardware": hardware_name(device), "minutes": (time.perf_counter() - t0) / 60,
-                     "commit": git_commit(), "data": few.describe(), "model": h.meta["model"],
-                     "pretrained": None if method == "scratch" else str(weights.name),
-                     "trainable_parameters": h.meta["trainable_parameters"], "config": h.meta["config"]},
-        })
+        records.append(_transfer_run(study, target, weights, method, budget, seed, hardware))
         text = json.dumps(records, indent=1)
-        out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(out, lambda tmp: tmp.write_text(text))  # every finished run is kept at once
     return records
 

@@ -2,15 +2,17 @@
 record counts only when it is what its name says. New names are read through the module
 (``ex.runs_to_do``) so that each test fails on its own on code without them."""
 
+import json
 import re
 import shutil
+from dataclasses import replace
 
 import pytest
 
 import resnet_lab.experiments as ex
 from resnet_lab.__main__ import main
-from resnet_lab.experiments import EXPERIMENTS, load_results, run_sweep
-from resnet_lab.train import History
+from resnet_lab.experiments import EXPERIMENTS, TRANSFER, load_results, run_sweep
+from resnet_lab.train import History, TrainConfig
 
 FAST = dict(epochs=1, compile=False, precision="fp32", channels_last=False, device="cpu",
             batch_size=50)
@@ -23,6 +25,63 @@ def _record(folder, name, k, epochs=15, **meta):
     path = folder / f"{name}-seed{k}.json"
     h.save(path)
     return path
+
+
+@pytest.fixture
+def no_data(monkeypatch):
+    """Loading CIFAR-10 fails the test: nothing may train (or download)."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("load_cifar10 called: the command started training")
+
+    monkeypatch.setattr("resnet_lab.data.load_cifar10", refuse)
+
+
+@pytest.fixture
+def tiny_study(tiny_data, monkeypatch):
+    """The CLI's transfer study made tiny (resnet8, 2 steps) and trained on ``tiny_data``."""
+    pre = TrainConfig(epochs=1, batch_size=20, lr=0.1, device="cpu", precision="fp32",
+                      channels_last=False)
+    study = replace(TRANSFER, source=("airplane", "automobile", "bird", "cat", "deer", "dog"),
+                    target=("frog", "horse", "ship", "truck"), model="resnet8", pretrain=pre,
+                    budgets=(2,), methods=("scratch", "finetune"), seeds=(0, 1), steps=2,
+                    batch_size=8)
+    monkeypatch.setattr("resnet_lab.experiments.TRANSFER", study)
+    monkeypatch.setattr("resnet_lab.data.load_cifar10", lambda *a, **k: tiny_data)
+    return study
+
+
+# ---------------------------------------------------------------------------- 7. finetune
+
+
+def test_finetune_list_lists_the_study_in_results_dir_and_trains_nothing(tmp_path, no_data, capsys):
+    rc = main(["experiment", "finetune", "--list", "--seeds", "1", "--results-dir", str(tmp_path)])
+    assert rc == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("pretraining") and "to run" in lines[0]
+    assert str(tmp_path / "finetune" / "pretrained.pt") in lines[0]
+    assert len(lines) == 1 + len(TRANSFER.methods) * len(TRANSFER.budgets)  # seed 1 only
+    assert all(re.search(r"seed 1\s+to run$", line) for line in lines[1:])
+    (tmp_path / "finetune").mkdir()
+    (tmp_path / "finetune" / "pretrained.pt").write_bytes(b"")
+    (tmp_path / "finetune.json").write_text(json.dumps(
+        [{"method": "scratch", "labels_per_class": 10, "seed": 1, "test_acc": 0.5}]))
+    assert main(["experiment", "finetune", "--list", "--results-dir", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "recorded" in lines[0]
+    assert re.match(r"scratch 10 labels/class seed 1\s+recorded$", lines[2])
+    assert sum("recorded" in line for line in lines) == 2
+
+
+def test_finetune_keeps_its_pretraining_in_results_dir_and_runs_only_its_seeds(tiny_study,
+                                                                              tmp_path):
+    res = tmp_path / "res"
+    rc = main(["experiment", "finetune", "--seeds", "1", "--results-dir", str(res),
+               "--runs-dir", str(tmp_path / "runs"), "--no-progress"])
+    assert rc == 0
+    assert (res / "finetune" / "pretrained.pt").is_file()
+    assert (res / "finetune" / "pretrained.json").is_file()
+    records = json.loads((res / "finetune.json").read_text())
+    assert sorted((r["method"], r["seed"]) for r in records) == [("finetune", 1), ("scratch", 1)]
 
 
 # ---------------------------------------------------------------------------- 8. records
