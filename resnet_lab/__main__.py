@@ -177,6 +177,11 @@ def _experiment(args) -> int:
                                         sweep_status, transfer_paths, transfer_status,
                                         transfer_summary)
 
+    if args.results_dir == "":
+        raise ValueError("--results-dir is empty: name a folder, or leave it out for results/")
+    if args.list and args.results_dir and not Path(args.results_dir).is_dir():
+        print(f"note: {args.results_dir} is not a folder: nothing is recorded there",
+              file=sys.stderr)
     if args.name == "finetune":  # the transfer study of chapter 6: finetune.json in --results-dir
         study = TRANSFER if args.seeds is None else replace(TRANSFER, seeds=tuple(args.seeds))
         out, weights = transfer_paths(args.results_dir)

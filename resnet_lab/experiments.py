@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from resnet_lab.checkpoints import (CHECKPOINT_NAME, History, RunExistsError, atomic_write,
-                                    export_weights, load_checkpoint)
+                                    check_writable, export_weights, load_checkpoint)
 from resnet_lab.train import TrainConfig
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
@@ -196,6 +196,23 @@ def is_recorded(path: Path, epochs: int, *, weights: bool = False) -> bool:
     return finished and (not weights or path.with_suffix(".pt").is_file())
 
 
+def check_results_folder(folder: str | Path) -> Path:
+    """Create ``folder`` if needed and prove that records can be written there, before any
+    training: ``FileExistsError`` if it, or a folder above it, is a file; ``PermissionError``
+    if it cannot be written."""
+    folder = Path(folder)
+    file = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    if file is not None:
+        raise FileExistsError(f"cannot write records to {folder}: {file} is a file, not a folder; "
+                              "choose another results folder (--results-dir)")
+    try:
+        return check_writable(folder)
+    except PermissionError as e:
+        why = e.__cause__.strerror if isinstance(e.__cause__, OSError) else None
+        raise PermissionError(f"cannot write records to {folder} ({why or e}): "
+                              "choose another results folder (--results-dir)") from e
+
+
 def _export_recorded(run_dir: Path, out: Path) -> bool:
     """Export the weights of the finished run recorded in ``out`` from its checkpoint in
     ``run_dir``, if that checkpoint is this run (the same epochs); False if there is none."""
@@ -232,6 +249,7 @@ def run_experiment(name: str, *, seed: int | None = None, data=None, out: str | 
                                  "keep it, or pass overwrite=True to train it again")
         if _export_recorded(run_dir, out):  # only the weights were lost
             return History.load(out)
+    check_results_folder(out.parent)  # fail now, not after the run has trained
     if data is None:  # given data is used as it is; otherwise the experiment's own
         data = load_cifar10(validation=exp.validation)
         if exp.subset is not None:
@@ -563,7 +581,8 @@ def run_transfer_study(study: TransferStudy = TRANSFER, *, data=None, out: str |
     todo = [(m, b, s) for m, b, s, done in transfer_status(study, out) if not done]
     if not todo and weights.is_file():
         return records
-    out.parent.mkdir(parents=True, exist_ok=True)
+    for folder in [out.parent] + ([] if weights.is_file() else [weights.parent]):
+        check_results_folder(folder)  # fail now, not after training (given weights are only read)
     data = data if data is not None else load_cifar10()
     if not weights.is_file() and not _pretrain(study, data, weights, Path(runs_dir), progress):
         return []  # interrupted: the checkpoint in runs_dir resumes it

@@ -173,3 +173,28 @@ def test_one_function_says_which_runs_are_still_to_do(tmp_path, capsys):
     listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()
               if not line.endswith("recorded")]
     assert listed == [ex.run_id(n, s) for n, s in ex.runs_to_do("degradation", [0, 1], tmp_path)]
+
+
+# ---------------------------------------------------------------------------- 9a and the CLI
+
+
+def test_a_results_dir_that_is_a_file_fails_before_any_training(tiny_data, tmp_path, no_data,
+                                                                  monkeypatch, capsys):
+    file = tmp_path / "results.txt"
+    file.write_text("not a folder")
+    for name in ("degradation/plain20", "finetune"):
+        rc = main(["experiment", name, "--seeds", "0", "--results-dir", str(file),
+                   "--runs-dir", str(tmp_path / "runs"), "--no-progress"])
+        err = capsys.readouterr().err
+        assert rc == 2 and err.startswith(f"error: cannot write records to {file}")
+        assert err.strip().endswith("choose another results folder (--results-dir)")
+    assert main(["experiment", "degradation", "--results-dir", "", "--list"]) == 2
+    assert "--results-dir is empty" in capsys.readouterr().err
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before the results folder was checked")
+
+    monkeypatch.setattr("resnet_lab.train.train", no_training)
+    with pytest.raises(FileExistsError, match="results.txt is a file, not a folder"):
+        run_sweep("degradation/plain20", seeds=[0], results_dir=file, data=tiny_data,
+                  runs_dir=tmp_path / "runs", progress=False, **FAST)
