@@ -50,10 +50,17 @@ def _json_dict(text: str) -> dict:
 
 
 def _seeds(text: str) -> list[int]:
+    """Seeds like ``0,1,2``: at least one, none negative, none twice."""
     try:
-        return [int(s) for s in text.split(",") if s.strip()]
+        seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError as e:
         raise argparse.ArgumentTypeError(f"expected seeds like 0,1,2, got {text!r}") from e
+    if not seeds:
+        raise argparse.ArgumentTypeError(f"no seeds in {text!r}: give some, like 0,1,2, "
+                                         "or leave --seeds out for the experiment's own")
+    if min(seeds) < 0 or len(set(seeds)) < len(seeds):
+        raise argparse.ArgumentTypeError(f"seeds must be distinct and 0 or more, got {text!r}")
+    return seeds
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -116,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_exp = sub.add_parser("experiment", help="run a named experiment or sweep, writing results/<name>-seed<k>.json "
                                               "('finetune': the transfer study, results/finetune.json)")
     p_exp.add_argument("name")
-    p_exp.add_argument("--seeds", type=_seeds, default=None, help="seeds to run, e.g. 0,1,2 (default: the experiment's)")
+    p_exp.add_argument("--seeds", type=_seeds, default=None,
+                       help="seeds to run, e.g. 0,1,2 (default: the experiment's)")
     p_exp.add_argument("--results-dir", default=None,
                        help="where the records are read and written (default: results/); "
                             "for finetune, finetune.json and finetune/pretrained.pt")

@@ -178,6 +178,16 @@ def test_one_function_says_which_runs_are_still_to_do(tmp_path, capsys):
 # ---------------------------------------------------------------------------- 9a and the CLI
 
 
+def test_seeds_must_be_some_distinct_non_negative_integers(no_data, capsys):
+    for bad, why in (("", "no seeds in ''"), (",", "no seeds in ','"),
+                     ("-1", "seeds must be distinct and 0 or more"),
+                     ("0,0", "seeds must be distinct and 0 or more")):
+        with pytest.raises(SystemExit) as e:
+            main(["experiment", "degradation", f"--seeds={bad}"])
+        assert e.value.code == 2
+        assert why in capsys.readouterr().err
+
+
 def test_a_results_dir_that_is_a_file_fails_before_any_training(tiny_data, tmp_path, no_data,
                                                                   monkeypatch, capsys):
     file = tmp_path / "results.txt"
