@@ -50,11 +50,10 @@ def main() -> None:
     os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "2")
 
     from resnet_lab.data import load_cifar10
-    from resnet_lab.experiments import EXPERIMENTS, is_recorded, result_path, run_id, sweep_runs
+    from resnet_lab.experiments import run_id, runs_to_do
 
     load_cifar10()  # decode and cache once, before the workers read the cache
-    todo = sorted(sweep_runs(args.name, args.seeds), key=lambda r: r[1])
-    todo = [(n, s) for n, s in todo if not is_recorded(result_path(n, s), EXPERIMENTS[n].config.epochs)]
+    todo = sorted(runs_to_do(args.name, args.seeds), key=lambda r: r[1])
     print(f"{len(todo)} runs to do with {args.workers} workers", flush=True)
     t0 = time.perf_counter()
     with cf.ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn")) as pool:

@@ -53,10 +53,17 @@ def _json_dict(text: str) -> dict:
 
 
 def _seeds(text: str) -> list[int]:
+    """Seeds like ``0,1,2``: at least one, none negative, none twice."""
     try:
-        return [int(s) for s in text.split(",") if s.strip()]
+        seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError as e:
         raise argparse.ArgumentTypeError(f"expected seeds like 0,1,2, got {text!r}") from e
+    if not seeds:
+        raise argparse.ArgumentTypeError(f"no seeds in {text!r}: give some, like 0,1,2, "
+                                         "or leave --seeds out for the experiment's own")
+    if min(seeds) < 0 or len(set(seeds)) < len(seeds):
+        raise argparse.ArgumentTypeError(f"seeds must be distinct and 0 or more, got {text!r}")
+    return seeds
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -123,8 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_exp = sub.add_parser("experiment", help="run a named experiment or sweep, writing results/<name>-seed<k>.json "
                                               "('finetune': the transfer study, results/finetune.json)")
     p_exp.add_argument("name")
-    p_exp.add_argument("--seeds", type=_seeds, default=None, help="seeds to run, e.g. 0,1,2 (default: the experiment's)")
-    p_exp.add_argument("--results-dir", default=None, help="where the JSON records go (default: results/)")
+    p_exp.add_argument("--seeds", type=_seeds, default=None,
+                       help="seeds to run, e.g. 0,1,2 (default: the experiment's)")
+    p_exp.add_argument("--results-dir", default=None,
+                       help="where the records are read and written (default: results/); "
+                            "for finetune, finetune.json and finetune/pretrained.pt")
     p_exp.add_argument("--runs-dir", default="runs", help="where checkpoints of unfinished runs go")
     p_exp.add_argument("--no-progress", action="store_true")
     p_exp.add_argument("--list", action="store_true", help="list the runs and whether they are recorded")
@@ -210,22 +220,39 @@ def _evaluate(args) -> int:
 
 
 def _experiment(args) -> int:
-    from resnet_lab.experiments import (EXPERIMENTS, TRANSFER, is_recorded, result_path, run_id, run_sweep,
-                                        run_transfer_study, sweep_runs, transfer_summary)
+    from dataclasses import replace  # here, not at the top: keeps this command's edits local
 
-    if args.name == "finetune":  # the transfer study of chapter 6: results/finetune.json
-        out = Path(args.results_dir) / "finetune.json" if args.results_dir else None
-        records = run_transfer_study(TRANSFER, out=out, runs_dir=args.runs_dir, progress=not args.no_progress)
+    from resnet_lab.experiments import (TRANSFER, run_id, run_sweep, run_transfer_study,
+                                        sweep_status, transfer_paths, transfer_status,
+                                        transfer_summary)
+
+    if args.results_dir == "":
+        raise ValueError("--results-dir is empty: name a folder, or leave it out for results/")
+    if args.list and args.results_dir and not Path(args.results_dir).is_dir():
+        print(f"note: {args.results_dir} is not a folder: nothing is recorded there",
+              file=sys.stderr)
+    if args.name == "finetune":  # the transfer study of chapter 6: finetune.json in --results-dir
+        study = TRANSFER if args.seeds is None else replace(TRANSFER, seeds=tuple(args.seeds))
+        out, weights = transfer_paths(args.results_dir)
+        if args.list:
+            state = "recorded" if weights.is_file() else "to run"
+            print(f"{'pretraining':40s} {state} ({weights})")
+            for method, budget, seed, done in transfer_status(study, out):
+                print(f"{f'{method} {budget} labels/class seed {seed}':40s} "
+                      f"{'recorded' if done else 'to run'}")
+            return 0
+        records = run_transfer_study(study, out=out, weights=weights, runs_dir=args.runs_dir,
+                                     progress=not args.no_progress)
         for (method, budget), (mean, sd, n) in transfer_summary(records).items():
-            print(f"{method:15s} {budget:4d} labels/class: {100 * mean:5.1f} +- {100 * sd:.1f}% test accuracy ({n} seeds)")
+            print(f"{method:15s} {budget:4d} labels/class: {100 * mean:5.1f} +- {100 * sd:.1f}% "
+                  f"test accuracy ({n} seeds)")
         return 0
     if args.list:
-        for name, seed in sweep_runs(args.name, args.seeds):
-            done = is_recorded(result_path(name, seed, args.results_dir), EXPERIMENTS[name].config.epochs)
-            print(f"{run_id(name, seed):40s} {'recorded' if done else 'to run'}")
+        for name, seed, state in sweep_status(args.name, args.seeds, args.results_dir):
+            print(f"{run_id(name, seed):40s} {state}")
         return 0
-    done = run_sweep(args.name, seeds=args.seeds, results_dir=args.results_dir, runs_dir=args.runs_dir,
-                     progress=not args.no_progress)
+    done = run_sweep(args.name, seeds=args.seeds, results_dir=args.results_dir,
+                     runs_dir=args.runs_dir, progress=not args.no_progress)
     if done and "interrupted_after_epoch" in done[-1].meta:
         print("interrupted: run the same command again to resume", file=sys.stderr)
         return 130

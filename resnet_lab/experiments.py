@@ -14,12 +14,16 @@ its checkpoint in ``runs/<experiment>-seed<k>/``. :func:`load_results` reads a s
 
 from __future__ import annotations
 
+import json
 import math
+import re
 import statistics
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from resnet_lab.checkpoints import CHECKPOINT_NAME, History, RunExistsError, export_weights
+from resnet_lab.checkpoints import (CHECKPOINT_NAME, History, RunExistsError, atomic_write,
+                                    check_writable, export_weights, load_checkpoint)
 from resnet_lab.train import TrainConfig
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
@@ -181,13 +185,42 @@ def result_path(name: str, seed: int, results_dir: str | Path | None = None) -> 
     return Path(results_dir or RESULTS_DIR) / f"{run_id(name, seed)}.json"
 
 
-def is_recorded(path: Path, epochs: int) -> bool:
-    """Whether ``path`` holds a finished run of ``epochs`` epochs (a damaged file does not count)."""
+def is_recorded(path: Path, epochs: int, *, weights: bool = False) -> bool:
+    """Whether ``path`` holds a finished run of ``epochs`` epochs (a damaged file does not count),
+    and, with ``weights``, its ``.pt`` weights beside it."""
     try:
         h = History.load(path)
     except (OSError, ValueError):
         return False
-    return len(h) >= epochs and "interrupted_after_epoch" not in h.meta
+    finished = len(h) >= epochs and "interrupted_after_epoch" not in h.meta
+    return finished and (not weights or path.with_suffix(".pt").is_file())
+
+
+def check_results_folder(folder: str | Path) -> Path:
+    """Create ``folder`` if needed and prove that records can be written there, before any
+    training: ``FileExistsError`` if it, or a folder above it, is a file; ``PermissionError``
+    if it cannot be written."""
+    folder = Path(folder)
+    file = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    if file is not None:
+        raise FileExistsError(f"cannot write records to {folder}: {file} is a file, not a folder; "
+                              "choose another results folder (--results-dir)")
+    try:
+        return check_writable(folder)
+    except PermissionError as e:
+        why = e.__cause__.strerror if isinstance(e.__cause__, OSError) else None
+        raise PermissionError(f"cannot write records to {folder} ({why or e}): "
+                              "choose another results folder (--results-dir)") from e
+
+
+def _export_recorded(run_dir: Path, out: Path) -> bool:
+    """Export the weights of the finished run recorded in ``out`` from its checkpoint in
+    ``run_dir``, if that checkpoint is this run (the same epochs); False if there is none."""
+    ckpt = run_dir / CHECKPOINT_NAME
+    if not ckpt.is_file() or load_checkpoint(ckpt)["history"]["epochs"] != History.load(out).epochs:
+        return False
+    export_weights(ckpt, out.with_suffix(".pt"))
+    return True
 
 
 def run_experiment(name: str, *, seed: int | None = None, data=None, out: str | Path | None = None,
@@ -196,7 +229,9 @@ def run_experiment(name: str, *, seed: int | None = None, data=None, out: str | 
     """Train experiment ``name`` with ``seed`` (default: its first), resuming from
     ``runs/<name>-seed<k>/`` if interrupted, and save its History to ``out`` (default
     ``results/<name>-seed<k>.json``). ``overrides`` replace config fields. A run already
-    recorded in ``out`` is refused unless ``overwrite=True``, which trains it again from scratch."""
+    recorded in ``out`` is refused unless ``overwrite=True``, which trains it again from scratch.
+    A recorded run whose weights (``keep_weights``) are missing is exported again from its
+    checkpoint in ``runs/``, or, without one, trained again."""
     from resnet_lab.data import load_cifar10
     from resnet_lab.models import build_model
     from resnet_lab.train import seed_everything, train
@@ -207,18 +242,22 @@ def run_experiment(name: str, *, seed: int | None = None, data=None, out: str | 
     seed = exp.seeds[0] if seed is None else seed
     cfg = replace(exp.config, seed=seed, **overrides)
     out = Path(out) if out is not None else result_path(name, seed)
+    run_dir = Path(runs_dir) / run_id(name, seed)
     if not overwrite and is_recorded(out, cfg.epochs):
-        raise RunExistsError(f"{run_id(name, seed)} is already recorded in {out}: "
-                             "keep it, or pass overwrite=True to train it again")
+        if not exp.keep_weights or out.with_suffix(".pt").is_file():
+            raise RunExistsError(f"{run_id(name, seed)} is already recorded in {out}: "
+                                 "keep it, or pass overwrite=True to train it again")
+        if _export_recorded(run_dir, out):  # only the weights were lost
+            return History.load(out)
+    check_results_folder(out.parent)  # fail now, not after the run has trained
     if data is None:  # given data is used as it is; otherwise the experiment's own
         data = load_cifar10(validation=exp.validation)
         if exp.subset is not None:
             data = data.subset(exp.subset, seed=0)  # the same images for every seed
     seed_everything(seed)  # before the model is built: the seed fixes the starting weights
     model = build_model(exp.model, **exp.model_kwargs)
-    run_dir = Path(runs_dir) / run_id(name, seed)
-    history = train(model, data, cfg, progress=progress, checkpoint_dir=run_dir, resume=not overwrite,
-                    overwrite=overwrite)
+    history = train(model, data, cfg, progress=progress, checkpoint_dir=run_dir,
+                    resume=not overwrite, overwrite=overwrite)
     history.meta.update(experiment=name, seed=seed, description=exp.description)
     if "interrupted_after_epoch" in history.meta:
         return history  # not recorded: the checkpoint in runs/ resumes it
@@ -233,23 +272,59 @@ def sweep_runs(name: str, seeds: list[int] | None = None) -> list[tuple[str, int
     return [(n, s) for n in experiment_names(name) for s in (seeds if seeds is not None else EXPERIMENTS[n].seeds)]
 
 
+RECORDED = "recorded"
+
+
+def run_state(name: str, seed: int, results_dir: str | Path | None = None,
+              epochs: int | None = None) -> str:
+    """``"recorded"`` if run ``seed`` of experiment ``name`` is finished in ``results_dir``
+    (``epochs`` long, default the experiment's; with its ``.pt`` where the experiment keeps its
+    weights), else ``"to run"``, with the reason when only the weights are missing."""
+    exp = EXPERIMENTS[name]
+    path = result_path(name, seed, results_dir)
+    epochs = exp.config.epochs if epochs is None else epochs
+    if is_recorded(path, epochs, weights=exp.keep_weights):
+        return RECORDED
+    if exp.keep_weights and is_recorded(path, epochs):
+        return f"to run (weights {path.with_suffix('.pt').name} missing)"
+    return "to run"
+
+
+def sweep_status(name: str, seeds: list[int] | None = None, results_dir: str | Path | None = None,
+                 epochs: int | None = None) -> list[tuple[str, int, str]]:
+    """Every (experiment, seed, :func:`run_state`) of the sweep or experiment ``name``: the one
+    place that decides which runs are still to do (``--list``, :func:`run_sweep`,
+    ``benchmarks/gpu_sweep.py``)."""
+    return [(n, s, run_state(n, s, results_dir, epochs)) for n, s in sweep_runs(name, seeds)]
+
+
+def runs_to_do(name: str, seeds: list[int] | None = None, results_dir: str | Path | None = None,
+               epochs: int | None = None) -> list[tuple[str, int]]:
+    """The (experiment, seed) runs of :func:`sweep_status` that are not recorded yet."""
+    return [(n, s) for n, s, state in sweep_status(name, seeds, results_dir, epochs)
+            if state != RECORDED]
+
+
 def run_sweep(name: str, *, seeds: list[int] | None = None, results_dir: str | Path | None = None,
-              runs_dir: str | Path = "runs", progress: bool = True, data=None, **overrides) -> list[History]:
+              runs_dir: str | Path = "runs", progress: bool = True, data=None,
+              **overrides) -> list[History]:
     """Run every experiment of a sweep with every seed, skipping runs already recorded in
     ``results/``, with a progress bar over runs. Returns the Histories of the runs it trained."""
     from tqdm.auto import tqdm
 
-    todo = sweep_runs(name, seeds)
+    todo = []
+    for exp_name, seed, state in sweep_status(name, seeds, results_dir, overrides.get("epochs")):
+        out = result_path(exp_name, seed, results_dir)
+        if state == RECORDED:
+            tqdm.write(f"{run_id(exp_name, seed)}: already recorded in {out}, skipped")
+        else:
+            todo.append((exp_name, seed, out))
     done = []
     bar = tqdm(todo, desc=f"sweep {name}", unit="run", disable=not progress, position=0)
-    for exp_name, seed in bar:
-        out = result_path(exp_name, seed, results_dir)
-        epochs = overrides.get("epochs", EXPERIMENTS[exp_name].config.epochs)
-        if is_recorded(out, epochs):
-            bar.write(f"{run_id(exp_name, seed)}: already recorded in {out}, skipped")
-            continue
+    for exp_name, seed, out in bar:
         bar.set_postfix(run=run_id(exp_name, seed))
-        h = run_experiment(exp_name, seed=seed, data=data, out=out, runs_dir=runs_dir, progress=progress, **overrides)
+        h = run_experiment(exp_name, seed=seed, data=data, out=out, runs_dir=runs_dir,
+                           progress=progress, **overrides)
         done.append(h)
         if "interrupted_after_epoch" in h.meta:
             break
@@ -260,22 +335,63 @@ def run_sweep(name: str, *, seeds: list[int] | None = None, results_dir: str | P
 # ---------------------------------------------------------------------------- reading results
 
 
-def load_results(name: str, results_dir: str | Path | None = None, *, notes: list[str] | None = None
-                 ) -> dict[str, list[History]]:
+def _record_files(exp_name: str, root: Path, note) -> list[tuple[int, Path]]:
+    """(seed, path) of the files named exactly ``<stem>-seed<k>.json`` for ``exp_name`` under
+    ``root``, by seed; a look-alike (``-seed0-backup.json``, ``-seed0 (copy).json``) gets a note."""
+    folder = result_path(exp_name, 0, root).parent
+    stem = Path(exp_name).name
+    exact = re.compile(re.escape(stem) + r"-seed(0|[1-9][0-9]*)\.json")
+    found = []
+    for path in sorted(folder.glob(f"{stem}-seed*.json")):
+        match = exact.fullmatch(path.name)
+        if match:
+            found.append((int(match[1]), path))
+        else:
+            note(f"skipped {path.name}: not a record's name ({stem}-seed<k>.json)")
+    return sorted(found)
+
+
+def _load_record(path: Path, exp_name: str, seed: int, note) -> History | None:
+    """The History in ``path`` if it is run ``seed`` of ``exp_name``, as its name says; else
+    None and a note (a damaged file, or a copy whose meta names another seed or experiment)."""
+    try:
+        h = History.load(path)
+    except (OSError, ValueError) as e:
+        note(f"skipped {path.name}: {e}")
+        return None
+    config = h.meta.get("config")
+    config_seed = config.get("seed") if isinstance(config, dict) else None
+    meta_seed = h.meta.get("seed", config_seed)  # a History saved by train() alone has no meta seed
+    meta_name = h.meta.get("experiment", exp_name)
+    if (meta_name, seed if meta_seed is None else meta_seed) != (exp_name, seed):
+        what = meta_name if meta_seed is None else f"{meta_name} seed {meta_seed}"
+        note(f"skipped {path.name}: it records {what}, not {exp_name} seed {seed} as its name says")
+        return None
+    return h
+
+
+def load_results(name: str, results_dir: str | Path | None = None, *,
+                 notes: list[str] | None = None) -> dict[str, list[History]]:
     """The recorded runs of a sweep or experiment: ``{experiment: [History per seed]}``, seeds
-    in order. A damaged file is skipped, with a line saying so appended to ``notes`` (and
-    printed when ``notes`` is None), so one bad file never hides the others."""
+    in order. Only files named ``<stem>-seed<k>.json`` count. A damaged file, or a record whose
+    meta names another seed or experiment than its file name, is skipped with a line saying so
+    appended to ``notes`` (and printed when ``notes`` is None), so one bad file never hides the
+    others. A ``results_dir`` that does not exist raises ``FileNotFoundError`` (a mistyped
+    folder must not read as "nothing recorded"); a missing default ``results/`` gives a note."""
+    note = print if notes is None else notes.append
+    root = Path(results_dir) if results_dir else RESULTS_DIR
+    if not root.is_dir():
+        if results_dir:
+            raise FileNotFoundError(f"no results folder {root}: check the path, or leave "
+                                    f"results_dir out to read {RESULTS_DIR}")
+        note(f"no results folder {root}: nothing is recorded")
+        return {}
     out: dict[str, list[History]] = {}
-    names = experiment_names(name)
-    for exp_name in names:
-        folder = result_path(exp_name, 0, results_dir).parent
-        stem = Path(exp_name).name
-        for path in sorted(folder.glob(f"{stem}-seed*.json"), key=lambda p: int(p.stem.rsplit("seed", 1)[1] or 0)):
-            try:
-                out.setdefault(exp_name, []).append(History.load(path))
-            except (OSError, ValueError) as e:
-                msg = f"skipped {path.name}: {e}"
-                print(msg) if notes is None else notes.append(msg)
+    for exp_name in experiment_names(name):
+        for seed, path in _record_files(exp_name, root, note):
+            h = _load_record(path, exp_name, seed, note)
+            if h is not None:
+                out.setdefault(exp_name, []).append(h)
     return out
 
 
@@ -368,72 +484,115 @@ class TransferStudy:
 TRANSFER = TransferStudy()
 
 
+def transfer_paths(results_dir: str | Path | None = None) -> tuple[Path, Path]:
+    """Where the transfer study keeps its records and its pretrained network in ``results_dir``
+    (default ``results/``): ``finetune.json`` and ``finetune/pretrained.pt``."""
+    root = Path(results_dir) if results_dir else RESULTS_DIR
+    return root / "finetune.json", root / "finetune" / "pretrained.pt"
+
+
+def _transfer_records(out: Path) -> list[dict]:
+    if not out.is_file():
+        return []
+    try:
+        return json.loads(out.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{out} is not a transfer study's JSON records ({e}): "
+                         "move it aside, or choose another results folder") from e
+
+
+def transfer_status(study: TransferStudy = TRANSFER, out: str | Path | None = None
+                    ) -> list[tuple[str, int, int, bool]]:
+    """Every (method, labels per class, seed) run of ``study``, in the order they run, and
+    whether ``out`` (default ``results/finetune.json``) records it."""
+    out = Path(out) if out is not None else transfer_paths()[0]
+    done = {(r["method"], r["labels_per_class"], r["seed"]) for r in _transfer_records(out)}
+    return [(m, b, s, (m, b, s) in done)
+            for b in study.budgets for m in study.methods for s in study.seeds]
+
+
+def _pretrain(study: TransferStudy, data, weights: Path, runs_dir: Path, progress: bool) -> bool:
+    """Pretrain on ``study.source`` (resumable from ``runs_dir``) and export the network to
+    ``weights``, its History beside it. False if interrupted."""
+    from resnet_lab.models import build_model
+    from resnet_lab.train import seed_everything, train
+
+    source = data.select_classes(study.source)
+    if study.pretrain_subset:
+        source = source.subset(study.pretrain_subset, seed=0)
+    seed_everything(0)
+    net = build_model(study.model, num_classes=len(study.source))
+    run_dir = runs_dir / "finetune-pretrain"
+    h = train(net, source, study.pretrain, progress=progress, checkpoint_dir=run_dir, resume=True)
+    if "interrupted_after_epoch" in h.meta:
+        return False
+    h.meta.update(experiment="finetune/pretrain",
+                  description=f"{study.model} pretrained on {', '.join(study.source)}")
+    h.save(weights.with_suffix(".json"))
+    export_weights(run_dir / CHECKPOINT_NAME, weights)
+    return True
+
+
+def _transfer_run(study: TransferStudy, target, weights: Path, method: str, budget: int,
+                  seed: int, hardware: str) -> dict:
+    """One adaptation run of the transfer study on the ``target`` classes, as its record."""
+    from resnet_lab.finetune import freeze, load_pretrained, replace_head
+    from resnet_lab.models import build_model
+    from resnet_lab.train import git_commit, seed_everything, train
+
+    n = budget * len(study.target)
+    few = target.subset(n, study.test_subset, seed=seed)
+    seed_everything(seed)
+    net = build_model(study.model, num_classes=len(study.source))
+    if method != "scratch":
+        load_pretrained(net, weights)
+    replace_head(net, len(study.target))  # fresh head: from the seed, for every method
+    if method == "linear_probe":
+        freeze(net, "backbone")
+    t0 = time.perf_counter()
+    h = train(net, few, study.config(method, n, seed), progress=False)
+    return {
+        "method": method, "labels_per_class": budget, "seed": seed,
+        "test_acc": h.final["test_acc"], "train_acc": h.final["train_acc"],
+        "steps": len(h) * (n // h.meta["config"]["batch_size"]),
+        "meta": {"hardware": hardware, "minutes": (time.perf_counter() - t0) / 60,
+                 "commit": git_commit(), "data": few.describe(), "model": h.meta["model"],
+                 "pretrained": None if method == "scratch" else str(weights.name),
+                 "trainable_parameters": h.meta["trainable_parameters"],
+                 "config": h.meta["config"]},
+    }
+
+
 def run_transfer_study(study: TransferStudy = TRANSFER, *, data=None, out: str | Path | None = None,
                        weights: str | Path | None = None, runs_dir: str | Path = "runs",
                        progress: bool = True) -> list[dict]:
     """Run (or resume) the transfer study: pretrain on ``study.source`` (kept in ``weights``,
-    default ``results/finetune/pretrained.pt``, with its History beside it), then one run per
-    method x budget x seed on ``study.target``, each appended to ``out`` (default
+    default ``finetune/pretrained.pt`` beside ``out``, with its History beside it), then one run
+    per method x budget x seed on ``study.target``, each appended to ``out`` (default
     ``results/finetune.json``) as soon as it ends. Runs already in ``out`` are skipped."""
-    import json
-    import time
-
     from tqdm.auto import tqdm
 
-    from resnet_lab.checkpoints import atomic_write
-    from resnet_lab.data import load_cifar10
-    from resnet_lab.finetune import freeze, load_pretrained, replace_head
-    from resnet_lab.models import build_model
-    from resnet_lab.data import pick_device
-    from resnet_lab.train import git_commit, hardware_name, seed_everything, train
+    from resnet_lab.data import load_cifar10, pick_device
+    from resnet_lab.train import hardware_name
 
-    out = Path(out) if out is not None else RESULTS_DIR / "finetune.json"
-    weights = Path(weights) if weights is not None else RESULTS_DIR / "finetune" / "pretrained.pt"
+    out = Path(out) if out is not None else transfer_paths()[0]
+    weights = Path(weights) if weights is not None else out.parent / "finetune" / "pretrained.pt"
+    records = _transfer_records(out)
+    todo = [(m, b, s) for m, b, s, done in transfer_status(study, out) if not done]
+    if not todo and weights.is_file():
+        return records
+    for folder in [out.parent] + ([] if weights.is_file() else [weights.parent]):
+        check_results_folder(folder)  # fail now, not after training (given weights are only read)
     data = data if data is not None else load_cifar10()
-    source = data.select_classes(study.source)
-    if study.pretrain_subset:
-        source = source.subset(study.pretrain_subset, seed=0)
+    if not weights.is_file() and not _pretrain(study, data, weights, Path(runs_dir), progress):
+        return []  # interrupted: the checkpoint in runs_dir resumes it
     target = data.select_classes(study.target)
-
-    if not weights.is_file():  # 1. pretrain on the source classes (resumable)
-        seed_everything(0)
-        net = build_model(study.model, num_classes=len(study.source))
-        run_dir = Path(runs_dir) / "finetune-pretrain"
-        h = train(net, source, study.pretrain, progress=progress, checkpoint_dir=run_dir, resume=True)
-        if "interrupted_after_epoch" in h.meta:
-            return []
-        h.meta.update(experiment="finetune/pretrain", description=f"{study.model} pretrained on {', '.join(study.source)}")
-        h.save(weights.with_suffix(".json"))
-        export_weights(run_dir / CHECKPOINT_NAME, weights)
-
-    records: list[dict] = json.loads(out.read_text()) if out.is_file() else []
-    done = {(r["method"], r["labels_per_class"], r["seed"]) for r in records}
-    todo = [(m, b, s) for b in study.budgets for m in study.methods for s in study.seeds if (m, b, s) not in done]
-    device = pick_device("auto")
+    hardware = hardware_name(pick_device("auto"))
     bar = tqdm(todo, desc="transfer runs", unit="run", disable=not progress)
     for method, budget, seed in bar:
         bar.set_postfix(method=method, labels=budget, seed=seed)
-        n = budget * len(study.target)
-        few = target.subset(n, study.test_subset, seed=seed)
-        seed_everything(seed)
-        net = build_model(study.model, num_classes=len(study.source))
-        if method != "scratch":
-            load_pretrained(net, weights)
-        replace_head(net, len(study.target))  # fresh head: from the seed, for every method
-        if method == "linear_probe":
-            freeze(net, "backbone")
-        t0 = time.perf_counter()
-        h = train(net, few, study.config(method, n, seed), progress=False)
-        records.append({
-            "method": method, "labels_per_class": budget, "seed": seed, "test_acc": h.final["test_acc"],
-            "train_acc": h.final["train_acc"], "steps": len(h) * (n // h.meta["config"]["batch_size"]),
-            "meta": {"hardware": hardware_name(device), "minutes": (time.perf_counter() - t0) / 60,
-                     "commit": git_commit(), "data": few.describe(), "model": h.meta["model"],
-                     "pretrained": None if method == "scratch" else str(weights.name),
-                     "trainable_parameters": h.meta["trainable_parameters"], "config": h.meta["config"]},
-        })
+        records.append(_transfer_run(study, target, weights, method, budget, seed, hardware))
         text = json.dumps(records, indent=1)
-        out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(out, lambda tmp: tmp.write_text(text))  # every finished run is kept at once
     return records
 

@@ -1,4 +1,5 @@
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -15,7 +16,7 @@ def test_experiment_names_and_groups():
     assert experiment_names("cpu_resnet20") == ["cpu_resnet20"]
     assert experiment_names("degradation") == [f"degradation/{n}" for n in ("plain20", "plain56", "resnet20", "resnet56")]
     assert experiment_names("seeds") == ["cpu_resnet20"]
-    assert len(experiment_names("ablation")) == 4
+    assert len(experiment_names("ablation")) == 6
     with pytest.raises(ValueError, match="unknown experiment"):
         experiment_names("nope")
     assert sweep_runs("degradation/plain20") == [("degradation/plain20", s) for s in (0, 1, 2)]
@@ -28,8 +29,11 @@ def test_recipes_fit_the_book_claims():
     adam = EXPERIMENTS["optimizer/adam_article"].config
     assert (adam.optimizer, adam.lr, adam.weight_decay, adam.schedule) == ("adam", 1e-3, 0.0, "constant")
     base = EXPERIMENTS["degradation/resnet20"]
-    for name in experiment_names("ablation"):  # an ablation changes the model, never the recipe
-        assert EXPERIMENTS[name].config == base.config and EXPERIMENTS[name].subset == base.subset
+    for name in experiment_names("ablation"):  # an ablation changes the model, never the recipe,
+        cfg = EXPERIMENTS[name].config  # except the *_bn_nowd pair: no weight decay on BN
+        assert cfg.bn_weight_decay == (not name.endswith("bn_nowd"))
+        assert replace(cfg, bn_weight_decay=True) == base.config
+        assert EXPERIMENTS[name].subset == base.subset
     gpu = EXPERIMENTS["gpu_resnet20"]
     assert gpu.validation == 5000 and gpu.config.batch_size == 128 and gpu.config.schedule == "paper"
     steps = gpu.config.epochs * (45_000 // 128)
