@@ -510,7 +510,7 @@ def _resume(ckpt_path: Path, model: nn.Module, cfg: TrainConfig, data_desc: str,
             "resume with the same TrainConfig, or use a new checkpoint_dir"
         )
     saved_data = state.get("data") or state["history"]["meta"].get("data")
-    if saved_data is not None and saved_data != data_desc:
+    if saved_data is not None and not _same_data(saved_data, data_desc):
         raise CheckpointMismatch(
             f"{ckpt_path} was trained on other data: saved '{saved_data}', now '{data_desc}'. "
             "Resume with the same data (--subset, --test-subset, --data), or use a new checkpoint_dir"
@@ -538,6 +538,14 @@ def _resume(ckpt_path: Path, model: nn.Module, cfg: TrainConfig, data_desc: str,
     history = History(epochs=list(state["history"]["epochs"]), meta=dict(state["history"]["meta"]))
     history.meta.setdefault("resumed_at_epochs", []).append(state["epoch"])
     return state["epoch"], history
+
+
+def _same_data(saved: str, ours: str) -> bool:
+    """Whether two data descriptions name the same data. Descriptions written before they
+    carried a content digest are compared without it (such checkpoints still resume)."""
+    if saved == ours or "; digest " in saved:
+        return saved == ours
+    return re.sub(r"; digest [0-9a-f]+\)$", ")", ours) == saved
 
 
 def _run_folder(checkpoint_dir, resume: bool, overwrite: bool) -> Path | None:

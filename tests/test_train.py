@@ -182,3 +182,21 @@ def test_ctrl_c_during_a_checkpoint_write_names_the_epoch_resume_starts_from(tin
     h = train(small_model(), tiny_data, CFG, progress=False, checkpoint_dir=tmp_path)
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["epoch"] == 1
     assert len(h) == 2 and "continues from epoch 2." in capsys.readouterr().out
+
+
+def test_a_checkpoint_from_before_the_data_digest_still_resumes(tiny_data, tmp_path):
+    cfg = replace(CFG, epochs=2)
+    train(small_model(), tiny_data, replace(cfg, epochs=2), progress=False, checkpoint_dir=tmp_path)
+    path = tmp_path / "checkpoint.pt"
+    state = torch.load(path, weights_only=True)
+    assert "; digest " in state["data"]
+    old = state["data"].rsplit("; digest ", 1)[0] + ")"  # the description as resnet_lab wrote it before
+    state["data"] = state["history"]["meta"]["data"] = old
+    state["epoch"] = 1
+    state["history"]["epochs"] = state["history"]["epochs"][:1]
+    torch.save(state, path)
+    h = train(small_model(), tiny_data, cfg, progress=False, checkpoint_dir=tmp_path, resume=True)
+    assert h["epoch"] == [1, 2]
+    other = tiny_data.subset(100)  # and other data is still refused
+    with pytest.raises(CheckpointMismatch, match="other data"):
+        train(small_model(), other, replace(cfg, epochs=2), progress=False, checkpoint_dir=tmp_path, resume=True)
