@@ -165,7 +165,7 @@ def _is_path(source) -> bool:
     return looks_like_path or Path(source).is_file()
 
 
-def load_pretrained(model: nn.Module, source, *, progress: bool = False) -> Pretrained:
+def load_pretrained(model: nn.Module, source, *, progress: bool = False, warn: bool = True) -> Pretrained:
     """Load pretrained weights into ``model`` (in place), all but a head of another size.
 
     ``source`` is
@@ -179,8 +179,9 @@ def load_pretrained(model: nn.Module, source, *, progress: bool = False) -> Pret
 
     Offline, or whenever a download fails, nothing is loaded and nothing is raised: the returned
     :class:`Pretrained` is false, and its one-line ``message``, also issued as a
-    :class:`PretrainedNotLoaded` warning, says what was skipped and that the model keeps its
-    random weights, so a chapter can go on and never passes random weights off as pretrained.
+    :class:`PretrainedNotLoaded` warning (``warn=False``: not issued, for a caller that prints
+    the message itself), says what was skipped and that the model keeps its random weights, so a
+    chapter can go on and never passes random weights off as pretrained.
     """
     model = _require_resnet(model)
     if _is_path(source):
@@ -194,7 +195,7 @@ def load_pretrained(model: nn.Module, source, *, progress: bool = False) -> Pret
             )
         return _load_backbone(model, state["model"], str(source))
     result = _load_torchvision(model, source, progress)
-    if not result:
+    if not result and warn:
         warnings.warn(result.message, PretrainedNotLoaded, stacklevel=2)
     return result
 

@@ -1,3 +1,4 @@
+import warnings
 import json
 from dataclasses import replace
 
@@ -159,6 +160,9 @@ def test_offline_default_weights_warn_that_the_model_stays_random(monkeypatch):
     assert "ResNet18_Weights.IMAGENET1K_V1 not loaded" in line and "offline, or no network" in line
     assert line.endswith("the model keeps its random weights")
     assert caught[0].filename == __file__  # points at the caller's line
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warn=False: the caller prints the message itself
+        assert load_pretrained(resnet18(num_classes=4), "DEFAULT", warn=False).message == line
 
 
 def test_a_path_is_a_checkpoint_whatever_its_suffix(tmp_path, monkeypatch):

@@ -39,10 +39,10 @@ def _interrupt_after_first_checkpoint(proc, folder, kill):
         assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-2000:]
         time.sleep(0.01)
     kill(proc)
-    proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=120)
     done = torch.load(folder / "checkpoint.pt", weights_only=True)["epoch"]
     assert done < int(EPOCHS), "the run finished before it was interrupted: nothing was tested"
-    return done
+    return err
 
 
 def _train_cmd(data, out, *extra):
@@ -94,3 +94,28 @@ def test_torchrun_resume_after_one_rank_is_killed_equals_an_uninterrupted_run(im
     resumed = subprocess.run(_torchrun_cmd(image_folder, cut, "--resume"), env=ENV, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     _assert_same_weights(_weights(whole), _weights(cut))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sends the terminal's Ctrl-C to a process group")
+def test_ctrl_c_under_the_launcher_is_one_line_and_130(image_folder, tmp_path):
+    """Under plain torchrun, Ctrl-C exits 1 with torchrun's traceback."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "resnet_lab.launch", "--nproc-per-node", "2", "--master-port", "29551",
+           "train", "--data", str(image_folder), "--out", str(out), *ARGS]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                            start_new_session=True)
+    err = _interrupt_after_first_checkpoint(proc, out, lambda p: os.killpg(p.pid, signal.SIGINT))
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    assert err.strip().splitlines()[-1].startswith("interrupted"), err[-3000:]
+    resumed = subprocess.run([*cmd, "--resume"], env=ENV, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+
+def test_the_launcher_refuses_a_missing_command():
+    from resnet_lab.launch import torchrun_args
+
+    assert torchrun_args(["--nproc-per-node", "2", "train", "--out", "x"]) == [
+        "--nproc-per-node", "2", "-m", "resnet_lab", "train", "--out", "x"]
+    with pytest.raises(SystemExit, match="name a resnet_lab command"):
+        torchrun_args(["--nproc-per-node", "2"])
