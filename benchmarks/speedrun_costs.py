@@ -17,9 +17,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-from resnet_lab.data import CifarLoader, load_cifar10, pick_device
+from resnet_lab.data import CifarLoader, load_cifar10
+from resnet_lab.device import autocast_context, hardware_name, pick_device, resolve_precision
 from resnet_lab.models import build_model
-from resnet_lab.train import autocast_context, hardware_name, resolve_precision
 
 
 def main() -> None:

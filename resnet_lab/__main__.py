@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args) -> int:
-    from resnet_lab.data import pick_device
+    from resnet_lab.device import pick_device
     from resnet_lab.models import build_model, check_model_name
     from resnet_lab.train import TrainConfig, seed_everything, train
 
@@ -187,7 +187,8 @@ def _trained_classes(state: dict) -> list[str] | None:
 
 
 def _evaluate(args) -> int:
-    from resnet_lab.data import CifarLoader, pick_device
+    from resnet_lab.data import CifarLoader
+    from resnet_lab.device import pick_device
     from resnet_lab.models import build_model, check_model_name
     from resnet_lab.train import evaluate, load_checkpoint
 

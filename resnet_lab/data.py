@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from resnet_lab.checkpoints import atomic_save
+from resnet_lab.device import pick_device
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 # per-channel statistics of the CIFAR-10 training set (official release), in [0, 1] units
@@ -583,36 +584,6 @@ def _write_cache(blob: dict, path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- loader
-
-
-def _mps_available() -> bool:
-    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
-
-
-def pick_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` gives CUDA when available, else Apple's MPS, else the CPU. A device that is
-    named but absent (``"cuda"`` without a GPU, ``"cuda:3"`` on a machine with one) is a
-    ValueError that says what this machine has."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ValueError(f"unknown device {str(device)!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'") from e
-    if dev.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise ValueError(f"device {str(device)!r} asked for, but this machine has no usable CUDA GPU: "
-                             "use --device auto or cpu")
-        if dev.index is not None and dev.index >= count:
-            raise ValueError(f"device {str(device)!r} asked for, but this machine has {count} CUDA GPU(s), "
-                             f"cuda:0 to cuda:{count - 1}")
-    elif dev.type == "mps" and not _mps_available():
-        raise ValueError(f"device {str(device)!r} asked for, but Apple's MPS is not available here: "
-                         "use --device auto or cpu")
-    elif dev.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"device {str(device)!r} is not supported: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
-    return dev
 
 
 def normalize(images: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:

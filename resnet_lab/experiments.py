@@ -572,8 +572,8 @@ def run_transfer_study(study: TransferStudy = TRANSFER, *, data=None, out: str |
     ``results/finetune.json``) as soon as it ends. Runs already in ``out`` are skipped."""
     from tqdm.auto import tqdm
 
-    from resnet_lab.data import load_cifar10, pick_device
-    from resnet_lab.train import hardware_name
+    from resnet_lab.data import load_cifar10
+    from resnet_lab.device import hardware_name, pick_device
 
     out = Path(out) if out is not None else transfer_paths()[0]
     weights = Path(weights) if weights is not None else out.parent / "finetune" / "pretrained.pt"

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
 import random
 import re
 import subprocess
@@ -48,7 +47,8 @@ from resnet_lab.checkpoints import (  # noqa: F401  (re-exported: chapters impor
     save_checkpoint,
     unwrap,
 )
-from resnet_lab.data import CifarData, CifarLoader, pick_device
+from resnet_lab.data import CifarData, CifarLoader
+from resnet_lab.device import autocast_context, hardware_name, pick_device, resolve_channels_last, resolve_precision
 from resnet_lab.distributed import Ranks, all_sum, barrier, distributed_setup, global_batchnorm
 from resnet_lab.runlock import RunLock
 
@@ -163,21 +163,6 @@ def seed_everything(seed: int) -> None:
         pass
 
 
-def hardware_name(device: torch.device) -> str:
-    """A short human description of the device, for figure captions."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {torch.get_num_threads()} threads"
-
-
 def git_commit() -> str | None:
     """The commit of the code that runs, with ``+changes`` when the package's files differ from it."""
     here = Path(__file__).resolve().parent
@@ -192,45 +177,6 @@ def git_commit() -> str | None:
         return commit or None
     except (OSError, subprocess.SubprocessError):
         return None
-
-
-def bf16_supported(device: torch.device) -> bool:
-    """Whether bf16 arithmetic is fast here: CUDA GPUs of compute capability 8.0 (Ampere) and
-    newer, and CPUs with bf16 instructions (AVX-512 BF16 or AMX). Older GPUs (T4, V100) can
-    emulate bf16, slowly; they are not counted."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_capability(device)[0] >= 8
-    if device.type == "cpu":
-        check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
-        return bool(check()) if check is not None else False
-    return False
-
-
-def resolve_precision(device: torch.device, precision: str = "auto") -> str:
-    """``"auto"`` -> ``"bf16"`` where :func:`bf16_supported`, else ``"fp16"`` on CUDA (with a
-    GradScaler in training: the fast path of a T4 or V100), else ``"fp32"``."""
-    if precision != "auto":
-        return precision
-    if bf16_supported(device):
-        return "bf16"
-    return "fp16" if device.type == "cuda" else "fp32"
-
-
-def resolve_channels_last(device: torch.device, channels_last: bool | str = "auto") -> bool:
-    """``"auto"`` -> NHWC on CPUs and CUDA GPUs, where it makes convolutions faster."""
-    return device.type in ("cpu", "cuda") if channels_last == "auto" else bool(channels_last)
-
-
-def autocast_context(device: torch.device, precision: str):
-    precision = resolve_precision(device, precision)
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    if precision == "fp16" and device.type != "cuda":
-        raise ValueError("precision 'fp16' needs a CUDA GPU; use 'bf16' or 'fp32' on the CPU")
-    if precision == "bf16" and not bf16_supported(device):
-        raise ValueError(f"this {device.type} does not support bf16 well; use precision='auto' or 'fp32'")
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype)
 
 
 def lr_factor(cfg: TrainConfig, step: int, total_steps: int, steps_per_epoch: int) -> float:

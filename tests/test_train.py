@@ -137,7 +137,7 @@ def test_evaluate_and_flip_tta(tiny_data):
 
 
 def test_bf16_and_fp16_checks():
-    from resnet_lab.train import autocast_context
+    from resnet_lab.device import autocast_context
 
     with pytest.raises(ValueError, match="fp16' needs a CUDA GPU"):
         autocast_context(torch.device("cpu"), "fp16")
