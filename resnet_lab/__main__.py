@@ -90,7 +90,7 @@ SPECIAL_TYPES = {
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
-    from resnet_lab.train import TrainConfig
+    from resnet_lab.config import TrainConfig
 
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
@@ -144,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _train(args) -> int:
     from resnet_lab.device import pick_device
     from resnet_lab.models import build_model, check_model_name
-    from resnet_lab.train import TrainConfig, seed_everything, train
+    from resnet_lab.config import TrainConfig
+    from resnet_lab.train import seed_everything, train
 
     overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
     cfg = TrainConfig(**overrides)  # a bad setting fails here, before any data is read
@@ -190,7 +191,8 @@ def _evaluate(args) -> int:
     from resnet_lab.data import CifarLoader
     from resnet_lab.device import pick_device
     from resnet_lab.models import build_model, check_model_name
-    from resnet_lab.train import evaluate, load_checkpoint
+    from resnet_lab.checkpoints import load_checkpoint
+    from resnet_lab.evaluation import evaluate
 
     state = load_checkpoint(args.checkpoint)
     build = state.get("build")
@@ -266,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     from resnet_lab.checkpoints import CheckpointMismatch
     from resnet_lab.data import DataError
 
-    from resnet_lab.runlock import RunLockedError
+    from resnet_lab.runfolder import RunLockedError
 
     expected = (DataError, CheckpointMismatch, ValueError, OSError, FloatingPointError, RunLockedError)
     command = {"train": _train, "evaluate": _evaluate, "experiment": _experiment}[args.command]

@@ -85,7 +85,7 @@ def lesion(model: nn.Module, loader, block_index: int) -> float:
     input straight on where shapes allow, and raises a ValueError where they don't (the first
     block of a stage changes the number of channels). The model is restored afterwards.
     """
-    from resnet_lab.train import evaluate
+    from resnet_lab.evaluation import evaluate
 
     blocks = model.blocks()
     if not 0 <= block_index < len(blocks):

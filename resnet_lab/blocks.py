@@ -109,7 +109,9 @@ class BasicBlock(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         if self.skip:
-            out = out + (identity if self.downsample is None else self.downsample(identity))
+            if self.downsample is not None:  # where the shape changes
+                identity = self.downsample(identity)
+            out = out + identity
         return self.relu(out)
 
     def last_bn(self) -> nn.BatchNorm2d:

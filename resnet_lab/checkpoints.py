@@ -16,6 +16,7 @@ import errno
 import json
 import math
 import os
+import subprocess
 import pickle
 import re
 import shutil
@@ -134,6 +135,11 @@ class History:
     @property
     def final(self) -> dict[str, Any]:
         return self.epochs[-1] if self.epochs else {}
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether the run was stopped (Ctrl-C) before its last epoch: then not a finished record."""
+        return "interrupted_after_epoch" in self.meta
 
     @property
     def train_seconds(self) -> float:
@@ -293,3 +299,19 @@ def export_weights(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Pat
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_save(slim, out)
     return out
+
+
+def git_commit() -> str | None:
+    """The commit of the code that runs, with ``+changes`` when the package's files differ from it."""
+    here = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, timeout=5).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD")
+        if commit and git("status", "--porcelain", "--untracked-files=no", "--", "."):
+            commit += "+changes"
+        return commit or None
+    except (OSError, subprocess.SubprocessError):
+        return None

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from resnet_lab.checkpoints import (CHECKPOINT_NAME, History, RunExistsError, atomic_write,
                                     check_writable, export_weights, load_checkpoint)
-from resnet_lab.train import TrainConfig
+from resnet_lab.config import TrainConfig
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 
@@ -538,7 +538,8 @@ def _transfer_run(study: TransferStudy, target, weights: Path, method: str, budg
     """One adaptation run of the transfer study on the ``target`` classes, as its record."""
     from resnet_lab.finetune import freeze, load_pretrained, replace_head
     from resnet_lab.models import build_model
-    from resnet_lab.train import git_commit, seed_everything, train
+    from resnet_lab.checkpoints import git_commit
+    from resnet_lab.train import seed_everything, train
 
     n = budget * len(study.target)
     few = target.subset(n, study.test_subset, seed=seed)

@@ -43,19 +43,22 @@ def _require_resnet(model: nn.Module) -> ResNet:
 
 
 def replace_head(model: nn.Module, num_classes: int) -> nn.Module:
-    """Give ``model`` a new, freshly initialised linear classifier for ``num_classes`` classes,
-    in place (on the old head's device and dtype). Returns the model.
+    """Give ``model`` a new, freshly initialised linear classifier for
+    ``num_classes`` classes, in place (on the old head's device and
+    dtype). Returns the model: (B, 3, H, W) -> (B, num_classes).
 
-    (B, 3, H, W) -> (B, num_classes) afterwards. The model's ``build_spec`` is updated, so its
-    checkpoints can be rebuilt by ``python -m resnet_lab evaluate``.
+    The model's ``build_spec`` is updated, so that its checkpoints can
+    be rebuilt by ``python -m resnet_lab evaluate``.
     """
     model = _require_resnet(model)
     check_num_classes(num_classes)
     old = model.fc
-    model.fc = nn.Linear(old.in_features, num_classes).to(device=old.weight.device, dtype=old.weight.dtype)
+    new = nn.Linear(old.in_features, num_classes)
+    model.fc = new.to(device=old.weight.device, dtype=old.weight.dtype)
     spec = getattr(model, "build_spec", None)
     if spec is not None:
-        model.build_spec = {"name": spec["name"], "kwargs": {**spec["kwargs"], "num_classes": num_classes}}
+        kwargs = {**spec["kwargs"], "num_classes": num_classes}
+        model.build_spec = {"name": spec["name"], "kwargs": kwargs}
     return model
 
 

@@ -210,7 +210,8 @@ class TrainingRace(_Explorer):
     def run(self) -> dict:
         """Train plain and residual at the current settings (or take them from the cache)."""
         from resnet_lab.models import cifar_resnet
-        from resnet_lab.train import TrainConfig, seed_everything, train
+        from resnet_lab.config import TrainConfig
+        from resnet_lab.train import seed_everything, train
 
         key = self.key()
         if key not in self.results:
@@ -255,7 +256,7 @@ class LesionExplorer(_Explorer):
         import ipywidgets as w
 
         from resnet_lab.analysis import lesion_curve
-        from resnet_lab.train import evaluate
+        from resnet_lab.evaluation import evaluate
 
         self.baseline = {"resnet": evaluate(resnet, loader)[1], "plain": evaluate(plain, loader)[1]}
         self.curves = {"resnet": lesion_curve(resnet, loader), "plain": lesion_curve(plain, loader)}

@@ -62,7 +62,7 @@ def test_lesion_of_zero_branch_block_changes_nothing():
     model = cifar_resnet(14)
     zero_init_residual_(model.layer2[1])  # this block computes relu(x) = x on its (non-negative) input
     loader = _tiny_loader()
-    from resnet_lab.train import evaluate
+    from resnet_lab.evaluation import evaluate
 
     _, intact = evaluate(model, loader)
     assert lesion(model, loader, 3) == intact  # block 3 = layer2[1]

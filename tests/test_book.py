@@ -1,6 +1,8 @@
 """The book's structure: every chapter in the table of contents exists, and each chapter's
 output-less .ipynb pair (for the Colab and Binder buttons) holds the same cells."""
 
+import ast
+import re
 from pathlib import Path
 
 import jupytext
@@ -54,6 +56,31 @@ def test_code_fits_the_page(chapter):
              if c.cell_type == "code" and "hide-input" not in c.metadata.get("tags", [])]
     wide = [(i, line) for c in shown for i, line in enumerate(c.source.splitlines()) if len(line) > CODE_WIDTH]
     assert not wide, f"{chapter.name}: code lines over {CODE_WIDTH} characters: {wide[:3]}"
+
+
+def _included_objects(chapter):
+    """(file, object, end-before) of every ``{literalinclude}`` with ``:pyobject:`` in a chapter."""
+    pattern = r"```\{literalinclude\} (\S+)\n:pyobject: (\S+)\n(?::end-before: \"(.*)\"\n)?"
+    return re.findall(pattern, chapter.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.name)
+def test_included_package_code_fits_the_page(chapter):
+    for path, name, end in _included_objects(chapter):
+        source = (chapter.parent / path).read_text(encoding="utf-8")
+        obj = ast.parse(source)
+        for part in name.split("."):  # "BasicBlock.forward": the class, then its method
+            obj = next(n for n in ast.walk(obj) if getattr(n, "name", None) == part)
+        lines = source.splitlines()[obj.lineno - 1 - len(obj.decorator_list) : obj.end_lineno]
+        if end:
+            lines = lines[: next((i for i, line in enumerate(lines) if line.startswith(end)), len(lines))]
+        wide = [line for line in lines if len(line) > CODE_WIDTH]
+        assert not wide, f"{chapter.name} includes {name} from {path}: lines over {CODE_WIDTH}: {wide[:3]}"
+
+
+def test_the_included_objects_are_found():
+    found = {name for chapter in CHAPTERS for _, name, _ in _included_objects(chapter)}
+    assert {"train", "train_step", "TrainConfig", "BasicBlock.forward"} <= found, found
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.name)

@@ -10,7 +10,7 @@ import torch
 
 from resnet_lab.checkpoints import History, atomic_save, load_checkpoint, save_checkpoint
 from resnet_lab.models import cifar_resnet
-from resnet_lab.train import TrainConfig
+from resnet_lab.config import TrainConfig
 
 
 class _Payload:
@@ -99,3 +99,21 @@ def test_history_that_is_not_utf8_is_named(tmp_path):
     path.write_bytes(b'{"meta": {}, "epochs": []}\xff\xfe')
     with pytest.raises(ValueError, match=f"{path} is not UTF-8 text .*0xff at offset 26"):
         History.load(path)
+
+
+def test_git_commit_says_when_the_package_has_changes(monkeypatch):
+    import subprocess
+
+    from resnet_lab import checkpoints as ckpt
+
+    answers = {"rev-parse": "abc1234", "status": ""}
+
+    def fake_run(args, **kwargs):
+        return subprocess.CompletedProcess(args, 0, stdout=answers[args[1]] + "\n", stderr="")
+
+    monkeypatch.setattr(ckpt.subprocess, "run", fake_run)
+    assert ckpt.git_commit() == "abc1234"
+    answers["status"] = " M resnet_lab/train.py"
+    assert ckpt.git_commit() == "abc1234+changes"
+    answers["rev-parse"] = ""
+    assert ckpt.git_commit() is None

@@ -12,7 +12,8 @@ import pytest
 import resnet_lab.experiments as ex
 from resnet_lab.__main__ import main
 from resnet_lab.experiments import EXPERIMENTS, TRANSFER, load_results, run_sweep
-from resnet_lab.train import History, TrainConfig
+from resnet_lab.checkpoints import History
+from resnet_lab.config import TrainConfig
 
 FAST = dict(epochs=1, compile=False, precision="fp32", channels_last=False, device="cpu",
             batch_size=50)

@@ -7,7 +7,7 @@ import torch
 from resnet_lab.experiments import (EXPERIMENTS, compare, experiment_names, load_results, mean_sd, run_experiment, run_sweep,
                                     summarize, sweep_runs)
 from resnet_lab.models import build_model
-from resnet_lab.train import History, load_checkpoint
+from resnet_lab.checkpoints import History, load_checkpoint
 
 FAST = dict(epochs=1, compile=False, precision="fp32", channels_last=False, device="cpu", batch_size=50)
 

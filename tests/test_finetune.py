@@ -9,7 +9,9 @@ from resnet_lab.checkpoints import CheckpointMismatch, load_checkpoint, model_na
 from resnet_lab.experiments import TRANSFER, run_transfer_study, transfer_summary
 from resnet_lab.finetune import count_trainable, freeze, load_pretrained, replace_head, trainable_parts, unfreeze
 from resnet_lab.models import build_model, cifar_resnet, count_params, resnet18, resnet50
-from resnet_lab.train import TrainConfig, make_optimizer, train
+from resnet_lab.config import TrainConfig
+from resnet_lab.optim import make_optimizer
+from resnet_lab.train import train
 
 CFG = TrainConfig(epochs=1, batch_size=50, lr=0.1, device="cpu", precision="fp32", channels_last=False)
 

@@ -15,7 +15,8 @@ from resnet_lab.checkpoints import CheckpointMismatch, History, RunExistsError
 from resnet_lab.data import DataError, load_cifar10
 from resnet_lab.experiments import load_results, run_experiment
 from resnet_lab.models import build_model, cifar_resnet
-from resnet_lab.train import TrainConfig, train
+from resnet_lab.config import TrainConfig
+from resnet_lab.train import train
 from tests.conftest import make_archives
 
 CFG = TrainConfig(epochs=1, batch_size=10, lr=0.05, device="cpu", precision="fp32", channels_last=False)
@@ -256,10 +257,10 @@ def test_ctrl_c_saves_and_exits_130(image_folder, tmp_path, monkeypatch, capsys)
 
     real = T.train_one_epoch
 
-    def interrupted_in_epoch_2(s, loader, epoch, bar=None):
+    def interrupted_in_epoch_2(run, epoch, bar=None):
         if epoch == 1:
             raise KeyboardInterrupt
-        return real(s, loader, epoch, bar)
+        return real(run, epoch, bar)
 
     monkeypatch.setattr(T, "train_one_epoch", interrupted_in_epoch_2)
     out = tmp_path / "run"

@@ -6,15 +6,10 @@ import torch
 from torch import nn
 
 from resnet_lab.models import cifar_resnet
-from resnet_lab.train import (
-    CheckpointMismatch,
-    History,
-    TrainConfig,
-    evaluate,
-    load_checkpoint,
-    lr_factor,
-    train,
-)
+from resnet_lab.checkpoints import CheckpointMismatch, History, load_checkpoint
+from resnet_lab.config import TrainConfig, lr_factor
+from resnet_lab.evaluation import evaluate
+from resnet_lab.train import train
 from resnet_lab.data import CifarLoader
 
 CFG = TrainConfig(epochs=3, batch_size=50, lr=0.05, device="cpu", seed=0)
@@ -146,24 +141,6 @@ def test_bf16_and_fp16_checks():
 def test_batch_larger_than_data(tiny_data):
     with pytest.raises(ValueError, match="larger than the training set"):
         train(small_model(), tiny_data, replace(CFG, batch_size=1000), progress=False)
-
-
-def test_git_commit_says_when_the_package_has_changes(monkeypatch):
-    import subprocess
-
-    from resnet_lab import train as train_module
-
-    answers = {"rev-parse": "abc1234", "status": ""}
-
-    def fake_run(args, **kwargs):
-        return subprocess.CompletedProcess(args, 0, stdout=answers[args[1]] + "\n", stderr="")
-
-    monkeypatch.setattr(train_module.subprocess, "run", fake_run)
-    assert train_module.git_commit() == "abc1234"
-    answers["status"] = " M resnet_lab/train.py"
-    assert train_module.git_commit() == "abc1234+changes"
-    answers["rev-parse"] = ""
-    assert train_module.git_commit() is None
 
 
 def test_ctrl_c_during_a_checkpoint_write_names_the_epoch_resume_starts_from(tiny_data, tmp_path, capsys,

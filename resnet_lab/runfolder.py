@@ -1,4 +1,10 @@
-"""One process per run folder: an exclusive lock held for as long as a run trains.
+"""Run folders: what ``train(checkpoint_dir=...)`` may write into, and one process per folder.
+
+:func:`run_folder` checks the folder arguments before anything is done; :func:`claim` holds the
+folder's lock while a run trains and refuses to replace another run (a folder that holds one
+needs ``resume`` or ``overwrite``, and ``resume`` needs a checkpoint).
+
+The lock, :class:`RunLock`, is held for as long as a run trains.
 
 Two ``train`` processes pointed at the same ``--out`` would both pass the overwrite check before
 either had written anything, and one run would silently replace the other. :class:`RunLock`
@@ -15,11 +21,14 @@ removed on a clean exit. Where ``fcntl`` does not exist (Windows) the lock does 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import time
 from pathlib import Path
+
+from resnet_lab.checkpoints import CHECKPOINT_NAME, HISTORY_NAME, RunExistsError, check_writable
 
 try:
     import fcntl
@@ -89,3 +98,51 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def run_folder(checkpoint_dir, resume: bool, overwrite: bool) -> Path | None:
+    """The run's folder from ``train``'s arguments, checked before anything else is done."""
+    if resume and overwrite:
+        raise ValueError("resume and overwrite contradict each other: resume (--resume) continues the "
+                         "run in the folder, overwrite (--overwrite) replaces it; choose one")
+    if checkpoint_dir is None:
+        if resume:
+            raise ValueError("resume=True needs the run's folder: pass checkpoint_dir (--out)")
+        return None
+    if not str(checkpoint_dir).strip():
+        raise ValueError("the run's folder (checkpoint_dir, --out) is empty: name one, e.g. runs/resnet20")
+    folder = Path(checkpoint_dir)
+    if folder.is_file() or folder.suffix in (".pt", ".pth", ".json"):
+        raise ValueError(f"{folder} names a file, but checkpoint_dir (--out) is the run's folder, which "
+                         f"will hold {CHECKPOINT_NAME} and {HISTORY_NAME}: give a folder, e.g. {folder.parent}")
+    return folder
+
+
+def _check_run_folder(folder: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to replace another run: a folder that holds one needs ``resume`` or ``overwrite``,
+    and ``resume`` needs a checkpoint (a History alone is another run's record)."""
+    if overwrite:
+        return
+    existing = [n for n in (CHECKPOINT_NAME, HISTORY_NAME) if (folder / n).exists()]
+    if existing and not resume:
+        raise RunExistsError(
+            f"{folder} already holds a run ({', '.join(existing)}): resume it (resume=True, --resume), "
+            "choose another folder (--out), or replace it (overwrite=True, --overwrite)"
+        )
+    if resume and existing == [HISTORY_NAME]:
+        raise RunExistsError(
+            f"{folder} holds a {HISTORY_NAME} but no {CHECKPOINT_NAME} to resume from (another run's "
+            "record, or its checkpoint was removed): choose another folder (--out), or replace it (--overwrite)"
+        )
+
+
+@contextlib.contextmanager
+def claim(folder: Path | None, resume: bool, overwrite: bool, writer: bool = True):
+    """While a run trains, its writer (rank 0 under torchrun) holds the folder's lock, after
+    checking that it may write there and replaces no other run."""
+    if folder is None or not writer:
+        yield
+        return
+    with RunLock(check_writable(folder)):  # unwritable: fail now, not after an epoch
+        _check_run_folder(folder, resume, overwrite)
+        yield

@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from resnet_lab.checkpoints import HISTORY_NAME
-from resnet_lab.runlock import LOCK_NAME, RunLock, RunLockedError
+from resnet_lab.runfolder import LOCK_NAME, RunLock, RunLockedError
 
 pytest.importorskip("fcntl")
 
-HOLD = "import sys, time; from resnet_lab.runlock import RunLock; RunLock(sys.argv[1]).acquire(); " \
+HOLD = "import sys, time; from resnet_lab.runfolder import RunLock; RunLock(sys.argv[1]).acquire(); " \
        "print('locked', flush=True); time.sleep(60)"
 
 
