@@ -182,8 +182,11 @@ def runs_caption(runs: dict[str, Sequence[History]]) -> str:
     seeds = sorted({h.meta.get("seed", 0) for h in hs})
     lengths = sorted({len(h) for h in hs})
     epochs = f"{lengths[0]}" if len(lengths) == 1 else f"{lengths[0]}-{lengths[-1]}"
+    shared = sum(1 for h in hs if h.meta.get("cpu_shared") or h.meta.get("gpu_shared_by"))
+    shared_note = f" ({shared} of the runs shared the machine: their minutes overstate)" if shared else ""
     return (f"{len(hs)} recorded runs ({', '.join(runs)}; seeds {seeds}), {epochs} epochs each, "
-            f"{minutes:.0f} min of training in all on {'; '.join(hardware)}. Data: {m.get('data', '?')}")
+            f"{minutes:.0f} min of training in all on {'; '.join(hardware)}{shared_note}. "
+            f"Data: {m.get('data', '?')}")
 
 
 def plot_seed_bands(runs: dict[str, Sequence[History]], metric: str = "train_acc", *, error: bool = True,
