@@ -75,7 +75,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 
 
 def _load_data(args):
-    from resnet_lab.data import load_cifar10
+    from resnet_lab.cifar10 import load_cifar10
 
     root = None if args.data == "auto" else args.data
     return load_cifar10(root, download=not args.no_download, subset=args.subset, test_subset=args.test_subset)
@@ -187,7 +187,7 @@ def _trained_classes(state: dict) -> list[str] | None:
 
 
 def _evaluate(args) -> int:
-    from resnet_lab.data import CifarLoader
+    from resnet_lab.loader import CifarLoader
     from resnet_lab.device import pick_device
     from resnet_lab.models import build_model, check_model_name
     from resnet_lab.train import evaluate, load_checkpoint
@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from resnet_lab.checkpoints import CheckpointMismatch
-    from resnet_lab.data import DataError
+    from resnet_lab.cifar10 import DataError
 
     from resnet_lab.runlock import RunLockedError
 

@@ -232,7 +232,7 @@ def run_experiment(name: str, *, seed: int | None = None, data=None, out: str | 
     recorded in ``out`` is refused unless ``overwrite=True``, which trains it again from scratch.
     A recorded run whose weights (``keep_weights``) are missing is exported again from its
     checkpoint in ``runs/``, or, without one, trained again."""
-    from resnet_lab.data import load_cifar10
+    from resnet_lab.cifar10 import load_cifar10
     from resnet_lab.models import build_model
     from resnet_lab.train import seed_everything, train
 
@@ -572,7 +572,7 @@ def run_transfer_study(study: TransferStudy = TRANSFER, *, data=None, out: str |
     ``results/finetune.json``) as soon as it ends. Runs already in ``out`` are skipped."""
     from tqdm.auto import tqdm
 
-    from resnet_lab.data import load_cifar10
+    from resnet_lab.cifar10 import load_cifar10
     from resnet_lab.device import hardware_name, pick_device
 
     out = Path(out) if out is not None else transfer_paths()[0]

@@ -1,6 +1,6 @@
 """Training: one config dataclass, one ``train`` function, a History you can save and plot.
 
->>> from resnet_lab.data import load_cifar10
+>>> from resnet_lab.cifar10 import load_cifar10
 >>> from resnet_lab.models import resnet20
 >>> history = train(resnet20(), load_cifar10(), TrainConfig(epochs=30))   # doctest: +SKIP
 
@@ -47,9 +47,10 @@ from resnet_lab.checkpoints import (  # noqa: F401  (re-exported: chapters impor
     save_checkpoint,
     unwrap,
 )
-from resnet_lab.data import CifarData, CifarLoader
+from resnet_lab.cifar10 import CifarData
 from resnet_lab.device import autocast_context, hardware_name, pick_device, resolve_channels_last, resolve_precision
 from resnet_lab.distributed import Ranks, all_sum, barrier, distributed_setup, global_batchnorm
+from resnet_lab.loader import CifarLoader
 from resnet_lab.runlock import RunLock
 
 NAN_CHECK_STEPS = 50  # the loss is read on the host once per this many steps (and at epoch end)

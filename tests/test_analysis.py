@@ -4,7 +4,7 @@ from torch import nn
 
 from resnet_lab.analysis import activation_stats, depth_profile, gradient_norms, lesion, lesion_curve, weight_layers
 from resnet_lab.blocks import zero_init_residual_
-from resnet_lab.data import CifarLoader
+from resnet_lab.loader import CifarLoader
 from resnet_lab.models import cifar_resnet
 
 

@@ -12,7 +12,7 @@ import hashlib
 import pytest
 import torch
 
-from resnet_lab.data import CifarLoader, normalize, random_crop_flip
+from resnet_lab.loader import CifarLoader, normalize, random_crop_flip
 
 # view a float tensor's bytes as integers of the same width, to hash them exactly
 _BITS = {torch.float32: torch.int32, torch.bfloat16: torch.int16}
@@ -84,3 +84,63 @@ def test_augmentation_and_normalisation_are_those_recorded():
         out = random_crop_flip(images, torch.Generator().manual_seed(0), **kwargs)
         assert _digest([out]) == recorded[name], name
     assert _digest([normalize(images)]) == "173dd4d481ec7093"
+
+
+def test_crop_flip_each_image_its_own():
+    torch.manual_seed(0)
+    img = torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8)
+    batch = img.repeat(64, 1, 1, 1)
+    out = random_crop_flip(batch, torch.Generator().manual_seed(0))
+    assert out.shape == batch.shape
+    padded = torch.nn.functional.pad(img, (4, 4, 4, 4))[0]
+    found = []
+    for o in out:
+        hits = [
+            (dy, dx, f)
+            for dy in range(9)
+            for dx in range(9)
+            for f in (False, True)
+            if torch.equal((o.flip(2) if f else o), padded[:, dy : dy + 32, dx : dx + 32])
+        ]
+        assert hits, "every output is a crop of the padded input, possibly mirrored"
+        found.append(hits[0])
+    assert len(set(found)) > 30  # 64 images, 162 possible (crop, flip) pairs: far from one shared offset
+    assert 10 < sum(f for _, _, f in found) < 54  # about half flipped
+
+
+def test_loader_keeps_labels_and_is_deterministic():
+    n = 300
+    labels = torch.arange(n) % 10
+    images = (labels * 20 + 10).to(torch.uint8).view(n, 1, 1, 1).repeat(1, 3, 32, 32)
+    a = CifarLoader(images, labels, 64, seed=1, device="cpu")
+    b = CifarLoader(images, labels, 64, seed=1, device="cpu")
+    c = CifarLoader(images, labels, 64, seed=2, device="cpu")
+    assert len(a) == 4  # drop_last for training
+    for (xa, ya), (xb, yb), (xc, yc) in zip(a, b, c):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+        # padding is 0 before normalising; the image's own pixels tell its label
+        pixel = (ya * 20 + 10).to(torch.uint8).view(-1, 1, 1, 1).expand(-1, 3, 1, 1)
+        assert torch.equal(xa.amax(dim=(2, 3), keepdim=True), normalize(pixel))
+    assert not torch.equal(next(iter(a))[1], next(iter(c))[1])
+    # a new epoch reshuffles
+    a.set_epoch(0)
+    first = next(iter(a))[1]
+    a.set_epoch(1)
+    assert not torch.equal(first, next(iter(a))[1])
+
+
+def test_eval_loader_is_ordered_and_unaugmented():
+    images = torch.randint(0, 256, (25, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.arange(25) % 10
+    loader = CifarLoader(images, labels, 10, train=False, device="cpu")
+    xs, ys = zip(*loader)
+    assert len(loader) == 3 and [len(y) for y in ys] == [10, 10, 5]
+    torch.testing.assert_close(torch.cat(xs), normalize(images))
+    assert torch.equal(torch.cat(ys), labels)
+
+
+def test_loader_rejects_bad_input():
+    with pytest.raises(ValueError, match="uint8"):
+        CifarLoader(torch.zeros(4, 3, 32, 32), torch.zeros(4, dtype=torch.long), device="cpu")
+    with pytest.raises(ValueError, match="4 images but 3 labels"):
+        CifarLoader(torch.zeros(4, 3, 32, 32, dtype=torch.uint8), torch.zeros(3, dtype=torch.long), device="cpu")

@@ -15,7 +15,7 @@ from resnet_lab.train import (
     lr_factor,
     train,
 )
-from resnet_lab.data import CifarLoader
+from resnet_lab.loader import CifarLoader
 
 CFG = TrainConfig(epochs=3, batch_size=50, lr=0.05, device="cpu", seed=0)
 
