@@ -144,3 +144,60 @@ def test_loader_rejects_bad_input():
         CifarLoader(torch.zeros(4, 3, 32, 32), torch.zeros(4, dtype=torch.long), device="cpu")
     with pytest.raises(ValueError, match="4 images but 3 labels"):
         CifarLoader(torch.zeros(4, 3, 32, 32, dtype=torch.uint8), torch.zeros(3, dtype=torch.long), device="cpu")
+
+
+def test_set_epoch_is_the_one_epoch_mechanism():
+    images, labels = images_and_labels()
+    loader = CifarLoader(images, labels, 16, device="cpu", seed=0)
+    first, again = loader_digest(loader), loader_digest(loader)
+    assert first == again == RECORDED["crop+flip"][1][0]  # passes without set_epoch: epoch 0
+    loader.set_epoch(1)
+    assert loader_digest(loader) == RECORDED["crop+flip"][1][1]
+
+
+def test_an_epoch_is_drawn_once_and_the_statistics_made_once(monkeypatch):
+    import resnet_lab.loader as L
+
+    calls = {"draw": 0, "stats": 0}
+    real_draw, real_stats = L.draw_crop_flip, L.channel_stats
+
+    def draw(*a, **k):
+        calls["draw"] += 1
+        return real_draw(*a, **k)
+
+    def stats(*a, **k):
+        calls["stats"] += 1
+        return real_stats(*a, **k)
+
+    monkeypatch.setattr(L, "draw_crop_flip", draw)
+    monkeypatch.setattr(L, "channel_stats", stats)
+    images, labels = images_and_labels()
+    loader = CifarLoader(images, labels, 16, device="cpu", seed=0)
+    batches = iter(loader)
+    next(batches)
+    assert calls == {"draw": len(loader), "stats": 1}  # the whole epoch, before its first batch
+    list(batches)
+    assert calls == {"draw": len(loader), "stats": 1}  # and nothing more per batch
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("case", ["crop+flip", "crop+alternate", "eval"])
+def test_cuda_batches_are_the_cpu_batches_and_never_wait_for_the_host(case):
+    kwargs, _ = RECORDED[case]
+    images, labels = images_and_labels()
+    cpu = CifarLoader(images, labels, 16, device="cpu", seed=0, **kwargs)
+    gpu = CifarLoader(images, labels, 16, device="cuda", seed=0, **kwargs)
+    cpu.set_epoch(1), gpu.set_epoch(1)
+    batches = iter(gpu)
+    next(batches)  # the epoch's draws and their copies to the device happen here
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")  # a synchronising call from now on raises
+    try:
+        rest = list(batches)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    want = list(cpu)[1:]
+    assert len(rest) == len(want)
+    for (x, y), (xc, yc) in zip(rest, want):
+        assert torch.equal(y.cpu(), yc)
+        torch.testing.assert_close(x.cpu(), xc, rtol=0, atol=1e-6)
