@@ -218,7 +218,7 @@ def parameter_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
         return [{"params": [p for _, p in trainable]}]
     part_of: dict[str, str] = {}
     if cfg.lr_scales:
-        from resnet_lab.models import model_parts, parameter_parts
+        from resnet_lab.finetune import model_parts, parameter_parts
 
         known = set(model_parts(model)) | {"backbone"}
         unknown = sorted(set(cfg.lr_scales) - known)
