@@ -113,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p_train = sub.add_parser("train", help="train a model on CIFAR-10")
-    p_train.add_argument("--model", default="resnet20", help="e.g. resnet20, plain56, speednet")
+    p_train.add_argument("--model", default="resnet20",
+                         help="e.g. resnet20, plain56, article_fixed")
     p_train.add_argument("--out", default=None, help="folder for checkpoint.pt and history.json")
     p_train.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
     p_train.add_argument("--overwrite", action="store_true", help="replace a run already in --out")

@@ -31,7 +31,6 @@ from resnet_lab.blocks import (
     zero_init_residual_,
 )
 
-CIFAR_DEPTHS = (20, 32, 44, 56, 110, 1202)
 # the paper's deepest CIFAR network is 1202 layers (§4.2; it overfits); 2000 = 6*333+2 = 9*222+2
 # leaves room beyond it, while a typo such as resnet99999998 fails at once instead of allocating
 # for hours (resnet1202 has 19.4M parameters)
@@ -207,16 +206,8 @@ def resnet110(**kw) -> ResNet:
     return cifar_resnet(110, **kw)
 
 
-def resnet1202(**kw) -> ResNet:
-    return cifar_resnet(1202, **kw)
-
-
 def plain20(**kw) -> ResNet:
     return cifar_resnet(20, skip=False, **kw)
-
-
-def plain32(**kw) -> ResNet:
-    return cifar_resnet(32, skip=False, **kw)
 
 
 def plain44(**kw) -> ResNet:
@@ -225,10 +216,6 @@ def plain44(**kw) -> ResNet:
 
 def plain56(**kw) -> ResNet:
     return cifar_resnet(56, skip=False, **kw)
-
-
-def plain110(**kw) -> ResNet:
-    return cifar_resnet(110, skip=False, **kw)
 
 
 # ---------------------------------------------------------------------------- ImageNet
@@ -272,16 +259,8 @@ def resnet18(num_classes: int = 1000, **kw) -> ResNet:
     return imagenet_resnet(18, num_classes=num_classes, **kw)
 
 
-def resnet34(num_classes: int = 1000, **kw) -> ResNet:
-    return imagenet_resnet(34, num_classes=num_classes, **kw)
-
-
 def resnet50(num_classes: int = 1000, **kw) -> ResNet:
     return imagenet_resnet(50, num_classes=num_classes, **kw)
-
-
-def resnet101(num_classes: int = 1000, **kw) -> ResNet:
-    return imagenet_resnet(101, num_classes=num_classes, **kw)
 
 
 def resnet152(num_classes: int = 1000, **kw) -> ResNet:
@@ -341,74 +320,11 @@ def count_params(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-# ---------------------------------------------------------------------------- fast training
-
-
-def conv_bn_relu(in_planes: int, out_planes: int) -> nn.Sequential:
-    return nn.Sequential(conv3x3(in_planes, out_planes), nn.BatchNorm2d(out_planes), nn.ReLU(inplace=True))
-
-
-class Scale(nn.Module):
-    """Multiply by a constant: Page's ResNet-9 scales its logits by 1/8 so that the initial
-    softmax is soft and label smoothing has room to act."""
-
-    def __init__(self, factor: float) -> None:
-        super().__init__()
-        self.factor = factor
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.factor
-
-    def extra_repr(self) -> str:
-        return f"factor={self.factor}"
-
-
-class SpeedNet(nn.Module):
-    """A wide, shallow residual network for fast CIFAR-10 training: Page's DAWNBench ResNet-9
-    (2018), built from :class:`~resnet_lab.blocks.BasicBlock`. (Its descendant airbench, Jordan
-    2024, dropped the residual blocks altogether: at this depth a plain network trains.)
-
-    A 3x3 conv stem, then per stage: a 3x3 conv that widens, a 2x2 max-pool that halves the
-    resolution, and (in the stages listed in ``res_stages``) one residual BasicBlock. Global max
-    pooling and a linear classifier whose logits are scaled by ``logit_scale``.
-
-    (B, 3, 32, 32) -> (B, num_classes).
-    """
-
-    def __init__(
-        self,
-        widths: Sequence[int] = (64, 128, 256, 512),
-        res_stages: Sequence[int] = (1, 3),
-        *,
-        num_classes: int = 10,
-        skip: bool = True,
-        logit_scale: float = 0.125,
-    ) -> None:
-        super().__init__()
-        self.prep = conv_bn_relu(3, widths[0])  # (B, w0, 32, 32)
-        stages = []
-        for i, (w_in, w_out) in enumerate(zip(widths[:-1], widths[1:]), start=1):
-            layers = [conv_bn_relu(w_in, w_out), nn.MaxPool2d(2)]
-            if i in res_stages:
-                layers.append(BasicBlock(w_out, w_out, skip=skip))
-            stages.append(nn.Sequential(*layers))
-        self.layers = nn.Sequential(*stages)  # (B, w_last, 32 / 2^k, 32 / 2^k)
-        self.pool = nn.AdaptiveMaxPool2d(1)
-        self.fc = nn.Linear(widths[-1], num_classes, bias=False)
-        self.scale = Scale(logit_scale)
-        self.name = f"speednet{tuple(widths)}" + ("" if skip else " (plain)")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.layers(self.prep(x))
-        x = torch.flatten(self.pool(x), 1)
-        return self.scale(self.fc(x))
-
-
 # ---------------------------------------------------------------------------- names
 
 
 BUILDERS = {"cifar_resnet": cifar_resnet, "imagenet_resnet": imagenet_resnet}
-_OTHERS = {"speednet": SpeedNet, "article": ArticleNet, "article_fixed": ArticleNetFixed}
+_OTHERS = {"article": ArticleNet, "article_fixed": ArticleNetFixed}
 
 
 def _resolve(name: str) -> tuple:
@@ -457,7 +373,7 @@ def _check_arguments(name: str, builder, fixed: dict, kwargs: dict) -> None:
 def build_model(name: str, **kwargs) -> nn.Module:
     """A model by name: ``resnet<depth>`` and ``plain<depth>`` for the CIFAR networks (any
     6n+2 depth up to ``MAX_CIFAR_DEPTH``: ``resnet20``, ``plain56``, ``resnet8`` ...), except
-    ``resnet18/34/50/101/152``, which are the ImageNet networks as in torchvision; ``speednet``, ``article``,
+    ``resnet18/34/50/101/152``, which are the ImageNet networks as in torchvision; ``article``,
     ``article_fixed`` (:mod:`resnet_lab.article`); or a builder, ``cifar_resnet`` /
     ``imagenet_resnet``, with its arguments, a depth among them
     (``build_model("cifar_resnet", depth=20, width=32)``).

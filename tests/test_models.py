@@ -213,8 +213,8 @@ def test_unknown_build_arguments_name_them(tmp_path, capsys):
     unknown = r"model 'resnet20' has no argument 'foo' \(it takes \['depth', 'skip'"
     with pytest.raises(ValueError, match=unknown + ".*written by another version of resnet_lab"):
         build_model("resnet20", foo=1)
-    with pytest.raises(ValueError, match="model 'speednet' has no argument 'bar'"):
-        build_model("speednet", bar=2)
+    with pytest.raises(ValueError, match="model 'article_fixed' has no argument 'bar'"):
+        build_model("article_fixed", bar=2)
     with pytest.raises(ValueError, match=r"model 'resnet20' fixes depth=20; .*'cifar_resnet'"):
         build_model("resnet20", depth=32)
     assert build_model("resnet20", depth=20).name == "resnet20"

@@ -138,7 +138,7 @@ def test_resume_refuses_other_data(image_folder, tmp_path, capsys):
 # ---------------------------------------------------------------------------- 6. evaluate rebuilds
 
 
-@pytest.mark.parametrize("name, kwargs", [("resnet14", {"width": 32}), ("speednet", {"widths": (8, 16, 16, 16)}),
+@pytest.mark.parametrize("name, kwargs", [("resnet14", {"width": 32}), ("article_fixed", {"skip": False}),
                                           ("resnet8", {"shortcut": "B"})])
 def test_evaluate_rebuilds_every_model_train_can_save(image_folder, tmp_path, capsys, name, kwargs):
     data = load_cifar10(image_folder, download=False)
