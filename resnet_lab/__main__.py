@@ -188,8 +188,8 @@ def _trained_classes(state: dict) -> list[str] | None:
 
 
 def _evaluate(args) -> int:
-    from resnet_lab.loader import CifarLoader
     from resnet_lab.device import pick_device
+    from resnet_lab.loader import CifarLoader
     from resnet_lab.models import build_model, check_model_name
     from resnet_lab.train import evaluate, load_checkpoint
 

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from resnet_lab.train import History
+from resnet_lab.checkpoints import History
 
 PAPER_ERRORS = {  # He et al. 2015, Table 6: CIFAR-10 test error (%), official data, 164 epochs
     "resnet20": 8.75,

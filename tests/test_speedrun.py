@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from resnet_lab.checkpoints import CHECKPOINT_NAME
-from resnet_lab.loader import CifarLoader, normalize
 from resnet_lab.experiments import EXPERIMENTS, experiment_names
+from resnet_lab.loader import CifarLoader, normalize
 from resnet_lab.models import cifar_resnet
 from resnet_lab.train import TrainConfig, low_res_epochs, parameter_groups, recompute_bn_statistics, train
 
