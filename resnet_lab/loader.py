@@ -34,7 +34,9 @@ def normalize(images: torch.Tensor, dtype: torch.dtype = torch.float32, *,
     return (images.to(dtype) - mean) / std
 
 
-def draw_crop_flip(n: int, generator: torch.Generator, pad: int = 4, flip: bool = True):
+def draw_crop_flip(
+    n: int, generator: torch.Generator, pad: int = 4, flip: bool = True
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
     """Crop offsets ``dy``, ``dx`` in 0..2*pad and flip bits for ``n`` images, (n,) each,
     drawn on the CPU from ``generator`` in this order; ``None`` for what is not drawn."""
     dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator) if pad else None
@@ -43,7 +45,13 @@ def draw_crop_flip(n: int, generator: torch.Generator, pad: int = 4, flip: bool 
     return dy, dx, flips
 
 
-def crop_flip(images, dy, dx, flip, pad: int = 4) -> torch.Tensor:
+def crop_flip(
+    images: torch.Tensor,
+    dy: torch.Tensor | None,
+    dx: torch.Tensor | None,
+    flip: torch.Tensor | None,
+    pad: int = 4,
+) -> torch.Tensor:
     """Image i cropped at row dy[i], column dx[i] of its zero-padded
     self (``pad`` pixels each side), then mirrored where ``flip[i]``
     is set, all as one gather: (B, C, H, W) -> same shape.
@@ -65,8 +73,12 @@ def crop_flip(images, dy, dx, flip, pad: int = 4) -> torch.Tensor:
     return images
 
 
-def random_crop_flip(images: torch.Tensor, generator: torch.Generator,
-                     pad: int = 4, flip: bool | torch.Tensor = True):
+def random_crop_flip(
+    images: torch.Tensor,
+    generator: torch.Generator,
+    pad: int = 4,
+    flip: bool | torch.Tensor = True,
+) -> torch.Tensor:
     """Each image its own random crop after ``pad`` pixels of zero
     padding, and its own horizontal flip with probability 1/2:
     (B, C, H, W) -> same shape. ``flip`` may instead be a bool (B,)
