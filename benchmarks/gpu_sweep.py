@@ -49,7 +49,7 @@ def main() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # the workers inherit it
     os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "2")
 
-    from resnet_lab.data import load_cifar10
+    from resnet_lab.cifar10 import load_cifar10
     from resnet_lab.experiments import run_id, runs_to_do
 
     load_cifar10()  # decode and cache once, before the workers read the cache

@@ -23,8 +23,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-from resnet_lab.data import MEAN, STD, CifarLoader, load_cifar10
+from resnet_lab.cifar10 import MEAN, STD, load_cifar10
 from resnet_lab.device import autocast_context, hardware_name, pick_device, resolve_precision
+from resnet_lab.loader import CifarLoader
 from resnet_lab.models import resnet20
 
 

@@ -75,7 +75,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 
 
 def _load_data(args):
-    from resnet_lab.data import load_cifar10
+    from resnet_lab.cifar10 import load_cifar10
 
     root = None if args.data == "auto" else args.data
     return load_cifar10(root, download=not args.no_download, subset=args.subset, test_subset=args.test_subset)
@@ -113,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p_train = sub.add_parser("train", help="train a model on CIFAR-10")
-    p_train.add_argument("--model", default="resnet20", help="e.g. resnet20, plain56, speednet")
+    p_train.add_argument("--model", default="resnet20",
+                         help="e.g. resnet20, plain56, article_fixed")
     p_train.add_argument("--out", default=None, help="folder for checkpoint.pt and history.json")
     p_train.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
     p_train.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
@@ -188,8 +189,8 @@ def _trained_classes(state: dict) -> list[str] | None:
 
 
 def _evaluate(args) -> int:
-    from resnet_lab.data import CifarLoader
     from resnet_lab.device import pick_device
+    from resnet_lab.loader import CifarLoader
     from resnet_lab.models import build_model, check_model_name
     from resnet_lab.checkpoints import load_checkpoint
     from resnet_lab.evaluation import evaluate
@@ -266,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from resnet_lab.checkpoints import CheckpointMismatch
-    from resnet_lab.data import DataError
+    from resnet_lab.cifar10 import DataError
 
     from resnet_lab.runfolder import RunLockedError
 

@@ -1,13 +1,91 @@
-"""Pure computations the chapters and explorers plot: gradient norms per layer, signal
-propagation through the blocks, lesions of trained networks. No plotting, no training here."""
+"""Pure computations the chapters and explorers print and plot: multiply-adds and shapes,
+gradient norms per layer, signal propagation through the blocks, lesions of trained networks.
+No plotting, no training here."""
 
 from __future__ import annotations
 
 import contextlib
+from collections import OrderedDict
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from resnet_lab.models import cifar_resnet, count_params
+from resnet_lab.evaluation import evaluate
+
+
+def count_macs(model: nn.Module, x: torch.Tensor) -> int:
+    """Multiply-adds of one forward pass on ``x`` in its convolutions and linear layers (the
+    arithmetic that dominates; BN, ReLU and additions are not counted), summed over the batch.
+
+    A conv producing (C_out, H, W) costs C_out * H * W * (C_in / groups) * k_h * k_w.
+    """
+    total = 0
+
+    def conv_hook(m: nn.Conv2d, _inp, out):
+        nonlocal total
+        k = m.kernel_size[0] * m.kernel_size[1] * (m.in_channels // m.groups)
+        total += out.numel() * k
+
+    def linear_hook(m: nn.Linear, _inp, out):
+        nonlocal total
+        total += out.numel() * m.in_features
+
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    handles = [m.register_forward_hook(conv_hook) for m in convs]
+    handles += [m.register_forward_hook(linear_hook) for m in linears]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(x)
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return total
+
+
+def shape_trace(
+    model: nn.Module, input_shape: Sequence[int] = (1, 3, 32, 32), depth: int = 2
+) -> OrderedDict[str, tuple[int, ...]]:
+    """Output shape of every submodule up to ``depth`` levels deep, in the order they run.
+
+    ``shape_trace(resnet20())`` gives ``{"conv1": (1, 16, 32, 32), ..., "fc": (1, 10)}``.
+    Runs one forward pass in eval mode on zeros, on the model's own device.
+    """
+    order: list[str] = []
+    shapes: dict[str, tuple[int, ...]] = {}
+    handles = []
+    for name, module in model.named_modules():
+        if not name or name.count(".") >= depth or isinstance(module, nn.Identity):
+            continue
+
+        def pre(_m, _inp, name=name):
+            if name not in order:
+                order.append(name)
+
+        def post(_m, _inp, out, name=name):
+            if isinstance(out, torch.Tensor):
+                shapes[name] = tuple(out.shape)
+
+        handles.append(module.register_forward_pre_hook(pre))
+        handles.append(module.register_forward_hook(post))
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else "cpu"
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(*input_shape, device=device))
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return OrderedDict((name, shapes[name]) for name in order if name in shapes)
 
 
 def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -85,15 +163,14 @@ def lesion(model: nn.Module, loader, block_index: int) -> float:
     input straight on where shapes allow, and raises a ValueError where they don't (the first
     block of a stage changes the number of channels). The model is restored afterwards.
     """
-    from resnet_lab.evaluation import evaluate
-
     blocks = model.blocks()
     if not 0 <= block_index < len(blocks):
         raise ValueError(f"block_index must be in 0..{len(blocks) - 1}, got {block_index}")
     target = blocks[block_index]
     if not getattr(target, "skip", True) and _changes_shape(target):
         raise ValueError(
-            f"block {block_index} of a plain network changes the tensor's shape and has no shortcut: "
+            f"block {block_index} of a plain network changes the tensor's shape and has no "
+            "shortcut: "
             "it cannot be removed; pick a block that is not the first of its stage"
         )
     stage, position = _position_of(model, target)
@@ -139,8 +216,6 @@ def depth_profile(
     One forward and one backward pass: the block statistics are read during the forward pass
     that the gradients need (the same numbers :func:`activation_stats` gives in train mode).
     """
-    from resnet_lab.models import cifar_resnet, count_params
-
     torch.manual_seed(seed)
     model = cifar_resnet(depth, skip=skip, shortcut=shortcut, zero_init_residual=zero_init)
     with recording_block_stats(model) as stats:

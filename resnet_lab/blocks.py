@@ -37,6 +37,14 @@ def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
 
 
+def check_num_classes(num_classes) -> None:
+    """Refuse a classifier head of no classes (or a float, or a bool), for every network here."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(
+            f"num_classes must be a positive integer (10 for CIFAR-10), got {num_classes!r}"
+        )
+
+
 class PadShortcut(nn.Module):
     """Option A: subsample by ``stride`` and zero-pad the new channels, split evenly.
 
@@ -73,7 +81,8 @@ def make_shortcut(
     option A when they don't, and a 1x1 conv + BN projection for B (shapes change) and C.
     """
     if shortcut not in SHORTCUTS:
-        raise ValueError(f"shortcut must be one of {SHORTCUTS} (see He et al. 2015 §3.3), got {shortcut!r}")
+        raise ValueError(f"shortcut must be one of {SHORTCUTS} (see He et al. 2015 §3.3), "
+                         f"got {shortcut!r}")
     same_shape = stride == 1 and in_planes == out_planes
     if shortcut == "C" or (shortcut == "B" and not same_shape):
         return nn.Sequential(conv1x1(in_planes, out_planes, stride), nn.BatchNorm2d(out_planes))
@@ -93,7 +102,8 @@ class BasicBlock(nn.Module):
     expansion = 1
 
     def __init__(
-        self, in_planes: int, planes: int, stride: int = 1, *, skip: bool = True, shortcut: str = "A"
+        self, in_planes: int, planes: int, stride: int = 1, *, skip: bool = True,
+        shortcut: str = "A",
     ) -> None:
         super().__init__()
         self.skip = skip
@@ -134,7 +144,8 @@ class Bottleneck(nn.Module):
     expansion = 4
 
     def __init__(
-        self, in_planes: int, planes: int, stride: int = 1, *, skip: bool = True, shortcut: str = "B"
+        self, in_planes: int, planes: int, stride: int = 1, *, skip: bool = True,
+        shortcut: str = "B",
     ) -> None:
         super().__init__()
         self.skip = skip
@@ -154,7 +165,9 @@ class Bottleneck(nn.Module):
         out = self.relu(self.bn2(self.conv2(out)))  # (B, planes, H/s, W/s)
         out = self.bn3(self.conv3(out))  # (B, 4 planes, H/s, W/s)
         if self.skip:
-            out = out + (identity if self.downsample is None else self.downsample(identity))
+            if self.downsample is not None:  # where the shape changes
+                identity = self.downsample(identity)
+            out = out + identity
         return self.relu(out)
 
     def last_bn(self) -> nn.BatchNorm2d:
@@ -176,7 +189,8 @@ class PreActBlock(nn.Module):
     expansion = 1
 
     def __init__(
-        self, in_planes: int, planes: int, stride: int = 1, *, skip: bool = True, shortcut: str = "A"
+        self, in_planes: int, planes: int, stride: int = 1, *, skip: bool = True,
+        shortcut: str = "A",
     ) -> None:
         super().__init__()
         self.skip = skip
@@ -189,7 +203,8 @@ class PreActBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(x))
-        # an identity shortcut carries the raw x; a shape-changing one sees the activated input
+        # an identity shortcut carries the raw x; a shape-changing one
+        # sees the activated input
         identity = x if self.downsample is None else self.downsample(out)
         out = self.conv1(out)
         out = self.conv2(self.relu(self.bn2(out)))

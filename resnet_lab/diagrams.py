@@ -7,8 +7,12 @@ are computed from the real modules of :mod:`resnet_lab`, not typed in.
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import torch
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
+from resnet_lab.analysis import count_macs, shape_trace
+from resnet_lab.blocks import BasicBlock, Bottleneck
+from resnet_lab.models import cifar_resnet, count_params
 from resnet_lab.viz import caption
 
 BOX = {"conv": "#cfe2f3", "bn": "#fff2cc", "relu": "#d9ead3", "add": "#f4cccc", "io": "#eeeeee", "pool": "#ead1dc"}
@@ -65,9 +69,6 @@ def plain_vs_residual_block():
 def shortcut_options():
     """The three shortcuts of He et al. (2015, §3.3) for a block that halves the resolution and
     doubles the channels, with their parameter counts (16 -> 32 channels, computed)."""
-    from resnet_lab.blocks import BasicBlock
-    from resnet_lab.models import count_params
-
     params = {o: count_params(BasicBlock(16, 32, 2, shortcut=o).downsample) for o in "ABC"}
     same = {o: BasicBlock(16, 16, 1, shortcut=o).downsample for o in "ABC"}
     fig, axes = _canvas(3, 4)
@@ -89,11 +90,6 @@ def shortcut_options():
 def basic_vs_bottleneck():
     """The paper's Fig. 5: a basic block on 64 channels beside a bottleneck block on 256
     channels, with their parameters and multiply-adds on a 56x56 map (computed)."""
-    import torch
-
-    from resnet_lab.blocks import BasicBlock, Bottleneck
-    from resnet_lab.models import count_macs, count_params
-
     basic, bottle = BasicBlock(64, 64), Bottleneck(256, 64)
     cost = {k: (count_params(m), count_macs(m, torch.zeros(1, c, 56, 56)))
             for k, m, c in (("basic", basic, 64), ("bottleneck", bottle, 256))}
@@ -113,8 +109,6 @@ def basic_vs_bottleneck():
 
 def resnet_layout(depth: int = 20):
     """The CIFAR ResNet-``depth`` as stages, with the output shape of each (traced)."""
-    from resnet_lab.models import cifar_resnet, count_params, shape_trace
-
     model = cifar_resnet(depth)
     shapes = shape_trace(model, depth=1)
     n = (depth - 2) // 6

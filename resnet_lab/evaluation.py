@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resnet_lab.data import CifarLoader
+from resnet_lab.loader import CifarLoader
 from resnet_lab.device import autocast_context
 
 

@@ -232,7 +232,7 @@ def run_experiment(name: str, *, seed: int | None = None, data=None, out: str | 
     recorded in ``out`` is refused unless ``overwrite=True``, which trains it again from scratch.
     A recorded run whose weights (``keep_weights``) are missing is exported again from its
     checkpoint in ``runs/``, or, without one, trained again."""
-    from resnet_lab.data import load_cifar10
+    from resnet_lab.cifar10 import load_cifar10
     from resnet_lab.models import build_model
     from resnet_lab.train import seed_everything, train
 
@@ -469,16 +469,25 @@ class TransferStudy:
     backbone_scale: float = 0.1  # finetune_lowlr: the backbone trains at lr x this
 
     def config(self, method: str, n_images: int, seed: int) -> TrainConfig:
-        """The recipe of one adaptation run: ``steps`` steps of one-cycle SGD, evaluated once."""
+        """The recipe of one adaptation run: ``steps`` steps of
+        one-cycle SGD, evaluated once."""
         if method not in TRANSFER_METHODS:
-            raise ValueError(f"method must be one of {TRANSFER_METHODS}, got {method!r}")
+            raise ValueError(
+                f"method must be one of {TRANSFER_METHODS}, got {method!r}"
+            )
         batch = min(self.batch_size, n_images)
         epochs = max(1, round(self.steps * batch / n_images))
-        lr = self.scratch_lr if method in ("scratch", "linear_probe") else self.lr
-        scales = {"backbone": self.backbone_scale} if method == "finetune_lowlr" else {}
-        return TrainConfig(epochs=epochs, batch_size=batch, lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4,
-                           schedule="onecycle", warmup=0.1 * epochs, seed=seed, eval_every=epochs, lr_scales=scales,
-                           channels_last=self.pretrain.channels_last, precision=self.pretrain.precision)
+        fresh = method in ("scratch", "linear_probe")
+        lr = self.scratch_lr if fresh else self.lr
+        low = method == "finetune_lowlr"
+        scales = {"backbone": self.backbone_scale} if low else {}
+        return TrainConfig(
+            epochs=epochs, batch_size=batch, lr=lr, momentum=0.9,
+            nesterov=True, weight_decay=5e-4, schedule="onecycle",
+            warmup=0.1 * epochs, seed=seed, eval_every=epochs,
+            lr_scales=scales, channels_last=self.pretrain.channels_last,
+            precision=self.pretrain.precision,
+        )
 
 
 TRANSFER = TransferStudy()
@@ -573,7 +582,7 @@ def run_transfer_study(study: TransferStudy = TRANSFER, *, data=None, out: str |
     ``results/finetune.json``) as soon as it ends. Runs already in ``out`` are skipped."""
     from tqdm.auto import tqdm
 
-    from resnet_lab.data import load_cifar10
+    from resnet_lab.cifar10 import load_cifar10
     from resnet_lab.device import hardware_name, pick_device
 
     out = Path(out) if out is not None else transfer_paths()[0]

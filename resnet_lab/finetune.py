@@ -6,7 +6,7 @@
 >>> freeze(model, "backbone")                                    # a linear probe ...
 >>> train(model, data, TrainConfig(lr_scales={"backbone": 0.1}))  # ... or a smaller backbone lr
 
-Parts are those of :func:`resnet_lab.models.model_parts`: ``stem``, ``layer1`` ... ``layerN``,
+Parts are those of :func:`model_parts`: ``stem``, ``layer1`` ... ``layerN``,
 ``head``, and ``backbone`` for all but the head. Works for the CIFAR ResNets, their plain twins
 and the torchvision-compatible ``resnet18`` ... ``resnet152``.
 
@@ -22,33 +22,85 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torchvision
 from torch import nn
 
+from resnet_lab.blocks import check_num_classes
 from resnet_lab.checkpoints import CheckpointMismatch, load_checkpoint, model_name
-from resnet_lab.models import (
-    IMAGENET_LAYERS,
-    ResNet,
-    check_num_classes,
-    model_parts,
-    parameter_parts,
-    part_names,
-)
+from resnet_lab.models import IMAGENET_LAYERS, ResNet, count_params
 
 
 def _require_resnet(model: nn.Module) -> ResNet:
     if not isinstance(model, ResNet):
-        raise TypeError(f"expected one of resnet_lab's ResNets (cifar_resnet, resnet18 ...), got {type(model).__name__}")
+        raise TypeError(f"expected one of resnet_lab's ResNets (cifar_resnet, resnet18 ...), "
+                        f"got {type(model).__name__}")
     return model
+
+
+# ---------------------------------------------------------------------------- parts
+
+
+def model_parts(model: nn.Module) -> dict[str, list[str]]:
+    """The named parts of a :class:`ResNet`, input to output, for freezing and for learning
+    rates: ``stem``, ``layer1`` ... ``layerN`` (one per stage) and ``head``. Each part maps to the
+    module names it covers. ``backbone`` (everything but the head) is accepted wherever a part
+    name is.
+
+    >>> list(model_parts(resnet20()))
+    ['stem', 'layer1', 'layer2', 'layer3', 'head']
+    """
+    if not isinstance(model, ResNet):
+        raise TypeError(
+            f"named parts are defined for resnet_lab's ResNet models (cifar_resnet, resnet18 ...), "
+            f"not {type(model).__name__}"
+        )
+    parts = {"stem": ["conv1", "bn1"]}
+    for i in range(1, model.num_stages + 1):
+        parts[f"layer{i}"] = [f"layer{i}"]
+    parts[f"layer{model.num_stages}"].append("final_act")  # pre-activation's last BN-ReLU
+    parts["head"] = ["fc"]
+    return parts
+
+
+def part_names(model: nn.Module, parts) -> list[str]:
+    """Expand ``parts`` (a name or a list; ``"backbone"`` = all but the head, ``"all"``) into
+    the part names of ``model``, refusing unknown names with the list of valid ones."""
+    known = list(model_parts(model))
+    if isinstance(parts, str):
+        parts = [parts]
+    if not isinstance(parts, (list, tuple, set, frozenset)):
+        raise TypeError(f"parts must be a part name or a list of them, one of {known} "
+                        f"(or 'backbone', 'all'), got {parts!r}")
+    out: list[str] = []
+    for p in parts:
+        if p == "all":
+            out += known
+        elif p == "backbone":
+            out += [k for k in known if k != "head"]
+        elif p in known:
+            out.append(p)
+        else:
+            raise ValueError(f"unknown part {p!r}; this model's parts are {known} "
+                             "(or 'backbone', 'all')")
+    return list(dict.fromkeys(out))
+
+
+def parameter_parts(model: nn.Module) -> dict[str, str]:
+    """The part (see :func:`model_parts`) of every parameter, by parameter name."""
+    owner = {m: part for part, mods in model_parts(model).items() for m in mods}
+    return {name: owner[name.split(".")[0]] for name, _ in model.named_parameters()}
+
+
+# ---------------------------------------------------------------------------- heads, freezing
 
 
 def replace_head(model: nn.Module, num_classes: int) -> nn.Module:
     """Give ``model`` a new, freshly initialised linear classifier for
     ``num_classes`` classes, in place (on the old head's device and
-    dtype). Returns the model: (B, 3, H, W) -> (B, num_classes).
+    dtype). Returns the model.
 
-    The model's ``build_spec`` is updated, so that its checkpoints can
-    be rebuilt by ``python -m resnet_lab evaluate``.
+    (B, 3, H, W) -> (B, num_classes) afterwards. The model's
+    ``build_spec`` is updated, so its checkpoints can be rebuilt by
+    ``python -m resnet_lab evaluate``.
     """
     model = _require_resnet(model)
     check_num_classes(num_classes)
@@ -85,14 +137,14 @@ def unfreeze(model: nn.Module, parts="all") -> nn.Module:
 
 def count_trainable(model: nn.Module) -> tuple[int, int]:
     """(trainable, frozen) parameter counts."""
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
-    return trainable, frozen
+    trainable = count_params(model, trainable_only=True)
+    return trainable, count_params(model) - trainable
 
 
 def trainable_parts(model: nn.Module) -> dict[str, bool]:
     """Whether each part is trainable (any parameter with ``requires_grad``)."""
-    return {part: any(p.requires_grad for p in _parameters_of(model, part)) for part in model_parts(model)}
+    return {part: any(p.requires_grad for p in _parameters_of(model, part))
+            for part in model_parts(model)}
 
 
 # ---------------------------------------------------------------------------- pretrained weights
@@ -106,7 +158,8 @@ class Pretrained:
     loaded: bool
     source: str
     message: str
-    skipped: list[str] = field(default_factory=list)  # keys not loaded (the head, when its size differs)
+    # keys not loaded (the head, when its size differs)
+    skipped: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return self.loaded
@@ -168,7 +221,9 @@ def _is_path(source) -> bool:
     return looks_like_path or Path(source).is_file()
 
 
-def load_pretrained(model: nn.Module, source, *, progress: bool = False, warn: bool = True) -> Pretrained:
+def load_pretrained(
+    model: nn.Module, source, *, progress: bool = False, warn: bool = True
+) -> Pretrained:
     """Load pretrained weights into ``model`` (in place), all but a head of another size.
 
     ``source`` is
@@ -205,6 +260,8 @@ def load_pretrained(model: nn.Module, source, *, progress: bool = False, warn: b
 
 def _weights_enum(model: ResNet, weights):
     """torchvision's weight enum for ``model`` (an ImageNet ResNet), refusing what cannot fit."""
+    import torchvision  # 1.2 s to import: only when ImageNet weights are asked for
+
     spec = getattr(model, "build_spec", None) or {}
     depth = spec.get("kwargs", {}).get("depth")
     if spec.get("name") != "imagenet_resnet" or depth is None:

@@ -1,36 +1,40 @@
-"""Residual networks and their plain twins.
+"""Residual networks and their plain twins, and the names they build by.
 
 - :func:`cifar_resnet`: the CIFAR-10 networks of He et al. (2015, §4.2), depth 6n+2, and
   their plain twins (``skip=False``). Parameter counts match the paper's Table 6 exactly.
 - :func:`resnet18` ... :func:`resnet152`: ImageNet ResNets whose state-dict keys and shapes
   are torchvision's, so ``ours.load_state_dict(torchvision_model.state_dict())`` works.
-- :class:`ArticleNet`: the article's network as written, and :class:`ArticleNetFixed`.
 - :func:`load_reference_weights`: akamaster/pytorch_resnet_cifar10 checkpoints into ours.
-- :func:`count_params`, :func:`shape_trace`: what the chapters print.
+- :func:`count_params`: the one parameter counter (the trainer's record, fine-tuning, the
+  chapters).
+- :func:`build_model`: a network by name (``resnet20``, ``plain56``, ``article`` ...), as the
+  CLI and checkpoints name them; the article's networks are in :mod:`resnet_lab.article`.
 """
 
 from __future__ import annotations
 
 import inspect
 import re
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
 
-from resnet_lab.blocks import BLOCKS, SHORTCUTS, BasicBlock, Bottleneck, conv3x3, zero_init_residual_
+from resnet_lab.article import ArticleNet, ArticleNetFixed
+from resnet_lab.blocks import (
+    BLOCKS,
+    SHORTCUTS,
+    BasicBlock,
+    Bottleneck,
+    check_num_classes,
+    conv3x3,
+    zero_init_residual_,
+)
 
-CIFAR_DEPTHS = (20, 32, 44, 56, 110, 1202)
 # the paper's deepest CIFAR network is 1202 layers (§4.2; it overfits); 2000 = 6*333+2 = 9*222+2
 # leaves room beyond it, while a typo such as resnet99999998 fails at once instead of allocating
 # for hours (resnet1202 has 19.4M parameters)
 MAX_CIFAR_DEPTH = 2000
-
-
-def check_num_classes(num_classes) -> None:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive integer (10 for CIFAR-10), got {num_classes!r}")
 
 
 class ResNet(nn.Module):
@@ -110,7 +114,8 @@ class ResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(self.bn1(self.conv1(x)))  # CIFAR: (B, 16, 32, 32)
         x = self.maxpool(x)
-        for stage in self.stages():  # CIFAR: (B, 16, 32, 32) -> (B, 32, 16, 16) -> (B, 64, 8, 8)
+        # CIFAR: (B, 16, 32, 32) -> (B, 32, 16, 16) -> (B, 64, 8, 8)
+        for stage in self.stages():
             x = stage(x)
         x = self.final_act(x)
         x = torch.flatten(self.avgpool(x), 1)  # (B, 64)
@@ -174,10 +179,11 @@ def cifar_resnet(
     variant += [f"shortcut {shortcut}"] if shortcut != "A" and skip else []
     variant += [f"width {width}"] if width != 16 else []
     variant += ["zero-init"] if zero_init_residual else []
-    model.name = f"{'resnet' if skip else 'plain'}{depth}" + (f" ({', '.join(variant)})" if variant else "")
+    suffix = f" ({', '.join(variant)})" if variant else ""
+    model.name = f"{'resnet' if skip else 'plain'}{depth}{suffix}"
     model.build_spec = {"name": "cifar_resnet", "kwargs": dict(
-        depth=depth, skip=skip, shortcut=shortcut, block=block, width=width, num_classes=num_classes,
-        zero_init_residual=zero_init_residual)}
+        depth=depth, skip=skip, shortcut=shortcut, block=block, width=width,
+        num_classes=num_classes, zero_init_residual=zero_init_residual)}
     return model
 
 
@@ -201,16 +207,8 @@ def resnet110(**kw) -> ResNet:
     return cifar_resnet(110, **kw)
 
 
-def resnet1202(**kw) -> ResNet:
-    return cifar_resnet(1202, **kw)
-
-
 def plain20(**kw) -> ResNet:
     return cifar_resnet(20, skip=False, **kw)
-
-
-def plain32(**kw) -> ResNet:
-    return cifar_resnet(32, skip=False, **kw)
 
 
 def plain44(**kw) -> ResNet:
@@ -219,10 +217,6 @@ def plain44(**kw) -> ResNet:
 
 def plain56(**kw) -> ResNet:
     return cifar_resnet(56, skip=False, **kw)
-
-
-def plain110(**kw) -> ResNet:
-    return cifar_resnet(110, skip=False, **kw)
 
 
 # ---------------------------------------------------------------------------- ImageNet
@@ -236,7 +230,9 @@ IMAGENET_LAYERS = {
 }
 
 
-def imagenet_resnet(depth: int, *, num_classes: int = 1000, skip: bool = True, zero_init_residual: bool = False) -> ResNet:
+def imagenet_resnet(
+    depth: int, *, num_classes: int = 1000, skip: bool = True, zero_init_residual: bool = False
+) -> ResNet:
     """ImageNet ResNet-``depth`` (He et al. 2015, Table 1), torchvision's layout and keys.
 
     Shortcut B: projections only where shapes change. (B, 3, 224, 224) -> (B, num_classes).
@@ -264,104 +260,15 @@ def resnet18(num_classes: int = 1000, **kw) -> ResNet:
     return imagenet_resnet(18, num_classes=num_classes, **kw)
 
 
-def resnet34(num_classes: int = 1000, **kw) -> ResNet:
-    return imagenet_resnet(34, num_classes=num_classes, **kw)
-
-
 def resnet50(num_classes: int = 1000, **kw) -> ResNet:
     return imagenet_resnet(50, num_classes=num_classes, **kw)
-
-
-def resnet101(num_classes: int = 1000, **kw) -> ResNet:
-    return imagenet_resnet(101, num_classes=num_classes, **kw)
 
 
 def resnet152(num_classes: int = 1000, **kw) -> ResNet:
     return imagenet_resnet(152, num_classes=num_classes, **kw)
 
 
-# ---------------------------------------------------------------------------- the article
-
-
-class ArticleNet(nn.Module):
-    """The article's network, exactly as its section 5 writes it (the class is called
-    ``ResNet`` there): eight 3x3 convolutions with padding 1, stride 1 and biases,
-    3 -> 16 -> 16 -> 32 -> 32 -> 64 -> 64 -> 128 -> 128 channels, applied one after another.
-    293,520 parameters.
-
-    What is missing: an activation between the convolutions (so the eight compose to one
-    linear map), batch normalisation, any skip connection (nothing adds an input back), and a
-    classifier head: ``forward`` returns the last feature map, (B, 3, 32, 32) -> (B, 128, 32, 32).
-    :class:`ArticleNetFixed` repairs it step by step.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 16, kernel_size=3, padding=1)
-        self.conv2 = nn.Conv2d(16, 16, kernel_size=3, padding=1)
-        self.conv3 = nn.Conv2d(16, 32, kernel_size=3, padding=1)
-        self.conv4 = nn.Conv2d(32, 32, kernel_size=3, padding=1)
-        self.conv5 = nn.Conv2d(32, 64, kernel_size=3, padding=1)
-        self.conv6 = nn.Conv2d(64, 64, kernel_size=3, padding=1)
-        self.conv7 = nn.Conv2d(64, 128, kernel_size=3, padding=1)
-        self.conv8 = nn.Conv2d(128, 128, kernel_size=3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x1 = self.conv1(x)
-        x2 = self.conv2(x1)
-        x3 = self.conv3(x2)
-        x4 = self.conv4(x3)
-        x5 = self.conv5(x4)
-        x6 = self.conv6(x5)
-        x7 = self.conv7(x6)
-        x8 = self.conv8(x7)
-        return x8  # (B, 128, 32, 32): feature maps, not class scores
-
-
-class ArticleNetFixed(nn.Module):
-    """The article's eight convolutions, repaired one step at a time (chapter 4). Every
-    variant has what the article lacks most, a head: global average pooling and a linear
-    classifier, (B, 3, 32, 32) -> (B, num_classes).
-
-    - ``nonlinear=False``: the article's eight biased convolutions, still with nothing between
-      them, plus the head: the loss runs, but the network is a linear classifier.
-    - ``nonlinear=True, skip=False``: BN and ReLU after every convolution (no biases: BN
-      shifts); a plain 8-layer network.
-    - ``nonlinear=True, skip=True`` (the default): what the article's text promises, "a network
-      with three residual blocks": a two-convolution stem, then convolutions 3-8 as three
-      :class:`~resnet_lab.blocks.BasicBlock` with the 1x1 projection shortcut that the
-      article's section 3 describes (the width changes in each block).
-
-    Every layer runs at full 32x32 resolution, as in the article; that makes it several times
-    costlier than the paper's ResNet-20 for about the same number of parameters.
-    """
-
-    def __init__(self, num_classes: int = 10, *, nonlinear: bool = True, skip: bool = True) -> None:
-        super().__init__()
-        check_num_classes(num_classes)
-        if skip and not nonlinear:
-            raise ValueError("skip=True needs nonlinear=True: residual blocks have BN and ReLU")
-        if not nonlinear:
-            self.features = ArticleNet()
-        else:
-            self.features = nn.Sequential(
-                conv3x3(3, 16), nn.BatchNorm2d(16), nn.ReLU(inplace=True),  # conv1
-                conv3x3(16, 16), nn.BatchNorm2d(16), nn.ReLU(inplace=True),  # conv2
-                BasicBlock(16, 32, skip=skip, shortcut="B"),  # conv3, conv4 (+ 1x1 projection)
-                BasicBlock(32, 64, skip=skip, shortcut="B"),  # conv5, conv6
-                BasicBlock(64, 128, skip=skip, shortcut="B"),  # conv7, conv8
-            )
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(128, num_classes)
-        self.name = "article_fixed" + ("" if nonlinear else " (linear)") + ("" if skip else " (plain)")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.features(x)  # (B, 128, 32, 32)
-        x = torch.flatten(self.avgpool(x), 1)  # (B, 128)
-        return self.fc(x)  # (B, num_classes)
-
-
-# ---------------------------------------------------------------------------- weights
+# ---------------------------------------------------------------------------- weights, parameters
 
 
 def load_reference_weights(model: ResNet, state_dict: Mapping[str, torch.Tensor]) -> ResNet:
@@ -390,8 +297,8 @@ def load_reference_weights(model: ResNet, state_dict: Mapping[str, torch.Tensor]
     theirs, ours = blocks_in(renamed), blocks_in(model.state_dict())
     if theirs != ours:
         raise ValueError(
-            f"checkpoint is a ResNet-{6 * theirs + 2} ({theirs} blocks per stage) but the model is a "
-            f"ResNet-{6 * ours + 2} ({ours} blocks per stage): build the model with "
+            f"checkpoint is a ResNet-{6 * theirs + 2} ({theirs} blocks per stage) but the model "
+            f"is a ResNet-{6 * ours + 2} ({ours} blocks per stage): build the model with "
             f"cifar_resnet({6 * theirs + 2})"
         )
     # checkpoints from older torch lack BN's num_batches_tracked buffers; keep ours for those
@@ -400,7 +307,8 @@ def load_reference_weights(model: ResNet, state_dict: Mapping[str, torch.Tensor]
     unexpected = [k for k in renamed if k not in own]
     if missing or unexpected:
         raise ValueError(
-            f"checkpoint does not fit this model: missing {missing[:5]}, unexpected {unexpected[:5]}"
+            f"checkpoint does not fit this model: missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}"
         )
     for k in own:
         renamed.setdefault(k, own[k])
@@ -408,205 +316,16 @@ def load_reference_weights(model: ResNet, state_dict: Mapping[str, torch.Tensor]
     return model
 
 
-# ---------------------------------------------------------------------------- parts
-
-
-def model_parts(model: nn.Module) -> dict[str, list[str]]:
-    """The named parts of a :class:`ResNet`, input to output, for freezing and for learning
-    rates: ``stem``, ``layer1`` ... ``layerN`` (one per stage) and ``head``. Each part maps to the
-    module names it covers. ``backbone`` (everything but the head) is accepted wherever a part
-    name is.
-
-    >>> list(model_parts(resnet20()))
-    ['stem', 'layer1', 'layer2', 'layer3', 'head']
-    """
-    if not isinstance(model, ResNet):
-        raise TypeError(
-            f"named parts are defined for resnet_lab's ResNet models (cifar_resnet, resnet18 ...), "
-            f"not {type(model).__name__}"
-        )
-    parts = {"stem": ["conv1", "bn1"]}
-    for i in range(1, model.num_stages + 1):
-        parts[f"layer{i}"] = [f"layer{i}"]
-    parts[f"layer{model.num_stages}"].append("final_act")  # pre-activation's last BN-ReLU
-    parts["head"] = ["fc"]
-    return parts
-
-
-def part_names(model: nn.Module, parts) -> list[str]:
-    """Expand ``parts`` (a name or a list; ``"backbone"`` = all but the head, ``"all"``) into
-    the part names of ``model``, refusing unknown names with the list of valid ones."""
-    known = list(model_parts(model))
-    if isinstance(parts, str):
-        parts = [parts]
-    if not isinstance(parts, (list, tuple, set, frozenset)):
-        raise TypeError(f"parts must be a part name or a list of them, one of {known} "
-                        f"(or 'backbone', 'all'), got {parts!r}")
-    out: list[str] = []
-    for p in parts:
-        if p == "all":
-            out += known
-        elif p == "backbone":
-            out += [k for k in known if k != "head"]
-        elif p in known:
-            out.append(p)
-        else:
-            raise ValueError(f"unknown part {p!r}; this model's parts are {known} (or 'backbone', 'all')")
-    return list(dict.fromkeys(out))
-
-
-def parameter_parts(model: nn.Module) -> dict[str, str]:
-    """The part (see :func:`model_parts`) of every parameter, by parameter name."""
-    owner = {m: part for part, mods in model_parts(model).items() for m in mods}
-    return {name: owner[name.split(".")[0]] for name, _ in model.named_parameters()}
-
-
-# ---------------------------------------------------------------------------- inspection
-
-
 def count_params(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters (BN's running statistics are buffers and are not counted)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-def count_macs(model: nn.Module, x: torch.Tensor) -> int:
-    """Multiply-adds of one forward pass on ``x`` in its convolutions and linear layers (the
-    arithmetic that dominates; BN, ReLU and additions are not counted), summed over the batch.
-
-    A conv producing (C_out, H, W) costs C_out * H * W * (C_in / groups) * k_h * k_w.
-    """
-    total = 0
-
-    def conv_hook(m: nn.Conv2d, _inp, out):
-        nonlocal total
-        k = m.kernel_size[0] * m.kernel_size[1] * (m.in_channels // m.groups)
-        total += out.numel() * k
-
-    def linear_hook(m: nn.Linear, _inp, out):
-        nonlocal total
-        total += out.numel() * m.in_features
-
-    handles = [m.register_forward_hook(conv_hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
-    handles += [m.register_forward_hook(linear_hook) for m in model.modules() if isinstance(m, nn.Linear)]
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(x)
-    finally:
-        model.train(was_training)
-        for h in handles:
-            h.remove()
-    return total
-
-
-def shape_trace(
-    model: nn.Module, input_shape: Sequence[int] = (1, 3, 32, 32), depth: int = 2
-) -> "OrderedDict[str, tuple[int, ...]]":
-    """Output shape of every submodule up to ``depth`` levels deep, in the order they run.
-
-    ``shape_trace(resnet20())`` gives ``{"conv1": (1, 16, 32, 32), ..., "fc": (1, 10)}``.
-    Runs one forward pass in eval mode on zeros, on the model's own device.
-    """
-    order: list[str] = []
-    shapes: dict[str, tuple[int, ...]] = {}
-    handles = []
-    for name, module in model.named_modules():
-        if not name or name.count(".") >= depth or isinstance(module, nn.Identity):
-            continue
-
-        def pre(_m, _inp, name=name):
-            if name not in order:
-                order.append(name)
-
-        def post(_m, _inp, out, name=name):
-            if isinstance(out, torch.Tensor):
-                shapes[name] = tuple(out.shape)
-
-        handles.append(module.register_forward_pre_hook(pre))
-        handles.append(module.register_forward_hook(post))
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else "cpu"
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros(*input_shape, device=device))
-    finally:
-        model.train(was_training)
-        for h in handles:
-            h.remove()
-    return OrderedDict((name, shapes[name]) for name in order if name in shapes)
-
-
-
-# ---------------------------------------------------------------------------- fast training
-
-
-def conv_bn_relu(in_planes: int, out_planes: int) -> nn.Sequential:
-    return nn.Sequential(conv3x3(in_planes, out_planes), nn.BatchNorm2d(out_planes), nn.ReLU(inplace=True))
-
-
-class Scale(nn.Module):
-    """Multiply by a constant: Page's ResNet-9 scales its logits by 1/8 so that the initial
-    softmax is soft and label smoothing has room to act."""
-
-    def __init__(self, factor: float) -> None:
-        super().__init__()
-        self.factor = factor
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.factor
-
-    def extra_repr(self) -> str:
-        return f"factor={self.factor}"
-
-
-class SpeedNet(nn.Module):
-    """A wide, shallow residual network for fast CIFAR-10 training: Page's DAWNBench ResNet-9
-    (2018), built from :class:`~resnet_lab.blocks.BasicBlock`. (Its descendant airbench, Jordan
-    2024, dropped the residual blocks altogether: at this depth a plain network trains.)
-
-    A 3x3 conv stem, then per stage: a 3x3 conv that widens, a 2x2 max-pool that halves the
-    resolution, and (in the stages listed in ``res_stages``) one residual BasicBlock. Global max
-    pooling and a linear classifier whose logits are scaled by ``logit_scale``.
-
-    (B, 3, 32, 32) -> (B, num_classes).
-    """
-
-    def __init__(
-        self,
-        widths: Sequence[int] = (64, 128, 256, 512),
-        res_stages: Sequence[int] = (1, 3),
-        *,
-        num_classes: int = 10,
-        skip: bool = True,
-        logit_scale: float = 0.125,
-    ) -> None:
-        super().__init__()
-        self.prep = conv_bn_relu(3, widths[0])  # (B, w0, 32, 32)
-        stages = []
-        for i, (w_in, w_out) in enumerate(zip(widths[:-1], widths[1:]), start=1):
-            layers = [conv_bn_relu(w_in, w_out), nn.MaxPool2d(2)]
-            if i in res_stages:
-                layers.append(BasicBlock(w_out, w_out, skip=skip))
-            stages.append(nn.Sequential(*layers))
-        self.layers = nn.Sequential(*stages)  # (B, w_last, 32 / 2^k, 32 / 2^k)
-        self.pool = nn.AdaptiveMaxPool2d(1)
-        self.fc = nn.Linear(widths[-1], num_classes, bias=False)
-        self.scale = Scale(logit_scale)
-        self.name = f"speednet{tuple(widths)}" + ("" if skip else " (plain)")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.layers(self.prep(x))
-        x = torch.flatten(self.pool(x), 1)
-        return self.scale(self.fc(x))
+# ---------------------------------------------------------------------------- names
 
 
 BUILDERS = {"cifar_resnet": cifar_resnet, "imagenet_resnet": imagenet_resnet}
-
-
-_OTHERS = {"speednet": SpeedNet, "article": ArticleNet, "article_fixed": ArticleNetFixed}
+_OTHERS = {"article": ArticleNet, "article_fixed": ArticleNetFixed}
 
 
 def _resolve(name: str) -> tuple:
@@ -655,9 +374,10 @@ def _check_arguments(name: str, builder, fixed: dict, kwargs: dict) -> None:
 def build_model(name: str, **kwargs) -> nn.Module:
     """A model by name: ``resnet<depth>`` and ``plain<depth>`` for the CIFAR networks (any
     6n+2 depth up to ``MAX_CIFAR_DEPTH``: ``resnet20``, ``plain56``, ``resnet8`` ...), except
-    ``resnet18/34/50/101/152``, which are the ImageNet networks as in torchvision; ``speednet``,
-    ``article``, ``article_fixed``; or a builder, ``cifar_resnet`` / ``imagenet_resnet``, with its
-    arguments, a depth among them (``build_model("cifar_resnet", depth=20, width=32)``).
+    ``resnet18/34/50/101/152``, which are the ImageNet networks as in torchvision; ``article``,
+    ``article_fixed`` (:mod:`resnet_lab.article`); or a builder, ``cifar_resnet`` /
+    ``imagenet_resnet``, with its arguments, a depth among them
+    (``build_model("cifar_resnet", depth=20, width=32)``).
 
     The model remembers how it was built (``model.build_spec``); checkpoints store it, so
     ``build_model(**state["build"])`` rebuilds the network of any checkpoint. Arguments the

@@ -14,12 +14,12 @@ import torch
 from torch import nn
 
 from resnet_lab.config import TrainConfig
-from resnet_lab.models import model_parts, parameter_parts
+from resnet_lab.finetune import model_parts, parameter_parts
 
 
 def parameter_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
     """The optimiser's parameter groups: trainable parameters only, one group per learning
-    rate. ``cfg.lr_scales`` maps part names of :func:`~resnet_lab.models.model_parts`
+    rate. ``cfg.lr_scales`` maps part names of :func:`~resnet_lab.finetune.model_parts`
     (``"stem"``, ``"layer2"``, ``"head"``, or ``"backbone"`` for all but the head) to multipliers of
     ``cfg.lr``; a part's own entry wins over ``"backbone"``; unnamed parts get 1. Batch-norm
     biases are further multiplied by ``cfg.bn_bias_lr``, their weight decay divided by it; with

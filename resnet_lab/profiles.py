@@ -22,6 +22,9 @@ from functools import lru_cache
 
 import torch
 
+from resnet_lab.analysis import count_macs
+from resnet_lab.models import cifar_resnet
+
 PROFILE_NAMES = ("smoke", "cpu", "gpu")
 
 # Training throughput in ResNet-20 images per second (forward + backward + step, batch 128).
@@ -75,8 +78,6 @@ def current_profile() -> Profile:
 def relative_cost(depth: int) -> float:
     """Multiply-adds of a CIFAR ResNet (or its plain twin) of ``depth`` per image, relative to
     ResNet-20's (computed, not estimated)."""
-    from resnet_lab.models import cifar_resnet, count_macs
-
     x = torch.zeros(1, 3, 32, 32)
     return count_macs(cifar_resnet(depth), x) / count_macs(cifar_resnet(20), x)
 

@@ -44,9 +44,8 @@ from resnet_lab.checkpoints import (
     model_name,
     save_checkpoint,
 )
+from resnet_lab.cifar10 import CifarData
 from resnet_lab.config import TrainConfig, low_res_epochs, lr_factor
-from resnet_lab.data import CifarData, CifarLoader
-from resnet_lab.evaluation import evaluate
 from resnet_lab.device import (
     autocast_context,
     hardware_name,
@@ -54,8 +53,11 @@ from resnet_lab.device import (
     resolve_channels_last,
     resolve_precision,
 )
-from resnet_lab.optim import make_optimizer
 from resnet_lab.distributed import Ranks, all_sum, barrier, distributed_setup, global_batchnorm
+from resnet_lab.evaluation import evaluate
+from resnet_lab.loader import CifarLoader
+from resnet_lab.models import count_params
+from resnet_lab.optim import make_optimizer
 from resnet_lab.runfolder import claim, run_folder
 
 NAN_CHECK_STEPS = 50  # the loss is read on the host once per this many steps (and at epoch end)
@@ -289,12 +291,11 @@ def epoch_record(run: Run, epoch: int, bar=None) -> dict:
 
 def new_history(run: Run, data: CifarData) -> History:
     """An empty History whose meta says what trains on what, where, with which code."""
-    params = list(run.model.parameters())
     return History(meta={
         "model": model_name(run.model),
         "build": getattr(run.model, "build_spec", None),
-        "parameters": sum(p.numel() for p in params),
-        "trainable_parameters": sum(p.numel() for p in params if p.requires_grad),
+        "parameters": count_params(run.model),
+        "trainable_parameters": count_params(run.model, trainable_only=True),
         "data": data.describe(),
         "classes": list(data.classes),
         "device": str(run.device),

@@ -14,12 +14,17 @@ ipywidgets and matplotlib are imported here only, never by ``import resnet_lab``
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Sequence
 
 import torch
 
-from resnet_lab.analysis import depth_profile
+from resnet_lab.analysis import depth_profile, lesion_curve
+from resnet_lab.models import cifar_resnet
+from resnet_lab.config import TrainConfig
+from resnet_lab.evaluation import evaluate
+from resnet_lab.train import seed_everything, train
 
 DEPTHS = tuple(6 * n + 2 for n in range(1, 19))  # 8, 14, ..., 110
 
@@ -177,8 +182,6 @@ _FA_SYMBOLS = {
 def offline_jshtml(html: str) -> str:
     """matplotlib's animation player loads its button icons from a CDN (Font Awesome); offline
     the buttons would be blank. Drop that stylesheet and put plain symbols in the buttons."""
-    import re
-
     html = re.sub(r'<link[^>]*font-awesome[^>]*>', "", html)
     return re.sub(r'<i class="fa ([^"]*)"></i>', lambda m: _FA_SYMBOLS.get(m.group(1), "&#x2022;"), html)
 
@@ -209,10 +212,6 @@ class TrainingRace(_Explorer):
 
     def run(self) -> dict:
         """Train plain and residual at the current settings (or take them from the cache)."""
-        from resnet_lab.models import cifar_resnet
-        from resnet_lab.config import TrainConfig
-        from resnet_lab.train import seed_everything, train
-
         key = self.key()
         if key not in self.results:
             cfg = TrainConfig(epochs=key[1], batch_size=self.batch_size, lr=0.1, schedule="onecycle",
@@ -254,9 +253,6 @@ class LesionExplorer(_Explorer):
 
     def __init__(self, resnet, plain, loader) -> None:
         import ipywidgets as w
-
-        from resnet_lab.analysis import lesion_curve
-        from resnet_lab.evaluation import evaluate
 
         self.baseline = {"resnet": evaluate(resnet, loader)[1], "plain": evaluate(plain, loader)[1]}
         self.curves = {"resnet": lesion_curve(resnet, loader), "plain": lesion_curve(plain, loader)}

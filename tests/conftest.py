@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from resnet_lab.data import CLASSES, CifarData
+from resnet_lab.cifar10 import CLASSES, CifarData
 
 
 def _image(rng, label):

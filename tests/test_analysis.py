@@ -2,15 +2,43 @@ import pytest
 import torch
 from torch import nn
 
-from resnet_lab.analysis import activation_stats, depth_profile, gradient_norms, lesion, lesion_curve, weight_layers
+from resnet_lab.analysis import (
+    activation_stats,
+    count_macs,
+    depth_profile,
+    gradient_norms,
+    lesion,
+    lesion_curve,
+    shape_trace,
+    weight_layers,
+)
 from resnet_lab.blocks import zero_init_residual_
-from resnet_lab.data import CifarLoader
-from resnet_lab.models import cifar_resnet
+from resnet_lab.loader import CifarLoader
+from resnet_lab.models import cifar_resnet, resnet20
 
 
 def test_weight_layers_count_depth():
     assert len(weight_layers(cifar_resnet(20))) == 20
     assert len(weight_layers(cifar_resnet(20, shortcut="B"))) == 20  # projections are not counted
+
+
+def test_shape_trace():
+    trace = shape_trace(resnet20())
+    assert trace["conv1"] == (1, 16, 32, 32)
+    assert trace["layer1"] == (1, 16, 32, 32)
+    assert trace["layer2.0"] == (1, 32, 16, 16)
+    assert trace["layer3"] == (1, 64, 8, 8)
+    assert trace["fc"] == (1, 10)
+    assert list(trace).index("layer1.2") < list(trace).index("layer2.0")
+
+
+def test_count_macs_against_hand_computation():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Flatten(), nn.Linear(4 * 8 * 8, 10))
+    # conv: 4 x 8 x 8 outputs of 3 x 3 x 3 multiply-adds each; linear: 10 of 256; two images
+    assert count_macs(model, torch.zeros(2, 3, 8, 8)) == 2 * (4 * 8 * 8 * 27 + 10 * 256)
+    model.train()
+    count_macs(model, torch.zeros(1, 3, 8, 8))
+    assert model.training  # the mode is restored
 
 
 def test_gradient_norms_against_hand_computation():

@@ -34,7 +34,7 @@ def no_data(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("load_cifar10 called: the command started training")
 
-    monkeypatch.setattr("resnet_lab.data.load_cifar10", refuse)
+    monkeypatch.setattr("resnet_lab.cifar10.load_cifar10", refuse)
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def tiny_study(tiny_data, monkeypatch):
                     budgets=(2,), methods=("scratch", "finetune"), seeds=(0, 1), steps=2,
                     batch_size=8)
     monkeypatch.setattr("resnet_lab.experiments.TRANSFER", study)
-    monkeypatch.setattr("resnet_lab.data.load_cifar10", lambda *a, **k: tiny_data)
+    monkeypatch.setattr("resnet_lab.cifar10.load_cifar10", lambda *a, **k: tiny_data)
     return study
 
 

@@ -7,8 +7,6 @@ from torch import nn
 from resnet_lab.__main__ import main
 from resnet_lab.checkpoints import model_signature
 from resnet_lab.models import (
-    ArticleNet,
-    ArticleNetFixed,
     build_model,
     check_model_name,
     cifar_blocks_per_stage,
@@ -20,7 +18,6 @@ from resnet_lab.models import (
     resnet18,
     resnet20,
     resnet50,
-    shape_trace,
 )
 
 # He et al. 2015, Table 6 (option A); exact counts as the akamaster reproduction prints them
@@ -108,16 +105,6 @@ def test_zero_init_residual_makes_blocks_identity():
     assert torch.equal(m.layer1(x), x)
 
 
-def test_shape_trace():
-    trace = shape_trace(resnet20())
-    assert trace["conv1"] == (1, 16, 32, 32)
-    assert trace["layer1"] == (1, 16, 32, 32)
-    assert trace["layer2.0"] == (1, 32, 16, 16)
-    assert trace["layer3"] == (1, 64, 8, 8)
-    assert trace["fc"] == (1, 10)
-    assert list(trace).index("layer1.2") < list(trace).index("layer2.0")
-
-
 # --- akamaster/pytorch_resnet_cifar10 interop -------------------------------------------
 # A minimal model with that repository's layout and key names, written here so the test can
 # build a state dict of its form without downloading anything.
@@ -188,37 +175,6 @@ def test_reference_weights_wrong_depth():
         load_reference_weights(resnet20(), sd)
 
 
-def test_article_net_as_written_fails_and_fixed_works():
-    x, y = torch.randn(2, 3, 32, 32), torch.tensor([3, 7])
-    net = ArticleNet()
-    assert count_params(net) == 293_520  # eight biased 3x3 convs, 3->16->16->32->32->64->64->128->128
-    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
-    assert [(c.in_channels, c.out_channels, c.stride, c.padding, c.bias is not None) for c in convs] == [
-        (i, o, (1, 1), (1, 1), True) for i, o in zip((3, 16, 16, 32, 32, 64, 64, 128), (16, 16, 32, 32, 64, 64, 128, 128))]
-    out = net(x)
-    assert out.shape == (2, 128, 32, 32)  # a feature map, not class scores
-    assert not any(isinstance(m, (nn.ReLU, nn.BatchNorm2d, nn.Linear)) for m in net.modules())
-    with pytest.raises(RuntimeError, match="spatial targets"):
-        F.cross_entropy(out, y)
-    for kw in ({"nonlinear": False, "skip": False}, {"skip": False}, {}):
-        fixed = ArticleNetFixed(**kw)
-        assert fixed(x).shape == (2, 10)
-        F.cross_entropy(fixed(x), y).backward()
-    assert count_params(ArticleNetFixed(skip=False)) < count_params(ArticleNetFixed())  # + 1x1 projections
-    with pytest.raises(ValueError, match="skip=True needs nonlinear=True"):
-        ArticleNetFixed(nonlinear=False)
-
-
-def test_article_net_is_linear():
-    # without activations the 8 convs compose to one affine map: f(a+b) - f(b) == f(a) - f(0)
-    torch.manual_seed(0)
-    net = ArticleNet().double()
-    a, b = torch.randn(1, 3, 32, 32, dtype=torch.double), torch.randn(1, 3, 32, 32, dtype=torch.double)
-    zero = torch.zeros_like(a)
-    with torch.no_grad():
-        torch.testing.assert_close(net(a + b) - net(b), net(a) - net(zero))
-
-
 # --- names, depths and arguments that cannot build a model ------------------------------
 
 
@@ -257,8 +213,8 @@ def test_unknown_build_arguments_name_them(tmp_path, capsys):
     unknown = r"model 'resnet20' has no argument 'foo' \(it takes \['depth', 'skip'"
     with pytest.raises(ValueError, match=unknown + ".*written by another version of resnet_lab"):
         build_model("resnet20", foo=1)
-    with pytest.raises(ValueError, match="model 'speednet' has no argument 'bar'"):
-        build_model("speednet", bar=2)
+    with pytest.raises(ValueError, match="model 'article_fixed' has no argument 'bar'"):
+        build_model("article_fixed", bar=2)
     with pytest.raises(ValueError, match=r"model 'resnet20' fixes depth=20; .*'cifar_resnet'"):
         build_model("resnet20", depth=32)
     assert build_model("resnet20", depth=20).name == "resnet20"

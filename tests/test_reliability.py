@@ -12,7 +12,7 @@ import torch
 
 from resnet_lab.__main__ import main
 from resnet_lab.checkpoints import CheckpointMismatch, History, RunExistsError
-from resnet_lab.data import DataError, load_cifar10
+from resnet_lab.cifar10 import DataError, load_cifar10
 from resnet_lab.experiments import load_results, run_experiment
 from resnet_lab.models import build_model, cifar_resnet
 from resnet_lab.config import TrainConfig
@@ -139,7 +139,7 @@ def test_resume_refuses_other_data(image_folder, tmp_path, capsys):
 # ---------------------------------------------------------------------------- 6. evaluate rebuilds
 
 
-@pytest.mark.parametrize("name, kwargs", [("resnet14", {"width": 32}), ("speednet", {"widths": (8, 16, 16, 16)}),
+@pytest.mark.parametrize("name, kwargs", [("resnet14", {"width": 32}), ("article_fixed", {"skip": False}),
                                           ("resnet8", {"shortcut": "B"})])
 def test_evaluate_rebuilds_every_model_train_can_save(image_folder, tmp_path, capsys, name, kwargs):
     data = load_cifar10(image_folder, download=False)

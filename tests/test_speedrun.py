@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from resnet_lab.checkpoints import CHECKPOINT_NAME
-from resnet_lab.data import CifarLoader, normalize
 from resnet_lab.experiments import EXPERIMENTS, experiment_names
+from resnet_lab.loader import CifarLoader, normalize
 from resnet_lab.models import cifar_resnet
 from resnet_lab.config import TrainConfig, low_res_epochs
 from resnet_lab.optim import parameter_groups
@@ -24,8 +24,9 @@ def small_model():
     return cifar_resnet(8, width=8)
 
 
-def _views_by_image(loader, n):
-    """{image index: the view the loader yielded} for one epoch (labels carry the index)."""
+def _views_by_image(loader, n, epoch):
+    """{image index: the view the loader yielded} for ``epoch`` (labels carry the index)."""
+    loader.set_epoch(epoch)
     views = {}
     for x, idx in loader:
         for v, i in zip(x, idx.tolist()):
@@ -39,7 +40,7 @@ def test_alternating_flips_mirror_each_image_every_other_epoch():
     images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
     loader = CifarLoader(images, torch.arange(n), 16, device="cpu", seed=3, crop_pad=0, flip="alternate")
     plain = normalize(images)
-    epochs = [_views_by_image(loader, n) for _ in range(3)]
+    epochs = [_views_by_image(loader, n, epoch) for epoch in range(3)]
     flipped = [torch.tensor([torch.equal(e[i], plain[i].flip(2)) for i in range(n)]) for e in epochs]
     unflipped = [torch.tensor([torch.equal(e[i], plain[i]) for i in range(n)]) for e in epochs]
     for f, u in zip(flipped, unflipped):
@@ -48,8 +49,8 @@ def test_alternating_flips_mirror_each_image_every_other_epoch():
     assert torch.equal(flipped[1], ~flipped[0]) and torch.equal(flipped[2], flipped[0])
     # random flips, by contrast, mirror an image twice in a row about a quarter of the time
     rand = CifarLoader(images, torch.arange(n), 16, device="cpu", seed=3, crop_pad=0, flip=True)
-    r = [torch.tensor([torch.equal(v, plain[i].flip(2)) for i, v in sorted(_views_by_image(rand, n).items())])
-         for _ in range(2)]
+    r = [torch.tensor([torch.equal(v, plain[i].flip(2)) for i, v in sorted(_views_by_image(rand, n, e).items())])
+         for e in range(2)]
     assert (r[0] & r[1]).any()
 
 

@@ -10,7 +10,7 @@ from resnet_lab.checkpoints import CheckpointMismatch, History, load_checkpoint
 from resnet_lab.config import TrainConfig, lr_factor
 from resnet_lab.evaluation import evaluate
 from resnet_lab.train import train
-from resnet_lab.data import CifarLoader
+from resnet_lab.loader import CifarLoader
 
 CFG = TrainConfig(epochs=3, batch_size=50, lr=0.05, device="cpu", seed=0)
 

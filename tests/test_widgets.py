@@ -3,7 +3,7 @@ import torch
 
 pytest.importorskip("ipywidgets")
 
-from resnet_lab.data import CLASSES, CifarData  # noqa: E402
+from resnet_lab.cifar10 import CLASSES, CifarData  # noqa: E402
 from resnet_lab.widgets import DepthExplorer, LesionExplorer, TrainingRace, depth_animation  # noqa: E402
 
 
@@ -76,7 +76,7 @@ def test_training_race_caches_results():
 
 
 def test_lesion_explorer():
-    from resnet_lab.data import CifarLoader
+    from resnet_lab.loader import CifarLoader
     from resnet_lab.models import cifar_resnet
 
     data = _tiny_data()

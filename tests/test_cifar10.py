@@ -11,16 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from resnet_lab.data import (
-    CLASSES,
-    CifarLoader,
-    DataError,
-    balanced_indices,
-    denormalize,
-    load_cifar10,
-    normalize,
-    random_crop_flip,
-)
+import resnet_lab.cifar10 as D
+from resnet_lab.cifar10 import CLASSES, DataError, balanced_indices, load_cifar10
 from tests.conftest import make_archives
 
 
@@ -139,67 +131,7 @@ def test_balanced_subset_and_validation_split(image_folder):
         balanced_indices(data.train_labels, 5)
 
 
-def test_crop_flip_each_image_its_own():
-    torch.manual_seed(0)
-    img = torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8)
-    batch = img.repeat(64, 1, 1, 1)
-    out = random_crop_flip(batch, torch.Generator().manual_seed(0))
-    assert out.shape == batch.shape
-    padded = torch.nn.functional.pad(img, (4, 4, 4, 4))[0]
-    found = []
-    for o in out:
-        hits = [
-            (dy, dx, f)
-            for dy in range(9)
-            for dx in range(9)
-            for f in (False, True)
-            if torch.equal((o.flip(2) if f else o), padded[:, dy : dy + 32, dx : dx + 32])
-        ]
-        assert hits, "every output is a crop of the padded input, possibly mirrored"
-        found.append(hits[0])
-    assert len(set(found)) > 30  # 64 images, 162 possible (crop, flip) pairs: far from one shared offset
-    assert 10 < sum(f for _, _, f in found) < 54  # about half flipped
-
-
-def test_loader_keeps_labels_and_is_deterministic():
-    n = 300
-    labels = torch.arange(n) % 10
-    images = (labels * 20 + 10).to(torch.uint8).view(n, 1, 1, 1).repeat(1, 3, 32, 32)
-    a = CifarLoader(images, labels, 64, seed=1, device="cpu")
-    b = CifarLoader(images, labels, 64, seed=1, device="cpu")
-    c = CifarLoader(images, labels, 64, seed=2, device="cpu")
-    assert len(a) == 4  # drop_last for training
-    for (xa, ya), (xb, yb), (xc, yc) in zip(a, b, c):
-        assert torch.equal(xa, xb) and torch.equal(ya, yb)
-        # padding shows as 0 after denormalising; the image's own pixels tell its label
-        raw = (denormalize(xa) * 255).round()
-        assert torch.equal(raw.amax(dim=(1, 2, 3)).long(), ya * 20 + 10)
-    assert not torch.equal(next(iter(a))[1], next(iter(c))[1])
-    # a new epoch reshuffles
-    a.set_epoch(0)
-    first = next(iter(a))[1]
-    a.set_epoch(1)
-    assert not torch.equal(first, next(iter(a))[1])
-
-
-def test_eval_loader_is_ordered_and_unaugmented():
-    images = torch.randint(0, 256, (25, 3, 32, 32), dtype=torch.uint8)
-    labels = torch.arange(25) % 10
-    loader = CifarLoader(images, labels, 10, train=False, device="cpu")
-    xs, ys = zip(*loader)
-    assert len(loader) == 3 and [len(y) for y in ys] == [10, 10, 5]
-    torch.testing.assert_close(torch.cat(xs), normalize(images))
-    assert torch.equal(torch.cat(ys), labels)
-
-
-def test_loader_rejects_bad_input():
-    with pytest.raises(ValueError, match="uint8"):
-        CifarLoader(torch.zeros(4, 3, 32, 32), torch.zeros(4, dtype=torch.long), device="cpu")
-    with pytest.raises(ValueError, match="4 images but 3 labels"):
-        CifarLoader(torch.zeros(4, 3, 32, 32, dtype=torch.uint8), torch.zeros(3, dtype=torch.long), device="cpu")
-
-
-# ---------------------------------------------------------------------------- issue 16: data
+# ---------------------------------------------------------------------------- archives, digests, cache
 
 
 def _tar(dest, members: dict) -> None:
@@ -268,8 +200,6 @@ def test_describe_names_the_content_of_both_splits(image_folder, tmp_path):
 
 
 def test_digest_is_stored_in_the_cache_and_not_recomputed(image_folder, monkeypatch):
-    import resnet_lab.data as D
-
     first = load_cifar10(image_folder, download=False)
     calls = []
     real = D.content_digest
@@ -279,8 +209,6 @@ def test_digest_is_stored_in_the_cache_and_not_recomputed(image_folder, monkeypa
 
 
 def test_derived_data_gets_the_digest_of_what_it_holds(image_folder):
-    import resnet_lab.data as D
-
     data = load_cifar10(image_folder, download=False)
     derived = [data.subset(20, 10, seed=3), data.select_classes(["cat", "dog"]), data.split_validation(10),
                data.split_validation(10).subset(10)]
@@ -426,8 +354,6 @@ def test_python_batches_in_the_official_format_still_load(tmp_path):
 
 @pytest.mark.parametrize("failure", ["OSError ENOSPC", "torch.save into /dev/full"])
 def test_failed_cache_write_is_one_line_and_the_data_still_loads(image_folder, monkeypatch, capsys, failure):
-    import resnet_lab.data as D
-
     if failure == "OSError ENOSPC":
         def write(obj, path):
             raise OSError(28, "No space left on device")
