@@ -5,10 +5,12 @@ recipe (a :class:`~resnet_lab.train.TrainConfig`), the data it trains on and the
 with. A *sweep* is a group of experiments sharing a prefix (``degradation/plain20``,
 ``degradation/resnet20``, ...), run as one: ``python -m resnet_lab experiment degradation``.
 
-Layout of ``results/``: one History JSON per run, ``results/<experiment>-seed<k>.json``
-(``results/degradation/resnet20-seed1.json``), and ``.pt`` weights beside it where the book
-needs the trained network. A run already recorded is skipped; an interrupted run resumes from
-its checkpoint in ``runs/<experiment>-seed<k>/``. :func:`load_results` reads a sweep back and
+Layout of a results folder: one History JSON per run, ``<experiment>-seed<k>.json``
+(``degradation/resnet20-seed1.json``), and ``.pt`` weights beside it where the book needs the
+trained network. Which folder is read and which is written is :mod:`resnet_lab.records`' rule:
+a checkout's ``results/``, or, installed, the records shipped in the package read beside the
+reader's own folder. A run already recorded is skipped; an interrupted run resumes from its
+checkpoint in ``runs/<experiment>-seed<k>/``. :func:`load_results` reads a sweep back and
 :func:`mean_sd` gives the mean and standard deviation over seeds that the book reports.
 """
 
@@ -25,8 +27,8 @@ from pathlib import Path
 from resnet_lab.checkpoints import (CHECKPOINT_NAME, History, RunExistsError, atomic_write,
                                     check_writable, export_weights, load_checkpoint)
 from resnet_lab.config import TrainConfig
-
-RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
+from resnet_lab.records import own_results_dir, record_dirs
+from resnet_lab.records import results_dir as book_results_dir
 
 
 @dataclass(frozen=True)
@@ -182,7 +184,9 @@ def run_id(name: str, seed: int) -> str:
 
 
 def result_path(name: str, seed: int, results_dir: str | Path | None = None) -> Path:
-    return Path(results_dir or RESULTS_DIR) / f"{run_id(name, seed)}.json"
+    """Where run ``seed`` of ``name`` is recorded in ``results_dir``; by default where the reader's
+    runs are written (:func:`~resnet_lab.records.own_results_dir`)."""
+    return Path(results_dir or own_results_dir()) / f"{run_id(name, seed)}.json"
 
 
 def is_recorded(path: Path, epochs: int, *, weights: bool = False) -> bool:
@@ -370,29 +374,66 @@ def _load_record(path: Path, exp_name: str, seed: int, note) -> History | None:
     return h
 
 
+def _load_folder(name: str, root: Path, note) -> dict[str, dict[int, History]]:
+    """``{experiment: {seed: History}}`` of the sweep ``name`` recorded in ``root``."""
+    out: dict[str, dict[int, History]] = {}
+    for exp_name in experiment_names(name):
+        for seed, path in _record_files(exp_name, root, note):
+            h = _load_record(path, exp_name, seed, note)
+            if h is not None:
+                out.setdefault(exp_name, {})[seed] = h
+    return out
+
+
+def _add_own(found: dict, own: dict, folder: Path, note) -> None:
+    """Put the reader's runs ``own`` into ``found``, in place of the book's of the same seed,
+    with a note naming them."""
+    for exp_name, by_seed in own.items():
+        book = found.setdefault(exp_name, {})
+        replaced = sorted(set(book) & set(by_seed))
+        book.update(by_seed)
+        seeds = ", ".join(map(str, sorted(by_seed)))
+        instead = f", in place of the book's seed {', '.join(map(str, replaced))}"
+        note(f"your own runs: {exp_name} seed {seeds} from {folder}{instead if replaced else ''}")
+
+
 def load_results(name: str, results_dir: str | Path | None = None, *,
                  notes: list[str] | None = None) -> dict[str, list[History]]:
     """The recorded runs of a sweep or experiment: ``{experiment: [History per seed]}``, seeds
     in order. Only files named ``<stem>-seed<k>.json`` count. A damaged file, or a record whose
     meta names another seed or experiment than its file name, is skipped with a line saying so
     appended to ``notes`` (and printed when ``notes`` is None), so one bad file never hides the
-    others. A ``results_dir`` that does not exist raises ``FileNotFoundError`` (a mistyped
-    folder must not read as "nothing recorded"); a missing default ``results/`` gives a note."""
+    others. Without ``results_dir``, the book's records (:func:`~resnet_lab.records.results_dir`)
+    are read, and, installed, the reader's own beside them: a note names each of the reader's
+    runs. A ``results_dir`` that does not exist raises ``FileNotFoundError`` (a mistyped
+    folder must not read as "nothing recorded"); a missing default folder gives a note."""
     note = print if notes is None else notes.append
-    root = Path(results_dir) if results_dir else RESULTS_DIR
-    if not root.is_dir():
-        if results_dir:
+    if results_dir:
+        root = Path(results_dir)
+        if not root.is_dir():
             raise FileNotFoundError(f"no results folder {root}: check the path, or leave "
-                                    f"results_dir out to read {RESULTS_DIR}")
-        note(f"no results folder {root}: nothing is recorded")
-        return {}
-    out: dict[str, list[History]] = {}
-    for exp_name in experiment_names(name):
-        for seed, path in _record_files(exp_name, root, note):
-            h = _load_record(path, exp_name, seed, note)
-            if h is not None:
-                out.setdefault(exp_name, []).append(h)
-    return out
+                                    f"results_dir out to read {book_results_dir()}")
+        found = _load_folder(name, root, note)
+    else:
+        book, *own = record_dirs()
+        found = _load_folder(name, book, note) if book.is_dir() else {}
+        if not book.is_dir() and not own:
+            note(f"no results folder {book}: nothing is recorded")
+        for folder in own:
+            _add_own(found, _load_folder(name, folder, note), folder, note)
+    return {n: [by_seed[s] for s in sorted(by_seed)] for n, by_seed in found.items() if by_seed}
+
+
+def record_weights(name: str, seed: int = 0, *, notes: list[str] | None = None) -> Path | None:
+    """The ``.pt`` weights recorded beside run ``seed`` of ``name``: the reader's own when they
+    have them (with a note, appended to ``notes``, else printed), else the book's; None when
+    neither is recorded."""
+    book, *own = [result_path(name, seed, d).with_suffix(".pt") for d in record_dirs()]
+    for path in own:
+        if path.is_file():
+            (print if notes is None else notes.append)(f"your own weights: {name} from {path}")
+            return path
+    return book if book.is_file() else None
 
 
 def mean_sd(values) -> tuple[float, float, int]:
@@ -495,9 +536,38 @@ TRANSFER = TransferStudy()
 
 def transfer_paths(results_dir: str | Path | None = None) -> tuple[Path, Path]:
     """Where the transfer study keeps its records and its pretrained network in ``results_dir``
-    (default ``results/``): ``finetune.json`` and ``finetune/pretrained.pt``."""
-    root = Path(results_dir) if results_dir else RESULTS_DIR
+    (default: where the reader's runs are written, :func:`~resnet_lab.records.own_results_dir`):
+    ``finetune.json`` and ``finetune/pretrained.pt``."""
+    root = Path(results_dir) if results_dir else own_results_dir()
     return root / "finetune.json", root / "finetune" / "pretrained.pt"
+
+
+def load_transfer(results_dir: str | Path | None = None, *, notes: list[str] | None = None
+                  ) -> tuple[list[dict], Path | None]:
+    """The transfer study as the book reads it: its records and its pretrained weights (None
+    when none are recorded). Without ``results_dir``, the book's records, and, installed, the
+    reader's own (from their ``experiment finetune``) in place of the book's run of the same
+    method, labels and seed, with a note saying so (appended to ``notes``, else printed). A
+    damaged ``finetune.json`` is skipped with a note."""
+    note = print if notes is None else notes.append
+    folders = [Path(results_dir)] if results_dir else record_dirs()
+    runs: dict[tuple, dict] = {}
+    weights = None
+    for i, folder in enumerate(folders):
+        out, pretrained = transfer_paths(folder)
+        try:
+            records = _transfer_records(out)
+        except ValueError as e:
+            note(f"skipped {out.name}: {e}")
+            records = []
+        if i and records:
+            note(f"your own runs: {len(records)} transfer runs from {out}")
+        runs |= {(r["method"], r["labels_per_class"], r["seed"]): r for r in records}
+        if pretrained.is_file():
+            if i:
+                note(f"your own pretrained network: {pretrained}")
+            weights = pretrained
+    return list(runs.values()), weights
 
 
 def _transfer_records(out: Path) -> list[dict]:

@@ -121,7 +121,7 @@ def test_load_results_skips_a_record_whose_meta_names_another_run(tmp_path):
 def test_load_results_of_a_missing_folder_is_an_error_or_a_note(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="no results folder .*resluts: check the path"):
         load_results("degradation", tmp_path / "resluts")
-    monkeypatch.setattr("resnet_lab.experiments.RESULTS_DIR", tmp_path / "gone")
+    monkeypatch.setenv("RESNET_LAB_RESULTS", str(tmp_path / "gone"))
     notes: list[str] = []
     assert load_results("degradation", notes=notes) == {}
     assert notes == [f"no results folder {tmp_path / 'gone'}: nothing is recorded"]
