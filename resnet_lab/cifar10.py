@@ -25,6 +25,7 @@ import hashlib
 import os
 import stat
 import sys
+import tarfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -39,6 +40,7 @@ from resnet_lab.cifar10_files import (
     from_python_batches,
     not_found,
 )
+from resnet_lab.download import fetch
 
 # per-channel statistics of the CIFAR-10 training set (official release), in [0, 1] units
 MEAN = (0.4914, 0.4822, 0.4465)
@@ -234,20 +236,29 @@ def load_cifar10(
 
 
 def _download(root: Path, tried: list[str]) -> CifarData:
-    import torchvision  # here, not at the top: only a download needs it, and it adds 1 s to import
+    """The official release (torchvision's address and MD5), fetched with a progress bar and a
+    deadline (``$RESNET_LAB_DOWNLOAD_MINUTES``, default 20), resumed on the next call; a
+    failure is one line that says what happened and how to retry."""
+    # here, not at the top: only a download needs torchvision, and it adds 1 s to import
+    from torchvision.datasets import CIFAR10
+    from torchvision.datasets.utils import extract_archive
 
     # the first folder we create
     top = next((p for p in reversed([root, *root.parents]) if not p.exists()), None)
+    archive = root / CIFAR10.filename
     try:
+        minutes = float(os.environ.get("RESNET_LAB_DOWNLOAD_MINUTES") or 20)
         # the download target, made only now that we download
         root.mkdir(parents=True, exist_ok=True)
-        # torchvision checks the archive's MD5 against the published one before extracting
-        torchvision.datasets.CIFAR10(str(root), train=True, download=True)
-    except Exception as e:
+        print(f"CIFAR-10 not found: downloading {CIFAR10.url} (163 MB) into {root}")
+        fetch(CIFAR10.url, archive, md5=CIFAR10.tgz_md5, deadline_minutes=minutes)
+        extract_archive(str(archive), str(root))
+    except (OSError, ValueError, tarfile.TarError) as e:
         if top is not None:
             _remove_empty_tree(root, top)  # a failed download leaves no new empty folders behind
-        tried.append(f"torchvision download into {root}: {type(e).__name__}: {e}")
-        raise DataError(not_found(root, tried, "the download failed")) from e
+        raise DataError(f"CIFAR-10 download: {e}. To retry, run this again (it resumes); or put "
+                        f"{CIFAR10.filename} into {root} yourself, or set RESNET_LAB_DATA to a "
+                        "folder that holds CIFAR-10") from e
     found = from_python_batches(root, tried)
     key, source, reader = found
     return _cached(root, key, "official CIFAR-10 release (downloaded by torchvision)", reader)

@@ -45,6 +45,9 @@ BATCH_GLOBALS = {
 class DataError(ValueError):
     """The data could not be found or read; the message says what was tried and how to fix it."""
 
+    def _render_traceback_(self) -> list[str]:  # IPython: the message alone, no traceback
+        return [f"DataError: {self}"]
+
 
 def not_found(root: Path, tried: list[str], why: str) -> str:
     lines = "\n".join(f"  - {t}" for t in tried)

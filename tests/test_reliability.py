@@ -276,14 +276,14 @@ def test_ctrl_c_saves_and_exits_130(image_folder, tmp_path, monkeypatch, capsys)
 
 
 def test_failed_download_leaves_no_new_folder(tmp_path, monkeypatch):
-    import torchvision
+    from resnet_lab.download import DownloadError
 
     def offline(*a, **k):
-        raise OSError("no network")
+        raise DownloadError("no network")
 
-    monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
+    monkeypatch.setattr("resnet_lab.cifar10.fetch", offline)
     target = tmp_path / "typo" / "cifar"
-    with pytest.raises(DataError, match="the download failed"):
+    with pytest.raises(DataError, match="CIFAR-10 download: no network. To retry"):
         load_cifar10(target, download=True)
     assert not (tmp_path / "typo").exists()
 
