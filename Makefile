@@ -38,8 +38,11 @@ book-strict: $(BIN)/.installed
 test: $(BIN)/.installed
 	RESNET_LAB_PROFILE=$${RESNET_LAB_PROFILE:-smoke} $(BIN)/python -m pytest
 
+# the install cells and lines take the address from _config.yml (tools/sync_book.py), then
+# the chapters' .ipynb pairs are written again (--update: cell ids kept, diffs small)
 notebooks: $(BIN)/.installed
-	$(BIN)/jupytext --to ipynb $$(grep -l '^kernelspec:' book/[0-9]*.md)
+	$(BIN)/python tools/sync_book.py
+	$(BIN)/jupytext --update --to ipynb $$(grep -l '^kernelspec:' book/[0-9]*.md)
 
 clean:
 	rm -rf _build

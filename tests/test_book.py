@@ -3,10 +3,13 @@ output-less .ipynb pair (for the Colab and Binder buttons) holds the same cells.
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import jupytext
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = sorted((ROOT / "book").glob("[0-9][0-9]_*.md"))
@@ -93,3 +96,86 @@ def test_every_exercise_has_a_check_that_fails_until_answered(chapter):
     numbered = sum(1 for line in exercises.splitlines() if line[:3] in {f"{i}. " for i in range(1, 10)})
     assert checks >= numbered >= 1, f"{chapter.name}: {numbered} exercises but {checks} check cells"
     assert "# your code here" in exercises, f"{chapter.name}: no exercise where the reader writes code"
+
+
+# ---------------------------------------------------------------- the repository's one address
+
+sys.path.insert(0, str(ROOT / "tools"))
+import sync_book  # noqa: E402  (tools/ is not a package)
+
+
+def test_install_cells_and_lines_follow_config():
+    """Every chapter's first cell, and the README's and preface's install lines, are what
+    tools/sync_book.py writes from _config.yml's repository.url and pyproject.toml."""
+    url = sync_book.repository_url()
+    for path in [*sync_book.chapters(), *sync_book.ADDRESS_LINES]:
+        assert path.read_text(encoding="utf-8") == sync_book.synced(path, url), (
+            f"{path.name} differs from _config.yml's repository.url or pyproject.toml's "
+            "dependencies: run `make notebooks`")
+    assert f"git+{url}" in (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_the_address_is_written_nowhere_else():
+    """No tracked file names the repository by another address (the pairs copy the chapters)."""
+    url = sync_book.repository_url()
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.split()
+    wrong = {}
+    for name in tracked:
+        if Path(name).suffix not in {".md", ".ipynb", ".py", ".yml", ".toml", ".txt", ".cfg"}:
+            continue
+        text = (ROOT / name).read_text(encoding="utf-8", errors="replace")
+        found = set(re.findall(r"git\+(https?://[^\s\"'`)\\]+)", text)) - {url}
+        if found:
+            wrong[name] = sorted(found)
+    assert not wrong, f"addresses other than {url} (repository.url): {wrong}: run `make notebooks`"
+
+
+def test_install_cell_keeps_what_is_installed_and_picks_the_profile():
+    cell = sync_book.install_cell("https://example.org/x/y")
+    assert 'REPO = "https://example.org/x/y"' in cell
+    assert '"torch": ">=2.1,<3"' in cell  # from pyproject.toml
+    assert '_pip("-c", pins.name, *missing)' in cell  # installed versions pinned
+    assert '_pip("--no-deps", SOURCE)' in cell  # resnet-lab never pulls torch in
+    assert '"gpu" if cuda else "cpu"' in cell
+
+
+# ---------------------------------------------------------------- launch buttons
+
+
+def _expected_launch_links(page: str) -> tuple[str, str]:
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    repo = config["repository"]
+    org_repo = repo["url"].removeprefix("https://github.com/").strip("/")
+    branch, book = repo.get("branch", "main"), repo.get("path_to_book", "").strip("/")
+    path = f"{book}/{page}.ipynb" if book else f"{page}.ipynb"
+    colab = f"{config['launch_buttons']['colab_url']}/github/{org_repo}/blob/{branch}/{path}"
+    binder = f"{config['launch_buttons']['binderhub_url']}/v2/gh/{org_repo}/{branch}?urlpath=tree/{path}"
+    return colab, binder
+
+
+def launch_links(html: str) -> set[str]:
+    return {h.replace("&amp;", "&") for h in re.findall(r'href="([^"]+)"', html)
+            if "colab.research.google.com" in h or "mybinder.org" in h}
+
+
+def test_launch_buttons_open_each_chapters_ipynb(tmp_path):
+    """Build the pages without executing them (a few seconds) and read their Colab and Binder
+    links: book/NN_*.ipynb under repository.url. The theme links the .ipynb only when the pair
+    sits beside the chapter at build time."""
+    assert repo_is_github(), "repository.url must be a github.com address for the Colab button"
+    config = (ROOT / "_config.yml").read_text().replace("execute_notebooks: cache",
+                                                        'execute_notebooks: "off"')
+    (tmp_path / "config.yml").write_text(config)
+    jb = Path(sys.executable).with_name("jupyter-book")
+    subprocess.run([str(jb), "build", str(ROOT), "--config", str(tmp_path / "config.yml"),
+                    "--path-output", str(tmp_path)], check=True, capture_output=True)
+    for chapter in CHAPTERS:
+        html = (tmp_path / "_build" / "html" / "book" / f"{chapter.stem}.html").read_text()
+        assert launch_links(html) == set(_expected_launch_links(f"book/{chapter.stem}")), (
+            f"{chapter.name}: launch buttons {sorted(launch_links(html))}")
+
+
+def repo_is_github() -> bool:
+    url = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+    return re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+/?", url) is not None
