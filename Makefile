@@ -9,7 +9,7 @@ SHARED_DATA := $(abspath ../shared/data/cifar10-jpeg)
 export RESNET_LAB_DATA ?= $(if $(wildcard $(SHARED_DATA)/SHA256SUMS),$(SHARED_DATA),)
 JB_FLAGS ?=
 
-.PHONY: book test book-strict notebooks clean gpu-check
+.PHONY: book test book-strict notebooks clean gpu-check standalone
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ test: $(BIN)/.installed
 notebooks: $(BIN)/.installed
 	$(BIN)/python tools/sync_book.py
 	$(BIN)/jupytext --update --to ipynb $$(grep -l '^kernelspec:' book/[0-9]*.md)
+
+# every chapter as a reader runs it: the wheel in a fresh venv, each .ipynb pair alone in an
+# empty folder, compared with the strict build (or an in-repository run) in .ci/standalone
+standalone: $(BIN)/.installed
+	PYTHON=$(BIN)/python bash .ci/standalone
 
 clean:
 	rm -rf _build
