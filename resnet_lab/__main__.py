@@ -134,8 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_exp.add_argument("--seeds", type=_seeds, default=None,
                        help="seeds to run, e.g. 0,1,2 (default: the experiment's)")
     p_exp.add_argument("--results-dir", default=None,
-                       help="where the records are read and written (default: results/); "
-                            "for finetune, finetune.json and finetune/pretrained.pt")
+                       help="where the records are read and written (default: a checkout's "
+                            "results/; installed, ~/.local/share/resnet-lab/results, see "
+                            "resnet_lab.records); for finetune, finetune.json and "
+                            "finetune/pretrained.pt")
     p_exp.add_argument("--runs-dir", default="runs", help="where checkpoints of unfinished runs go")
     p_exp.add_argument("--no-progress", action="store_true")
     p_exp.add_argument("--list", action="store_true", help="list the runs and whether they are recorded")
@@ -231,7 +233,8 @@ def _experiment(args) -> int:
                                         transfer_summary)
 
     if args.results_dir == "":
-        raise ValueError("--results-dir is empty: name a folder, or leave it out for results/")
+        raise ValueError("--results-dir is empty: name a folder, or leave it out for the "
+                         "default (resnet_lab.records.own_results_dir)")
     if args.list and args.results_dir and not Path(args.results_dir).is_dir():
         print(f"note: {args.results_dir} is not a folder: nothing is recorded there",
               file=sys.stderr)

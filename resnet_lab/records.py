@@ -71,8 +71,3 @@ def record_dirs() -> list[Path]:
     read, own = results_dir(), own_results_dir()
     return [read, own] if own != read and own.is_dir() else [read]
 
-
-def is_own(path: str | os.PathLike) -> bool:
-    """Whether ``path`` lies in the reader's own folder rather than among the book's records."""
-    read, own = results_dir(), own_results_dir()
-    return own != read and Path(path).resolve().is_relative_to(own.resolve())
