@@ -25,8 +25,9 @@ def torchrun_args(argv: list[str]) -> list[str]:
     """``OPTIONS COMMAND ...`` -> torchrun's ``OPTIONS -m resnet_lab COMMAND ...``."""
     at = next((i for i, a in enumerate(argv) if a in COMMANDS), None)
     if at is None:
-        raise SystemExit(f"error: name a resnet_lab command ({', '.join(COMMANDS)}) after torchrun's "
-                         "options, e.g. --nproc-per-node 2 train --model resnet20 --out runs/ddp")
+        print(f"error: name a resnet_lab command ({', '.join(COMMANDS)}) after torchrun's "
+              "options, e.g. --nproc-per-node 2 train --model resnet20 --out runs/ddp", file=sys.stderr)
+        raise SystemExit(2)
     return [*argv[:at], "-m", "resnet_lab", *argv[at:]]
 
 

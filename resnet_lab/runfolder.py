@@ -63,25 +63,33 @@ class RunLock:
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                raise RunLockedError(
-                    f"{self.path.parent} is in use by {_owner(self.path)}: wait for it to finish, "
-                    "or train into another folder (--out)"
-                ) from None
-            try:  # the file we locked may have been removed by its last owner meanwhile
-                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                break
+                if self._locked(fd):
+                    break
+            except BaseException:
+                os.close(fd)  # never leave a descriptor (and a lock) behind
+                raise
             os.close(fd)
+        self._fd = fd
+
+    def _locked(self, fd: int) -> bool:
+        """Lock ``fd`` and write the owner into it; False when the file was replaced meanwhile."""
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunLockedError(
+                f"{self.path.parent} is in use by {_owner(self.path)}: wait for it to finish, "
+                "or train into another folder (--out)"
+            ) from None
+        try:  # the file we locked may have been removed by its last owner meanwhile
+            if os.fstat(fd).st_ino != os.stat(self.path).st_ino:
+                return False
+        except FileNotFoundError:
+            return False
         info = {"pid": os.getpid(), "host": socket.gethostname(),
                 "started": time.strftime("%Y-%m-%d %H:%M:%S")}
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps(info).encode())
-        self._fd = fd
+        return True
 
     def release(self) -> None:
         if self._fd is None:
@@ -121,7 +129,7 @@ def run_folder(checkpoint_dir, resume: bool, overwrite: bool) -> Path | None:
 def _check_run_folder(folder: Path, resume: bool, overwrite: bool) -> None:
     """Refuse to replace another run: a folder that holds one needs ``resume`` or ``overwrite``,
     and ``resume`` needs a checkpoint (a History alone is another run's record)."""
-    if overwrite:
+    if overwrite:  # the old run is replaced by the first checkpoint, atomically
         return
     existing = [n for n in (CHECKPOINT_NAME, HISTORY_NAME) if (folder / n).exists()]
     if existing and not resume:

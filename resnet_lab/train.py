@@ -397,8 +397,13 @@ def _show(bar, record: dict, epochs: int) -> None:
 def _stopped(run: Run, history: History) -> None:
     """After Ctrl-C: say what was kept, and from which epoch ``resume=True`` goes on."""
     history.meta["interrupted_after_epoch"] = len(history)
-    where = f"; resume=True continues from epoch {run.saved_epochs + 1}" if run.checkpoint else ""
-    print(f"\nInterrupted: returning the {len(history)} finished epochs{where}.")
+    if run.ranks.is_main:  # rank 0 wrote the checkpoint: it alone knows what it holds
+        where = ""
+        if run.checkpoint and run.saved_epochs:
+            where = f"; resume=True continues from epoch {run.saved_epochs + 1}"
+        elif run.checkpoint:
+            where = "; no epoch of this run was saved"
+        print(f"\nInterrupted: returning the {len(history)} finished epochs{where}.")
 
 
 def train(
@@ -436,8 +441,8 @@ def train(
         finally:
             if bar is not None:
                 bar.close()
-    history.meta["train_seconds"] = history.train_seconds
-    history.meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-    if not history.interrupted:
-        save_run(run, history, checkpoint=False)  # the History's final meta
+        history.meta["train_seconds"] = history.train_seconds
+        history.meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+        if not history.interrupted:  # the final meta, still under the lock
+            save_run(run, history, checkpoint=False)
     return history

@@ -72,3 +72,27 @@ def test_two_cli_runs_into_one_folder_one_refuses(image_folder, tmp_path):
     assert len(history["epochs"]) == (25, 3)[winner], "the folder holds the run that said it succeeded"
     assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == (25, 3)[winner]
     assert "in use by process" in err, "the runs overlapped, so the lock, not the overwrite check, refused"
+
+
+def test_a_lock_that_fails_for_another_reason_leaves_no_descriptor(tmp_path, monkeypatch):
+    import fcntl
+
+    def no_locks(fd, op):
+        raise OSError(37, "No locks available")
+
+    opened = []
+    real_open = os.open
+    monkeypatch.setattr(os, "open", lambda *a, **k: opened.append(real_open(*a, **k)) or opened[-1])
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.raises(OSError, match="No locks available"):
+        RunLock(tmp_path).acquire()
+    with pytest.raises(OSError):  # the descriptor was closed
+        os.fstat(opened[-1])
+
+
+def test_the_launcher_exits_2_without_a_command(capsys):
+    from resnet_lab.launch import torchrun_args
+
+    with pytest.raises(SystemExit) as stop:
+        torchrun_args(["--nproc-per-node", "2"])
+    assert stop.value.code == 2 and "name a resnet_lab command" in capsys.readouterr().err
