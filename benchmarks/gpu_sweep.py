@@ -30,7 +30,7 @@ def _run(name: str, seed: int, workers: int, eager: bool) -> tuple[str, int, flo
     t0 = time.perf_counter()
     try:
         h = run_experiment(name, seed=seed, progress=False, **({"compile": False} if eager else {}))
-        if "interrupted_after_epoch" not in h.meta:  # say how the time was measured
+        if not h.interrupted:  # say how the time was measured
             h.meta["gpu_shared_by"] = f"{workers} runs side by side (benchmarks/gpu_sweep.py): seconds are not one run's"
             h.save(result_path(name, seed))
         return name, seed, h.final["test_acc"], time.perf_counter() - t0, ""

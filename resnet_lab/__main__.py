@@ -162,15 +162,15 @@ def _train(args) -> int:
     print(f"data: {data.describe()}")
     seed_everything(cfg.seed)  # before the model is built: the seed fixes the starting weights
     model = build_model(args.model)
-    heads = [m.out_features for m in model.modules() if isinstance(m, nn.Linear)]
-    if heads and heads[-1] != len(data.classes):  # e.g. resnet18's 1000 ImageNet classes
+    head = _head_classes(model)
+    if head is not None and head != len(data.classes):  # e.g. resnet18's 1000 ImageNet classes
         print(f"{args.model}: a {len(data.classes)}-class head for this data, in place of its "
-              f"default {heads[-1]} classes")
+              f"default {head} classes")
         seed_everything(cfg.seed)
         model = build_model(args.model, num_classes=len(data.classes))
     history = train(model, data, cfg, progress=not args.no_progress, checkpoint_dir=args.out,
                     resume=args.resume, overwrite=args.overwrite)
-    if "interrupted_after_epoch" in history.meta:
+    if history.interrupted:
         saved = f"; continue with --resume --out {args.out}" if args.out else ""
         print(f"interrupted after {len(history)} finished epochs{saved}", file=sys.stderr)
         return 130
@@ -178,6 +178,12 @@ def _train(args) -> int:
     if args.out:
         print(f"checkpoint and history in {Path(args.out)}")
     return 0
+
+
+def _head_classes(model: nn.Module) -> int | None:
+    """How many classes the model's last linear layer scores (None: it has none)."""
+    heads = [m.out_features for m in model.modules() if isinstance(m, nn.Linear)]
+    return heads[-1] if heads else None
 
 
 def _trained_classes(state: dict) -> list[str] | None:
@@ -210,11 +216,11 @@ def _evaluate(args) -> int:
     load_checkpoint(args.checkpoint, model)  # checks that the layers match
     data = _load_data(args)
     classes = _trained_classes(state)
-    heads = [m.out_features for m in model.modules() if isinstance(m, nn.Linear)]
+    head = _head_classes(model)
     if classes is not None and list(classes) != list(data.classes):
         data = data.select_classes(classes)  # the classes it was trained on, in its label order
-    elif heads and heads[-1] < len(data.classes):  # a wider head scores the classes it has
-        raise ValueError(f"{args.checkpoint} has a {heads[-1]}-class head and does not record its classes: "
+    elif head is not None and head < len(data.classes):  # a wider head scores the classes it has
+        raise ValueError(f"{args.checkpoint} has a {head}-class head and does not record its classes: "
                          "evaluate it in Python on the data it was trained on")
     device = pick_device("auto")
     loader = CifarLoader(data.test_images, data.test_labels, 1000, train=False, device=device)
@@ -260,7 +266,7 @@ def _experiment(args) -> int:
         return 0
     done = run_sweep(args.name, seeds=args.seeds, results_dir=args.results_dir,
                      runs_dir=args.runs_dir, progress=not args.no_progress)
-    if done and "interrupted_after_epoch" in done[-1].meta:
+    if done and done[-1].interrupted:
         print("interrupted: run the same command again to resume", file=sys.stderr)
         return 130
     return 0

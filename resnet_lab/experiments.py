@@ -196,7 +196,7 @@ def is_recorded(path: Path, epochs: int, *, weights: bool = False) -> bool:
         h = History.load(path)
     except (OSError, ValueError):
         return False
-    finished = len(h) >= epochs and "interrupted_after_epoch" not in h.meta
+    finished = len(h) >= epochs and not h.interrupted
     return finished and (not weights or path.with_suffix(".pt").is_file())
 
 
@@ -263,7 +263,7 @@ def run_experiment(name: str, *, seed: int | None = None, data=None, out: str | 
     history = train(model, data, cfg, progress=progress, checkpoint_dir=run_dir,
                     resume=not overwrite, overwrite=overwrite)
     history.meta.update(experiment=name, seed=seed, description=exp.description)
-    if "interrupted_after_epoch" in history.meta:
+    if history.interrupted:
         return history  # not recorded: the checkpoint in runs/ resumes it
     history.save(out)
     if exp.keep_weights:
@@ -330,7 +330,7 @@ def run_sweep(name: str, *, seeds: list[int] | None = None, results_dir: str | P
         h = run_experiment(exp_name, seed=seed, data=data, out=out, runs_dir=runs_dir,
                            progress=progress, **overrides)
         done.append(h)
-        if "interrupted_after_epoch" in h.meta:
+        if h.interrupted:
             break
         bar.write(f"{run_id(exp_name, seed)}: {h.summary()}")
     return done
@@ -603,7 +603,7 @@ def _pretrain(study: TransferStudy, data, weights: Path, runs_dir: Path, progres
     net = build_model(study.model, num_classes=len(study.source))
     run_dir = runs_dir / "finetune-pretrain"
     h = train(net, source, study.pretrain, progress=progress, checkpoint_dir=run_dir, resume=True)
-    if "interrupted_after_epoch" in h.meta:
+    if h.interrupted:
         return False
     h.meta.update(experiment="finetune/pretrain",
                   description=f"{study.model} pretrained on {', '.join(study.source)}")
