@@ -9,13 +9,14 @@ SHARED_DATA := $(abspath ../shared/data/cifar10-jpeg)
 export RESNET_LAB_DATA ?= $(if $(wildcard $(SHARED_DATA)/SHA256SUMS),$(SHARED_DATA),)
 JB_FLAGS ?=
 
-.PHONY: book test book-strict notebooks clean gpu-check standalone
+.PHONY: book test book-strict notebooks clean gpu-check standalone lint format
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -r requirements.txt > $(VENV)/pip.log 2>&1 \
 	  || (grep -v "is ignored" $(VENV)/pip.log; exit 1)
 	$(BIN)/python -c "import torch, torchvision, resnet_lab, jupyter_book, nbval"
+	test -x $(BIN)/ruff
 	touch $@
 
 # Execution is cached (_build/.jupyter_cache, keyed by each chapter's code): after a text-only
@@ -37,6 +38,15 @@ book-strict: $(BIN)/.installed
 
 test: $(BIN)/.installed
 	RESNET_LAB_PROFILE=$${RESNET_LAB_PROFILE:-smoke} $(BIN)/python -m pytest
+
+# ruff, configured in pyproject.toml: `make format` rewrites, `make lint` (CI) only checks
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(BIN)/.installed
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 # the install cells and lines take the address from _config.yml (tools/sync_book.py), then
 # the chapters' .ipynb pairs are written again (--update: cell ids kept, diffs small)

@@ -12,8 +12,6 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 
-import pytest
-
 # the kernels inherit the environment: CI and `make test` run the book's quick profile
 os.environ.setdefault("RESNET_LAB_PROFILE", "smoke")
 
@@ -29,7 +27,9 @@ def _is_myst_notebook(path) -> bool:
 
 def pytest_collect_file(file_path, parent):
     opt = parent.config.option
-    if (getattr(opt, "nbval", False) or getattr(opt, "nbval_lax", False)) and _is_myst_notebook(file_path):
+    if (getattr(opt, "nbval", False) or getattr(opt, "nbval_lax", False)) and _is_myst_notebook(
+        file_path
+    ):
         return MystNotebookFile.from_parent(parent, path=file_path)
     return None
 

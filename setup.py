@@ -28,8 +28,10 @@ def shipped_records(results: Path) -> list[Path]:
     weights = [Path(w) for w in _records_module().SHIPPED_WEIGHTS]
     missing = [str(w) for w in weights if not (results / w).is_file()]
     if missing:
-        raise SystemExit(f"cannot build: {results} lacks the weights the book loads {missing}; "
-                         "build from a full checkout (git clone), not a partial copy")
+        raise SystemExit(
+            f"cannot build: {results} lacks the weights the book loads {missing}; "
+            "build from a full checkout (git clone), not a partial copy"
+        )
     return sorted(p.relative_to(results) for p in results.rglob("*.json")) + weights
 
 

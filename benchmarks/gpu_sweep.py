@@ -21,7 +21,9 @@ import os
 import time
 
 
-def _run(name: str, seed: int, workers: int, eager: bool) -> tuple[str, int, float | None, float, str]:
+def _run(
+    name: str, seed: int, workers: int, eager: bool
+) -> tuple[str, int, float | None, float, str]:
     import torch
 
     torch.set_num_threads(1)
@@ -31,10 +33,12 @@ def _run(name: str, seed: int, workers: int, eager: bool) -> tuple[str, int, flo
     try:
         h = run_experiment(name, seed=seed, progress=False, **({"compile": False} if eager else {}))
         if not h.interrupted:  # say how the time was measured
-            h.meta["gpu_shared_by"] = f"{workers} runs side by side (benchmarks/gpu_sweep.py): seconds are not one run's"
+            h.meta["gpu_shared_by"] = (
+                f"{workers} runs side by side (benchmarks/gpu_sweep.py): seconds are not one run's"
+            )
             h.save(result_path(name, seed))
         return name, seed, h.final["test_acc"], time.perf_counter() - t0, ""
-    except Exception as e:  # noqa: BLE001  (one failed run must not stop the others)
+    except Exception as e:
         return name, seed, None, time.perf_counter() - t0, f"{type(e).__name__}: {e}"
 
 
@@ -44,7 +48,11 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=None)
     ap.add_argument("--workers", type=int, default=8)
     ap.add_argument("--deadline", type=float, default=480, help="seconds after which no run starts")
-    ap.add_argument("--eager", action="store_true", help="no torch.compile (saves each process its compile time)")
+    ap.add_argument(
+        "--eager",
+        action="store_true",
+        help="no torch.compile (saves each process its compile time)",
+    )
     args = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # the workers inherit it
     os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "2")
@@ -57,14 +65,20 @@ def main() -> None:
     print(f"{len(todo)} runs to do with {args.workers} workers", flush=True)
     t0 = time.perf_counter()
     with cf.ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn")) as pool:
-        pending = {pool.submit(_run, n, s, args.workers, args.eager) for n, s in todo[: args.workers]}
+        pending = {
+            pool.submit(_run, n, s, args.workers, args.eager) for n, s in todo[: args.workers]
+        }
         queue = todo[args.workers :]
         while pending:
             done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
             for f in done:
                 name, seed, acc, secs, err = f.result()
                 what = f"{100 * acc:.2f}%" if acc is not None else f"failed: {err}"
-                print(f"[{time.perf_counter() - t0:5.0f} s] {run_id(name, seed)}: {what} ({secs:.0f} s)", flush=True)
+                print(
+                    f"[{time.perf_counter() - t0:5.0f} s] {run_id(name, seed)}: "
+                    f"{what} ({secs:.0f} s)",
+                    flush=True,
+                )
                 if queue and time.perf_counter() - t0 < args.deadline:
                     pending.add(pool.submit(_run, *queue.pop(0), args.workers, args.eager))
     print(f"not started (deadline): {[run_id(n, s) for n, s in queue]}", flush=True)

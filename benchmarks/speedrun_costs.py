@@ -32,10 +32,15 @@ def main() -> None:
     data = load_cifar10()
     torch.manual_seed(0)
     model = build_model("resnet14", width=32).to(device).to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    opt = torch.optim.SGD(
+        model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4
+    )
     step_model = torch.compile(model, dynamic=False)
     autocast = autocast_context(device, precision)
-    print(f"{hardware_name(device)}, torch {torch.__version__}, {torch.get_num_threads()} threads, {precision}")
+    print(
+        f"{hardware_name(device)}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, {precision}"
+    )
 
     def sync():
         if device.type == "cuda":
@@ -50,7 +55,9 @@ def main() -> None:
 
     results = {}
     for batch, size in ((256, 32), (256, 24), (512, 32), (512, 24)):
-        loader = CifarLoader(data.train_images, data.train_labels, batch, device=device, channels_last=True)
+        loader = CifarLoader(
+            data.train_images, data.train_labels, batch, device=device, channels_last=True
+        )
         loader.size = size
         batches = iter(loader)
         t0 = time.perf_counter()
@@ -64,8 +71,11 @@ def main() -> None:
         sync()
         per_image = (time.perf_counter() - t0) / (args.steps * batch)
         results[batch, size] = per_image
-        print(f"batch {batch}, {size}x{size}: {50_000 * per_image:6.1f} s per epoch "
-              f"({1 / per_image:5.0f} img/s; compile and first steps {compile_s:.0f} s)", flush=True)
+        print(
+            f"batch {batch}, {size}x{size}: {50_000 * per_image:6.1f} s per epoch "
+            f"({1 / per_image:5.0f} img/s; compile and first steps {compile_s:.0f} s)",
+            flush=True,
+        )
 
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
@@ -76,7 +86,10 @@ def main() -> None:
         ema.update_parameters(model)
     sync()
     per_update = (time.perf_counter() - t0) / 50
-    print(f"EMA update: {1000 * per_update:.2f} ms per step ({195 * per_update:.1f} s per epoch at batch 256)")
+    print(
+        f"EMA update: {1000 * per_update:.2f} ms per step "
+        f"({195 * per_update:.1f} s per epoch at batch 256)"
+    )
     base = results[256, 32]
     for (batch, size), t in results.items():
         print(f"relative cost, batch {batch} at {size}x{size}: {t / base:.3f}")

@@ -102,17 +102,36 @@ def main() -> None:
     data = load_cifar10()
     print(f"data: {data.source}\ndevice: {hardware_name(device)}, torch {torch.__version__}")
 
-    transform = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(MEAN, STD)])
+    transform = T.Compose(
+        [
+            T.RandomCrop(32, padding=4),
+            T.RandomHorizontalFlip(),
+            T.ToTensor(),
+            T.Normalize(MEAN, STD),
+        ]
+    )
     std_loader = torch.utils.data.DataLoader(
-        StandardCIFAR(data.train_images, data.train_labels, transform), batch_size=args.batch_size,
-        shuffle=True, num_workers=args.workers, drop_last=True, persistent_workers=args.workers > 0,
+        StandardCIFAR(data.train_images, data.train_labels, transform),
+        batch_size=args.batch_size,
+        shuffle=True,
+        num_workers=args.workers,
+        drop_last=True,
+        persistent_workers=args.workers > 0,
     )
     torch.manual_seed(0)
     std_model = resnet20().to(device)
-    std_step = make_step(std_model, torch.optim.SGD(std_model.parameters(), lr=0.05, momentum=0.9), "fp32", device, False)
+    std_step = make_step(
+        std_model,
+        torch.optim.SGD(std_model.parameters(), lr=0.05, momentum=0.9),
+        "fp32",
+        device,
+        False,
+    )
 
     precision = resolve_precision(device, "auto")  # bf16 where fast, fp16 on older GPUs, else fp32
-    fast_loader = CifarLoader(data.train_images, data.train_labels, args.batch_size, device=device, channels_last=True)
+    fast_loader = CifarLoader(
+        data.train_images, data.train_labels, args.batch_size, device=device, channels_last=True
+    )
     torch.manual_seed(0)
     fast_model = resnet20().to(device).to(memory_format=torch.channels_last)
     fast_opt = torch.optim.SGD(fast_model.parameters(), lr=0.05, momentum=0.9)
@@ -128,9 +147,15 @@ def main() -> None:
     for r in range(args.rounds):
         std_rates.append(time_steps(std_step, std_batches, args.steps, 3))
         fast_rates.append(time_steps(fast_step, fast_batches, args.steps, 3))
-        print(f"round {r + 1}: standard {std_rates[-1]:7.0f} img/s   resnet_lab {fast_rates[-1]:7.0f} img/s")
+        print(
+            f"round {r + 1}: standard {std_rates[-1]:7.0f} img/s   "
+            f"resnet_lab {fast_rates[-1]:7.0f} img/s"
+        )
     std, fast = statistics.median(std_rates), statistics.median(fast_rates)
-    print(f"median: standard {std:.0f} img/s, resnet_lab {fast:.0f} img/s (ResNet-20, batch {args.batch_size})")
+    print(
+        f"median: standard {std:.0f} img/s, resnet_lab {fast:.0f} img/s "
+        f"(ResNet-20, batch {args.batch_size})"
+    )
     print(f"speedup {fast / std:.2f}x")
 
 

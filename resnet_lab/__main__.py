@@ -46,7 +46,9 @@ def _json_dict(text: str) -> dict:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:
-        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"backbone\": 0.1}}', got {text!r}") from e
+        raise argparse.ArgumentTypeError(
+            f"expected a JSON object such as '{{\"backbone\": 0.1}}', got {text!r}"
+        ) from e
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
     return value
@@ -59,26 +61,39 @@ def _seeds(text: str) -> list[int]:
     except ValueError as e:
         raise argparse.ArgumentTypeError(f"expected seeds like 0,1,2, got {text!r}") from e
     if not seeds:
-        raise argparse.ArgumentTypeError(f"no seeds in {text!r}: give some, like 0,1,2, "
-                                         "or leave --seeds out for the experiment's own")
+        raise argparse.ArgumentTypeError(
+            f"no seeds in {text!r}: give some, like 0,1,2, "
+            "or leave --seeds out for the experiment's own"
+        )
     if min(seeds) < 0 or len(set(seeds)) < len(seeds):
         raise argparse.ArgumentTypeError(f"seeds must be distinct and 0 or more, got {text!r}")
     return seeds
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default="auto",
-                   help="CIFAR-10 root folder, or 'auto' ($RESNET_LAB_DATA, else download)")
-    p.add_argument("--subset", type=int, default=None, help="class-balanced subset of the training set")
-    p.add_argument("--test-subset", type=int, default=None, help="class-balanced subset of the test set")
-    p.add_argument("--no-download", action="store_true", help="never download; fail if no local copy")
+    p.add_argument(
+        "--data",
+        default="auto",
+        help="CIFAR-10 root folder, or 'auto' ($RESNET_LAB_DATA, else download)",
+    )
+    p.add_argument(
+        "--subset", type=int, default=None, help="class-balanced subset of the training set"
+    )
+    p.add_argument(
+        "--test-subset", type=int, default=None, help="class-balanced subset of the test set"
+    )
+    p.add_argument(
+        "--no-download", action="store_true", help="never download; fail if no local copy"
+    )
 
 
 def _load_data(args):
     from resnet_lab.cifar10 import load_cifar10
 
     root = None if args.data == "auto" else args.data
-    return load_cifar10(root, download=not args.no_download, subset=args.subset, test_subset=args.test_subset)
+    return load_cifar10(
+        root, download=not args.no_download, subset=args.subset, test_subset=args.test_subset
+    )
 
 
 SPECIAL_TYPES = {
@@ -98,8 +113,14 @@ def _config_args(p: argparse.ArgumentParser) -> None:
         if f.name in SPECIAL_TYPES:
             kind = SPECIAL_TYPES[f.name]
         elif isinstance(default, bool):  # --tta alone means --tta true, as for evaluate
-            p.add_argument(flag, type=parse_bool, nargs="?", const=True, default=None,
-                           help=f"true or false; alone: true (default {default})")
+            p.add_argument(
+                flag,
+                type=parse_bool,
+                nargs="?",
+                const=True,
+                default=None,
+                help=f"true or false; alone: true (default {default})",
+            )
             continue
         else:
             kind = type(default)
@@ -107,14 +128,18 @@ def _config_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m resnet_lab", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m resnet_lab",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p_train = sub.add_parser("train", help="train a model on CIFAR-10")
-    p_train.add_argument("--model", default="resnet20",
-                         help="e.g. resnet20, plain56, article_fixed")
+    p_train.add_argument(
+        "--model", default="resnet20", help="e.g. resnet20, plain56, article_fixed"
+    )
     p_train.add_argument("--out", default=None, help="folder for checkpoint.pt and history.json")
     p_train.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
     p_train.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
@@ -124,33 +149,55 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_eval = sub.add_parser("evaluate", help="test accuracy of a saved checkpoint")
     p_eval.add_argument("--checkpoint", required=True)
-    p_eval.add_argument("--tta", type=parse_bool, nargs="?", const=True, default=False,
-                        help="flip test-time augmentation: true or false; alone: true")
+    p_eval.add_argument(
+        "--tta",
+        type=parse_bool,
+        nargs="?",
+        const=True,
+        default=False,
+        help="flip test-time augmentation: true or false; alone: true",
+    )
     _add_data_args(p_eval)
 
-    p_exp = sub.add_parser("experiment", help="run a named experiment or sweep, writing results/<name>-seed<k>.json "
-                                              "('finetune': the transfer study, results/finetune.json)")
+    p_exp = sub.add_parser(
+        "experiment",
+        help="run a named experiment or sweep, writing results/<name>-seed<k>.json "
+        "('finetune': the transfer study, results/finetune.json)",
+    )
     p_exp.add_argument("name")
-    p_exp.add_argument("--seeds", type=_seeds, default=None,
-                       help="seeds to run, e.g. 0,1,2 (default: the experiment's)")
-    p_exp.add_argument("--results-dir", default=None,
-                       help="where the records are read and written (default: a checkout's "
-                            "results/; installed, ~/.local/share/resnet-lab/results, see "
-                            "resnet_lab.records); for finetune, finetune.json and "
-                            "finetune/pretrained.pt")
+    p_exp.add_argument(
+        "--seeds",
+        type=_seeds,
+        default=None,
+        help="seeds to run, e.g. 0,1,2 (default: the experiment's)",
+    )
+    p_exp.add_argument(
+        "--results-dir",
+        default=None,
+        help="where the records are read and written (default: a checkout's "
+        "results/; installed, ~/.local/share/resnet-lab/results, see "
+        "resnet_lab.records); for finetune, finetune.json and "
+        "finetune/pretrained.pt",
+    )
     p_exp.add_argument("--runs-dir", default="runs", help="where checkpoints of unfinished runs go")
     p_exp.add_argument("--no-progress", action="store_true")
-    p_exp.add_argument("--list", action="store_true", help="list the runs and whether they are recorded")
+    p_exp.add_argument(
+        "--list", action="store_true", help="list the runs and whether they are recorded"
+    )
     return parser
 
 
 def _train(args) -> int:
+    from resnet_lab.config import TrainConfig
     from resnet_lab.device import pick_device
     from resnet_lab.models import build_model, check_model_name
-    from resnet_lab.config import TrainConfig
     from resnet_lab.train import seed_everything, train
 
-    overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
+    overrides = {
+        f.name: getattr(args, f.name)
+        for f in fields(TrainConfig)
+        if getattr(args, f.name) is not None
+    }
     cfg = TrainConfig(**overrides)  # a bad setting fails here, before any data is read
     check_model_name(args.model)  # an unknown model fails before the data is loaded
     if args.resume and args.out is None:
@@ -164,12 +211,21 @@ def _train(args) -> int:
     model = build_model(args.model)
     head = _head_classes(model)
     if head is not None and head != len(data.classes):  # e.g. resnet18's 1000 ImageNet classes
-        print(f"{args.model}: a {len(data.classes)}-class head for this data, in place of its "
-              f"default {head} classes")
+        print(
+            f"{args.model}: a {len(data.classes)}-class head for this data, in place of its "
+            f"default {head} classes"
+        )
         seed_everything(cfg.seed)
         model = build_model(args.model, num_classes=len(data.classes))
-    history = train(model, data, cfg, progress=not args.no_progress, checkpoint_dir=args.out,
-                    resume=args.resume, overwrite=args.overwrite)
+    history = train(
+        model,
+        data,
+        cfg,
+        progress=not args.no_progress,
+        checkpoint_dir=args.out,
+        resume=args.resume,
+        overwrite=args.overwrite,
+    )
     if history.interrupted:
         saved = f"; continue with --resume --out {args.out}" if args.out else ""
         print(f"interrupted after {len(history)} finished epochs{saved}", file=sys.stderr)
@@ -197,11 +253,11 @@ def _trained_classes(state: dict) -> list[str] | None:
 
 
 def _evaluate(args) -> int:
+    from resnet_lab.checkpoints import load_checkpoint
     from resnet_lab.device import pick_device
+    from resnet_lab.evaluation import evaluate
     from resnet_lab.loader import CifarLoader
     from resnet_lab.models import build_model, check_model_name
-    from resnet_lab.checkpoints import load_checkpoint
-    from resnet_lab.evaluation import evaluate
 
     state = load_checkpoint(args.checkpoint)
     build = state.get("build")
@@ -209,8 +265,10 @@ def _evaluate(args) -> int:
         try:
             check_model_name(state["model_name"])
         except ValueError:
-            raise ValueError(f"{args.checkpoint} does not record how to build its model "
-                             f"({state['model_name']}): build it in Python and use load_checkpoint") from None
+            raise ValueError(
+                f"{args.checkpoint} does not record how to build its model "
+                f"({state['model_name']}): build it in Python and use load_checkpoint"
+            ) from None
         build = {"name": state["model_name"], "kwargs": {}}
     model = build_model(build["name"], **build["kwargs"])
     load_checkpoint(args.checkpoint, model)  # checks that the layers match
@@ -220,30 +278,44 @@ def _evaluate(args) -> int:
     if classes is not None and list(classes) != list(data.classes):
         data = data.select_classes(classes)  # the classes it was trained on, in its label order
     elif head is not None and head < len(data.classes):  # a wider head scores the classes it has
-        raise ValueError(f"{args.checkpoint} has a {head}-class head and does not record its classes: "
-                         "evaluate it in Python on the data it was trained on")
+        raise ValueError(
+            f"{args.checkpoint} has a {head}-class head and does not record its classes: "
+            "evaluate it in Python on the data it was trained on"
+        )
     device = pick_device("auto")
     loader = CifarLoader(data.test_images, data.test_labels, 1000, train=False, device=device)
     loss, acc = evaluate(model.to(device), loader, tta=args.tta)
-    print(f"{state['model_name']} after {state['epoch']} epochs: test loss {loss:.4f}, "
-          f"test accuracy {100 * acc:.2f}% on {len(data.test_labels)} images of "
-          f"{len(data.classes)} classes ({data.source})")
+    print(
+        f"{state['model_name']} after {state['epoch']} epochs: test loss {loss:.4f}, "
+        f"test accuracy {100 * acc:.2f}% on {len(data.test_labels)} images of "
+        f"{len(data.classes)} classes ({data.source})"
+    )
     return 0
 
 
 def _experiment(args) -> int:
     from dataclasses import replace  # here, not at the top: keeps this command's edits local
 
-    from resnet_lab.experiments import (TRANSFER, run_id, run_sweep, run_transfer_study,
-                                        sweep_status, transfer_paths, transfer_status,
-                                        transfer_summary)
+    from resnet_lab.experiments import (
+        TRANSFER,
+        run_id,
+        run_sweep,
+        run_transfer_study,
+        sweep_status,
+        transfer_paths,
+        transfer_status,
+        transfer_summary,
+    )
 
     if args.results_dir == "":
-        raise ValueError("--results-dir is empty: name a folder, or leave it out for the "
-                         "default (resnet_lab.records.own_results_dir)")
+        raise ValueError(
+            "--results-dir is empty: name a folder, or leave it out for the "
+            "default (resnet_lab.records.own_results_dir)"
+        )
     if args.list and args.results_dir and not Path(args.results_dir).is_dir():
-        print(f"note: {args.results_dir} is not a folder: nothing is recorded there",
-              file=sys.stderr)
+        print(
+            f"note: {args.results_dir} is not a folder: nothing is recorded there", file=sys.stderr
+        )
     if args.name == "finetune":  # the transfer study of chapter 6: finetune.json in --results-dir
         study = TRANSFER if args.seeds is None else replace(TRANSFER, seeds=tuple(args.seeds))
         out, weights = transfer_paths(args.results_dir)
@@ -251,21 +323,31 @@ def _experiment(args) -> int:
             state = "recorded" if weights.is_file() else "to run"
             print(f"{'pretraining':40s} {state} ({weights})")
             for method, budget, seed, done in transfer_status(study, out):
-                print(f"{f'{method} {budget} labels/class seed {seed}':40s} "
-                      f"{'recorded' if done else 'to run'}")
+                print(
+                    f"{f'{method} {budget} labels/class seed {seed}':40s} "
+                    f"{'recorded' if done else 'to run'}"
+                )
             return 0
-        records = run_transfer_study(study, out=out, weights=weights, runs_dir=args.runs_dir,
-                                     progress=not args.no_progress)
+        records = run_transfer_study(
+            study, out=out, weights=weights, runs_dir=args.runs_dir, progress=not args.no_progress
+        )
         for (method, budget), (mean, sd, n) in transfer_summary(records).items():
-            print(f"{method:15s} {budget:4d} labels/class: {100 * mean:5.1f} +- {100 * sd:.1f}% "
-                  f"test accuracy ({n} seeds)")
+            print(
+                f"{method:15s} {budget:4d} labels/class: {100 * mean:5.1f} +- {100 * sd:.1f}% "
+                f"test accuracy ({n} seeds)"
+            )
         return 0
     if args.list:
         for name, seed, state in sweep_status(args.name, args.seeds, args.results_dir):
             print(f"{run_id(name, seed):40s} {state}")
         return 0
-    done = run_sweep(args.name, seeds=args.seeds, results_dir=args.results_dir,
-                     runs_dir=args.runs_dir, progress=not args.no_progress)
+    done = run_sweep(
+        args.name,
+        seeds=args.seeds,
+        results_dir=args.results_dir,
+        runs_dir=args.runs_dir,
+        progress=not args.no_progress,
+    )
     if done and done[-1].interrupted:
         print("interrupted: run the same command again to resume", file=sys.stderr)
         return 130
@@ -277,10 +359,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from resnet_lab.checkpoints import CheckpointMismatch
     from resnet_lab.cifar10 import DataError
-
     from resnet_lab.runfolder import RunLockedError
 
-    expected = (DataError, CheckpointMismatch, ValueError, OSError, FloatingPointError, RunLockedError)
+    expected = (
+        DataError,
+        CheckpointMismatch,
+        ValueError,
+        OSError,
+        FloatingPointError,
+        RunLockedError,
+    )
     command = {"train": _train, "evaluate": _evaluate, "experiment": _experiment}[args.command]
     try:
         return command(args)

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resnet_lab.models import cifar_resnet, count_params
 from resnet_lab.evaluation import evaluate
+from resnet_lab.models import cifar_resnet, count_params
 
 
 def count_macs(model: nn.Module, x: torch.Tensor) -> int:

@@ -88,8 +88,7 @@ class ArticleNetFixed(nn.Module):
         check_num_classes(num_classes)
         if skip and not nonlinear:
             raise ValueError(
-                "skip=True needs nonlinear=True: "
-                "residual blocks have BN and ReLU"
+                "skip=True needs nonlinear=True: its blocks need BN, ReLU",
             )
         if not nonlinear:
             self.features = ArticleNet()
@@ -97,8 +96,12 @@ class ArticleNetFixed(nn.Module):
             # conv1 and conv2, then conv3-8 as three blocks, each with a 1x1
             # projection on its shortcut (the width changes in each)
             self.features = nn.Sequential(
-                conv3x3(3, 16), nn.BatchNorm2d(16), nn.ReLU(inplace=True),
-                conv3x3(16, 16), nn.BatchNorm2d(16), nn.ReLU(inplace=True),
+                conv3x3(3, 16),
+                nn.BatchNorm2d(16),
+                nn.ReLU(inplace=True),
+                conv3x3(16, 16),
+                nn.BatchNorm2d(16),
+                nn.ReLU(inplace=True),
                 BasicBlock(16, 32, skip=skip, shortcut="B"),  # conv3, conv4
                 BasicBlock(32, 64, skip=skip, shortcut="B"),  # conv5, conv6
                 BasicBlock(64, 128, skip=skip, shortcut="B"),  # conv7, conv8

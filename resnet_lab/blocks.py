@@ -72,17 +72,16 @@ class PadShortcut(nn.Module):
         return f"stride={self.stride}, pad=({self.pad_before}, {self.pad_after})"
 
 
-def make_shortcut(
-    in_planes: int, out_planes: int, stride: int, shortcut: str
-) -> nn.Module | None:
+def make_shortcut(in_planes: int, out_planes: int, stride: int, shortcut: str) -> nn.Module | None:
     """The shortcut branch of a block, or ``None`` for a plain identity.
 
     Returns ``None`` when shapes match (options A and B), a :class:`PadShortcut` for
     option A when they don't, and a 1x1 conv + BN projection for B (shapes change) and C.
     """
     if shortcut not in SHORTCUTS:
-        raise ValueError(f"shortcut must be one of {SHORTCUTS} (see He et al. 2015 §3.3), "
-                         f"got {shortcut!r}")
+        raise ValueError(
+            f"shortcut must be one of {SHORTCUTS} (see He et al. 2015 §3.3), got {shortcut!r}"
+        )
     same_shape = stride == 1 and in_planes == out_planes
     if shortcut == "C" or (shortcut == "B" and not same_shape):
         return nn.Sequential(conv1x1(in_planes, out_planes, stride), nn.BatchNorm2d(out_planes))
@@ -102,7 +101,12 @@ class BasicBlock(nn.Module):
     expansion = 1
 
     def __init__(
-        self, in_planes: int, planes: int, stride: int = 1, *, skip: bool = True,
+        self,
+        in_planes: int,
+        planes: int,
+        stride: int = 1,
+        *,
+        skip: bool = True,
         shortcut: str = "A",
     ) -> None:
         super().__init__()
@@ -144,7 +148,12 @@ class Bottleneck(nn.Module):
     expansion = 4
 
     def __init__(
-        self, in_planes: int, planes: int, stride: int = 1, *, skip: bool = True,
+        self,
+        in_planes: int,
+        planes: int,
+        stride: int = 1,
+        *,
+        skip: bool = True,
         shortcut: str = "B",
     ) -> None:
         super().__init__()
@@ -189,7 +198,12 @@ class PreActBlock(nn.Module):
     expansion = 1
 
     def __init__(
-        self, in_planes: int, planes: int, stride: int = 1, *, skip: bool = True,
+        self,
+        in_planes: int,
+        planes: int,
+        stride: int = 1,
+        *,
+        skip: bool = True,
         shortcut: str = "A",
     ) -> None:
         super().__init__()

@@ -16,10 +16,10 @@ import errno
 import json
 import math
 import os
-import subprocess
 import pickle
 import re
 import shutil
+import subprocess
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -138,7 +138,7 @@ class History:
 
     @property
     def interrupted(self) -> bool:
-        """Whether the run was stopped (Ctrl-C) before its last epoch: then not a finished record."""
+        """Whether the run was stopped (Ctrl-C) before its last epoch: not a finished record."""
         return "interrupted_after_epoch" in self.meta
 
     @property
@@ -152,24 +152,30 @@ class History:
         atomic_write(path, lambda tmp: tmp.write_text(text))
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "History":
+    def load(cls, path: str | os.PathLike) -> History:
         """Read a History JSON; a truncated or malformed file raises a ValueError naming the
         file and what is wrong with it."""
         path = Path(path)
         try:
             blob = json.loads(path.read_text(encoding="utf-8"))
         except UnicodeDecodeError as e:
-            raise ValueError(f"{path} is not UTF-8 text (byte {e.object[e.start]:#04x} at offset "
-                             f"{e.start}), so not a History JSON: check the file's name, or re-run "
-                             "the experiment that wrote it") from e
+            raise ValueError(
+                f"{path} is not UTF-8 text (byte {e.object[e.start]:#04x} at offset "
+                f"{e.start}), so not a History JSON: check the file's name, or re-run "
+                "the experiment that wrote it"
+            ) from e
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path} is not valid JSON ({e.msg} at line {e.lineno}): "
-                             "the file is truncated or damaged; re-run the experiment that wrote it") from e
+            raise ValueError(
+                f"{path} is not valid JSON ({e.msg} at line {e.lineno}): "
+                "the file is truncated or damaged; re-run the experiment that wrote it"
+            ) from e
         if not isinstance(blob, dict) or "epochs" not in blob:
             raise ValueError(f"{path} is not a History JSON (expected keys 'meta' and 'epochs')")
         epochs, meta = blob["epochs"], blob.get("meta", {})
         if not isinstance(epochs, list) or not all(isinstance(r, dict) for r in epochs):
-            raise ValueError(f"{path}: 'epochs' must be a list of per-epoch records, got {type(epochs).__name__}")
+            raise ValueError(
+                f"{path}: 'epochs' must be a list of per-epoch records, got {type(epochs).__name__}"
+            )
         if not isinstance(meta, dict):
             raise ValueError(f"{path}: 'meta' must be a JSON object, got {type(meta).__name__}")
         for i, r in enumerate(epochs):
@@ -216,8 +222,9 @@ def model_signature(model: nn.Module) -> list[list]:
     return [[k, list(v.shape)] for k, v in model.state_dict().items()]
 
 
-def save_checkpoint(path, model, optimizer, scheduler, epoch: int, cfg, history: History, scaler=None,
-                    ema=None) -> None:
+def save_checkpoint(
+    path, model, optimizer, scheduler, epoch: int, cfg, history: History, scaler=None, ema=None
+) -> None:
     target = unwrap(model)
     state = {
         "format": "resnet_lab.checkpoint/1",
@@ -228,7 +235,9 @@ def save_checkpoint(path, model, optimizer, scheduler, epoch: int, cfg, history:
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict() if scaler is not None else None,
-        "ema": ema.state_dict() if ema is not None else None,  # the averaged weights (TrainConfig.ema)
+        "ema": ema.state_dict()
+        if ema is not None
+        else None,  # the averaged weights (TrainConfig.ema)
         "epoch": epoch,
         "config": asdict(cfg),
         "data": history.meta.get("data"),
@@ -239,7 +248,9 @@ def save_checkpoint(path, model, optimizer, scheduler, epoch: int, cfg, history:
     atomic_save(state, path)
 
 
-def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None, map_location="cpu") -> dict:
+def load_checkpoint(
+    path: str | os.PathLike, model: nn.Module | None = None, map_location="cpu"
+) -> dict:
     """Read a checkpoint safely (``weights_only=True``) and, given ``model``, load its weights.
 
     Refuses, with :class:`CheckpointMismatch`, a checkpoint of another architecture: other layer
@@ -267,8 +278,8 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None, map
             )
         if theirs != ours:
             raise CheckpointMismatch(
-                f"{path} holds a {theirs} but the model is a {ours}: their layers have the same shapes, "
-                f"but they are different networks; build a {theirs} to load it"
+                f"{path} holds a {theirs} but the model is a {ours}: their layers have the same "
+                f"shapes, but they are different networks; build a {theirs} to load it"
             )
         target.load_state_dict(state["model"])
     return state
@@ -293,7 +304,10 @@ def export_weights(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Pat
     name, build and signature, and the run's History (no optimiser state). Loads with
     :func:`load_checkpoint` like a checkpoint."""
     state = load_checkpoint(checkpoint)
-    slim = {k: state.get(k) for k in ("model_name", "build", "signature", "model", "epoch", "config", "data", "history")}
+    slim = {
+        k: state.get(k)
+        for k in ("model_name", "build", "signature", "model", "epoch", "config", "data", "history")
+    }
     slim["format"] = "resnet_lab.weights/1"
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -302,11 +316,13 @@ def export_weights(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Pat
 
 
 def git_commit() -> str | None:
-    """The commit of the code that runs, with ``+changes`` when the package's files differ from it."""
+    """The commit of the code that runs, ``+changes`` when the package's files differ from it."""
     here = Path(__file__).resolve().parent
 
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, timeout=5).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=here, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
 
     try:
         commit = git("rev-parse", "--short", "HEAD")

@@ -45,8 +45,14 @@ from resnet_lab.download import fetch
 # per-channel statistics of the CIFAR-10 training set (official release), in [0, 1] units
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
-TENSOR_FIELDS = ("train_images", "train_labels", "test_images", "test_labels",
-                 "val_images", "val_labels")
+TENSOR_FIELDS = (
+    "train_images",
+    "train_labels",
+    "test_images",
+    "test_labels",
+    "val_images",
+    "val_labels",
+)
 # 2: the key covers every source file in full (1 kept only part of it); 3: the key hashes the
 # contents of image folders and python batches (2 trusted sizes and mtimes), and holds the digest
 CACHE_VERSION = 3
@@ -81,12 +87,12 @@ class CifarData:
         out = self
         if train is not None:
             idx = balanced_indices(self.train_labels, train, seed)
-            out = replace(out, train_images=self.train_images[idx],
-                          train_labels=self.train_labels[idx])
+            out = replace(
+                out, train_images=self.train_images[idx], train_labels=self.train_labels[idx]
+            )
         if test is not None:
             idx = balanced_indices(self.test_labels, test, seed + 1)
-            out = replace(out, test_images=self.test_images[idx],
-                          test_labels=self.test_labels[idx])
+            out = replace(out, test_images=self.test_images[idx], test_labels=self.test_labels[idx])
         note = f"subset: {len(out.train_labels)} train / {len(out.test_labels)} test, seed {seed}"
         return replace(out, notes=[*self.notes, note])
 
@@ -95,8 +101,9 @@ class CifarData:
         order given: ``data.select_classes(["airplane", "automobile", "ship", "truck"])``."""
         idx = [self.classes.index(c) if isinstance(c, str) else int(c) for c in classes]
         if len(set(idx)) != len(idx) or not all(0 <= i < len(self.classes) for i in idx):
-            raise ValueError(f"classes must be distinct names from {list(self.classes)}, "
-                             f"got {list(classes)}")
+            raise ValueError(
+                f"classes must be distinct names from {list(self.classes)}, got {list(classes)}"
+            )
         lut = torch.full((len(self.classes),), -1, dtype=torch.long)
         lut[idx] = torch.arange(len(idx))
 
@@ -107,16 +114,25 @@ class CifarData:
         xtr, ytr = pick(self.train_images, self.train_labels)
         xte, yte = pick(self.test_images, self.test_labels)
         names = tuple(self.classes[i] for i in idx)
-        return replace(self, train_images=xtr, train_labels=ytr, test_images=xte, test_labels=yte,
-                       classes=names, val_images=None, val_labels=None,
-                       notes=[*self.notes, f"classes: {', '.join(names)}"])
+        return replace(
+            self,
+            train_images=xtr,
+            train_labels=ytr,
+            test_images=xte,
+            test_labels=yte,
+            classes=names,
+            val_images=None,
+            val_labels=None,
+            notes=[*self.notes, f"classes: {', '.join(names)}"],
+        )
 
     def split_validation(self, size: int = 5000, seed: int = 0) -> CifarData:
         """Hold out ``size`` class-balanced training images as a validation set (the paper's
         45k/5k split with the default). Deterministic by seed."""
         if not 0 < size < len(self.train_labels):
-            raise ValueError(f"validation size must be between 1 and "
-                             f"{len(self.train_labels) - 1}, got {size}")
+            raise ValueError(
+                f"validation size must be between 1 and {len(self.train_labels) - 1}, got {size}"
+            )
         val_idx = balanced_indices(self.train_labels, size, seed)
         keep = torch.ones(len(self.train_labels), dtype=torch.bool)
         keep[val_idx] = False
@@ -126,8 +142,10 @@ class CifarData:
             train_labels=self.train_labels[keep],
             val_images=self.train_images[val_idx],
             val_labels=self.train_labels[val_idx],
-            notes=[*self.notes,
-                   f"validation split: {size} held out of the training set, seed {seed}"],
+            notes=[
+                *self.notes,
+                f"validation split: {size} held out of the training set, seed {seed}",
+            ],
         )
 
     def content_digest(self) -> str:
@@ -213,9 +231,11 @@ def load_cifar10(
     if root.is_file():
         from_env = "RESNET_LAB_DATA" in os.environ and root == default_root()
         via = " (from $RESNET_LAB_DATA)" if from_env else ""
-        raise DataError(f"{root}{via} is a file, not a folder: point it at the folder that holds "
-                        "CIFAR-10 (train/ and test/, their .tar.gz archives, or "
-                        "cifar-10-batches-py/)")
+        raise DataError(
+            f"{root}{via} is a file, not a folder: point it at the folder that holds "
+            "CIFAR-10 (train/ and test/, their .tar.gz archives, or "
+            "cifar-10-batches-py/)"
+        )
     tried: list[str] = []
     data = None
     for finder in (from_folders, from_archives, from_python_batches):
@@ -256,11 +276,13 @@ def _download(root: Path, tried: list[str]) -> CifarData:
     except (OSError, ValueError, tarfile.TarError) as e:
         if top is not None:
             _remove_empty_tree(root, top)  # a failed download leaves no new empty folders behind
-        raise DataError(f"CIFAR-10 download: {e}. To retry, run this again (it resumes); or put "
-                        f"{CIFAR10.filename} into {root} yourself, or set RESNET_LAB_DATA to a "
-                        "folder that holds CIFAR-10") from e
+        raise DataError(
+            f"CIFAR-10 download: {e}. To retry, run this again (it resumes); or put "
+            f"{CIFAR10.filename} into {root} yourself, or set RESNET_LAB_DATA to a "
+            "folder that holds CIFAR-10"
+        ) from e
     found = from_python_batches(root, tried)
-    key, source, reader = found
+    key, _, reader = found
     return _cached(root, key, "official CIFAR-10 release (downloaded by torchvision)", reader)
 
 
@@ -321,8 +343,14 @@ def _read_cache(path: Path, source: str) -> CifarData | None:
     """The CifarData cached in ``path``, its digest read back too; None for a broken cache."""
     try:
         blob = torch.load(path, weights_only=True)
-        data = CifarData(blob["train_images"], blob["train_labels"], blob["test_images"],
-                         blob["test_labels"], CLASSES, source)
+        data = CifarData(
+            blob["train_images"],
+            blob["train_labels"],
+            blob["test_images"],
+            blob["test_labels"],
+            CLASSES,
+            source,
+        )
         data.digest = str(blob["digest"])
     except Exception:
         return None  # a stale or broken cache is simply rebuilt
@@ -336,8 +364,14 @@ def _write_cache(blob: dict, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_save(blob, path)
     except (OSError, RuntimeError) as e:  # torch.save raises RuntimeError on a full disk
-        why = e.strerror if isinstance(e, OSError) and e.strerror else (
-            "the write failed, a full disk? " + " ".join(str(e).split()))
-        print(f"note: could not write the CIFAR-10 cache {path} ({why}); the data is loaded, but "
-              "the next load decodes it again. Free space there, or set XDG_CACHE_HOME to a "
-              "writable folder (used when the data folder is read-only).", file=sys.stderr)
+        why = (
+            e.strerror
+            if isinstance(e, OSError) and e.strerror
+            else ("the write failed, a full disk? " + " ".join(str(e).split()))
+        )
+        print(
+            f"note: could not write the CIFAR-10 cache {path} ({why}); the data is loaded, but "
+            "the next load decodes it again. Free space there, or set XDG_CACHE_HOME to a "
+            "writable folder (used when the data folder is read-only).",
+            file=sys.stderr,
+        )

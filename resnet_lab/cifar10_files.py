@@ -29,8 +29,7 @@ from PIL import Image
 
 # the class names in label order: the folder names of the image layouts, and the order of the
 # official batches' labels
-CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
-           "truck")
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 # the globals an official python batch names: its numpy arrays (numpy 1 pickles under numpy.core,
 # numpy 2 under numpy._core). Dicts, lists, bytes, str and int need none.
@@ -74,8 +73,10 @@ def _list_split(folder: Path) -> dict[str, list[Path]]:
     """The image files of ``folder/<class>/``, per class in label order, each list sorted."""
     _check_classes(sorted(p.name for p in folder.iterdir() if p.is_dir()), folder)
     listing = {  # sorted by name: Path's own order for files of one folder, at half the cost
-        c: sorted((p for p in (folder / c).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
-                  key=lambda p: p.name)
+        c: sorted(
+            (p for p in (folder / c).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
+            key=lambda p: p.name,
+        )
         for c in CLASSES
     }
     empty = [c for c, files in listing.items() if not files]
@@ -95,9 +96,11 @@ def from_folders(root: Path, tried: list[str]):
         tried.append(f"image folders {root / 'train'} and {root / 'test'}: not found")
         return None
     if (root / "train").resolve() == (root / "test").resolve():
-        raise DataError(f"{root}: train and test are the same folder "
-                        f"({(root / 'train').resolve()}), so the test images would be trained "
-                        "on: make them two folders, each holding its own split")
+        raise DataError(
+            f"{root}: train and test are the same folder "
+            f"({(root / 'train').resolve()}), so the test images would be trained "
+            "on: make them two folders, each holding its own split"
+        )
     items = {}  # split -> (label, encoded bytes, name) for each image, read once
     h = hashlib.sha256()
     for split in ("train", "test"):
@@ -221,8 +224,9 @@ def _decode_files(items: list[tuple[int, bytes, str]]) -> tuple[torch.Tensor, to
         except Exception as e:  # PIL raises many types for bad files
             raise DataError(f"cannot decode image {name}: {e}. Replace or delete the file.") from e
         if arr.shape != (32, 32, 3):
-            raise DataError(f"image {name} is {arr.shape[1]}x{arr.shape[0]}, "
-                            "CIFAR-10 images are 32x32")
+            raise DataError(
+                f"image {name} is {arr.shape[1]}x{arr.shape[0]}, CIFAR-10 images are 32x32"
+            )
         images[i] = arr
         labels[i] = label
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels)
@@ -245,8 +249,9 @@ def from_python_batches(root: Path, tried: list[str]):
     files = [d / f"data_batch_{i}" for i in range(1, 6)] + [d / "test_batch"]
     missing = [f.name for f in files if not f.is_file()]
     if missing:
-        raise DataError(f"{d} lacks {missing}: the python batches are incomplete; "
-                        "download them again")
+        raise DataError(
+            f"{d} lacks {missing}: the python batches are incomplete; download them again"
+        )
     key = "".join(f"{f.name}:{sha256_file(f)}\n" for f in files)
 
     def read():
@@ -276,21 +281,27 @@ def _load_batch(path: Path) -> tuple[np.ndarray, list[int]]:
         with open(path, "rb") as fh:
             entry = BatchUnpickler(fh, encoding="latin1").load()
     except RefusedGlobal as e:
-        raise DataError(f"{path} is not a CIFAR-10 python batch: it names the global {e}, which "
-                        "the format never needs, and was refused unrun. Delete it and download "
-                        "the batches again") from None
+        raise DataError(
+            f"{path} is not a CIFAR-10 python batch: it names the global {e}, which "
+            "the format never needs, and was refused unrun. Delete it and download "
+            "the batches again"
+        ) from None
     except Exception as e:
-        raise DataError(f"cannot read {path} ({e}): the batch is corrupted; "
-                        "download it again") from e
+        raise DataError(
+            f"cannot read {path} ({e}): the batch is corrupted; download it again"
+        ) from e
     try:
         x = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
         y = list(entry.get("labels", entry.get("fine_labels", [])))
     except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise DataError(f"{path} is not a CIFAR-10 python batch of 32x32 RGB images ({e}): "
-                        "download the batches again") from e
+        raise DataError(
+            f"{path} is not a CIFAR-10 python batch of 32x32 RGB images ({e}): "
+            "download the batches again"
+        ) from e
     if len(y) != len(x):
-        raise DataError(f"{path} holds {len(x)} images but {len(y)} labels: "
-                        "download the batches again")
+        raise DataError(
+            f"{path} holds {len(x)} images but {len(y)} labels: download the batches again"
+        )
     return x, y
 
 
@@ -300,4 +311,3 @@ def _read_batches(paths: list[Path]) -> tuple[torch.Tensor, torch.Tensor]:
     images = np.concatenate([x for x, _ in batches])
     labels = [label for _, y in batches for label in y]
     return torch.from_numpy(images), torch.tensor(labels, dtype=torch.int64)
-

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable
+from typing import Any
 
 
 def is_int(v: Any) -> bool:
@@ -36,7 +37,9 @@ def _flag(v: Any) -> bool:
 
 
 def _scales(v: Any) -> bool:
-    return isinstance(v, dict) and all(isinstance(k, str) and is_real(s) and s >= 0 for k, s in v.items())
+    return isinstance(v, dict) and all(
+        isinstance(k, str) and is_real(s) and s >= 0 for k, s in v.items()
+    )
 
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
@@ -54,11 +57,16 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "warmup": (lambda v: is_real(v) and v >= 0, "a number of epochs >= 0"),
     "label_smoothing": (lambda v: is_real(v) and 0 <= v < 1, "a number in [0, 1)"),
     "channels_last": (lambda v: _flag(v) or v == "auto", "true, false or 'auto'"),
-    "compile": (lambda v: _flag(v) or v in COMPILE_MODES, "true, false, 'reduce-overhead' or 'max-autotune'"),
+    "compile": (
+        lambda v: _flag(v) or v in COMPILE_MODES,
+        "true, false, 'reduce-overhead' or 'max-autotune'",
+    ),
     "precision": (_choice("auto", "fp32", "bf16", "fp16"), "'auto', 'fp32', 'bf16' or 'fp16'"),
     "seed": (lambda v: is_int(v) and 0 <= v < 2**32, "an integer from 0 to 2**32 - 1"),
-    "device": (lambda v: isinstance(v, str) and re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v) is not None,
-               "'auto', 'cpu', 'cuda', 'cuda:N' (N a number) or 'mps'"),
+    "device": (
+        lambda v: isinstance(v, str) and re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v) is not None,
+        "'auto', 'cpu', 'cuda', 'cuda:N' (N a number) or 'mps'",
+    ),
     "eval_every": (lambda v: is_int(v) and v >= 1, "a positive integer"),
     "tta": (_flag, "true or false"),
     "tta_translate": (_flag, "true or false"),
@@ -67,7 +75,10 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "ema": (lambda v: is_real(v) and 0 <= v < 1, "a decay in [0, 1) (0: off)"),
     "bn_bias_lr": (lambda v: is_real(v) and v > 0, "a positive multiplier"),
     "bn_weight_decay": (_flag, "true or false"),
-    "low_res": (lambda v: is_int(v) and (v == 0 or 8 <= v <= 32), "0 (off) or a side from 8 to 32 pixels"),
+    "low_res": (
+        lambda v: is_int(v) and (v == 0 or 8 <= v <= 32),
+        "0 (off) or a side from 8 to 32 pixels",
+    ),
     "low_res_fraction": (lambda v: is_real(v) and 0 < v <= 1, "a fraction in (0, 1]"),
     "lr_scales": (_scales, "a mapping of part names to learning-rate multipliers >= 0"),
 }

@@ -24,24 +24,36 @@ def pick_device(device: str | torch.device = "auto") -> torch.device:
     named but absent (``"cuda"`` without a GPU, ``"cuda:3"`` on a machine with one) is a
     ValueError that says what this machine has."""
     if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu")
+        return torch.device(
+            "cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu"
+        )
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as e:
-        raise ValueError(f"unknown device {str(device)!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'") from e
+        raise ValueError(
+            f"unknown device {str(device)!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
+        ) from e
     if dev.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
-            raise ValueError(f"device {str(device)!r} asked for, but this machine has no usable CUDA GPU: "
-                             "use --device auto or cpu")
+            raise ValueError(
+                f"device {str(device)!r} asked for, but this machine has no usable CUDA GPU: "
+                "use --device auto or cpu"
+            )
         if dev.index is not None and dev.index >= count:
-            raise ValueError(f"device {str(device)!r} asked for, but this machine has {count} CUDA GPU(s), "
-                             f"cuda:0 to cuda:{count - 1}")
+            raise ValueError(
+                f"device {str(device)!r} asked for, but this machine has {count} CUDA GPU(s), "
+                f"cuda:0 to cuda:{count - 1}"
+            )
     elif dev.type == "mps" and not _mps_available():
-        raise ValueError(f"device {str(device)!r} asked for, but Apple's MPS is not available here: "
-                         "use --device auto or cpu")
+        raise ValueError(
+            f"device {str(device)!r} asked for, but Apple's MPS is not available here: "
+            "use --device auto or cpu"
+        )
     elif dev.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"device {str(device)!r} is not supported: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+        raise ValueError(
+            f"device {str(device)!r} is not supported: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
+        )
     return dev
 
 
@@ -79,7 +91,9 @@ def autocast_context(device: torch.device, precision: str):
     if precision == "fp16" and device.type != "cuda":
         raise ValueError("precision 'fp16' needs a CUDA GPU; use 'bf16' or 'fp32' on the CPU")
     if precision == "bf16" and not bf16_supported(device):
-        raise ValueError(f"this {device.type} does not support bf16 well; use precision='auto' or 'fp32'")
+        raise ValueError(
+            f"this {device.type} does not support bf16 well; use precision='auto' or 'fp32'"
+        )
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device.type, dtype=dtype)
 

@@ -91,8 +91,9 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
             return super().forward(x)
         c = x.shape[1]
         xf = x.float()
-        local = torch.cat([xf.sum((0, 2, 3)), (xf * xf).sum((0, 2, 3)),
-                           xf.new_full((1,), x.numel() / c)])
+        local = torch.cat(
+            [xf.sum((0, 2, 3)), (xf * xf).sum((0, 2, 3)), xf.new_full((1,), x.numel() / c)]
+        )
         total = _SumOverProcesses.apply(local)
         n = total[-1]
         mean = total[:c] / n
@@ -116,8 +117,13 @@ def global_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
         return nn.SyncBatchNorm.convert_sync_batchnorm(model)
     for name, child in model.named_children():
         if type(child) is nn.BatchNorm2d:
-            g = GlobalBatchNorm2d(child.num_features, child.eps, child.momentum, child.affine,
-                                  child.track_running_stats)
+            g = GlobalBatchNorm2d(
+                child.num_features,
+                child.eps,
+                child.momentum,
+                child.affine,
+                child.track_running_stats,
+            )
             g.weight, g.bias = child.weight, child.bias
             g.running_mean, g.running_var = child.running_mean, child.running_var
             g.num_batches_tracked = child.num_batches_tracked

@@ -35,8 +35,9 @@ def _md5(path: Path) -> str:
 
 def _open(url: str, start: int, stall_seconds: float):
     headers = {"User-Agent": "resnet-lab"} | ({"Range": f"bytes={start}-"} if start else {})
-    return urllib.request.urlopen(urllib.request.Request(url, headers=headers),
-                                  timeout=stall_seconds)
+    return urllib.request.urlopen(
+        urllib.request.Request(url, headers=headers), timeout=stall_seconds
+    )
 
 
 def _copy(response, part: Path, start: int, deadline: float, progress: bool) -> None:
@@ -47,9 +48,17 @@ def _copy(response, part: Path, start: int, deadline: float, progress: bool) -> 
     size = response.headers.get("Content-Length")
     total = int(size) + start if size else None
     t0, warned = time.monotonic(), False
-    with open(part, "ab" if start else "wb") as f, \
-            tqdm(total=total, initial=start, unit="B", unit_scale=True, desc=part.stem,
-                 disable=not progress) as bar:
+    with (
+        open(part, "ab" if start else "wb") as f,
+        tqdm(
+            total=total,
+            initial=start,
+            unit="B",
+            unit_scale=True,
+            desc=part.stem,
+            disable=not progress,
+        ) as bar,
+    ):
         while chunk := response.read(CHUNK):
             f.write(chunk)
             bar.update(len(chunk))
@@ -58,18 +67,28 @@ def _copy(response, part: Path, start: int, deadline: float, progress: bool) -> 
             if total and not warned and elapsed > SLOW_AFTER_SECONDS:
                 left = (total - bar.n) / max(rate, 1.0)
                 if elapsed + left > deadline:
-                    tqdm.write(f"slow download: {rate / 1e6:.2f} MB/s, about {left / 60:.0f} "
-                               f"more minutes; stopping after {deadline / 60:.0f} (what "
-                               "arrived is kept, and the next try resumes)")
+                    tqdm.write(
+                        f"slow download: {rate / 1e6:.2f} MB/s, about {left / 60:.0f} "
+                        f"more minutes; stopping after {deadline / 60:.0f} (what "
+                        "arrived is kept, and the next try resumes)"
+                    )
                 warned = True
             if elapsed > deadline:
-                raise DownloadError(f"stopped after {deadline / 60:.0f} min at {bar.n / 1e6:.0f}"
-                                    f" of {(total or 0) / 1e6:.0f} MB ({rate / 1e6:.2f} MB/s)")
+                raise DownloadError(
+                    f"stopped after {deadline / 60:.0f} min at {bar.n / 1e6:.0f}"
+                    f" of {(total or 0) / 1e6:.0f} MB ({rate / 1e6:.2f} MB/s)"
+                )
 
 
-def fetch(url: str, dest: str | os.PathLike, *, md5: str | None = None,
-          stall_seconds: float = 60, deadline_minutes: float = 20,
-          progress: bool = True) -> Path:
+def fetch(
+    url: str,
+    dest: str | os.PathLike,
+    *,
+    md5: str | None = None,
+    stall_seconds: float = 60,
+    deadline_minutes: float = 20,
+    progress: bool = True,
+) -> Path:
     """Download ``url`` to ``dest`` (kept as it is when already there and, given ``md5``,
     intact). Raises :class:`DownloadError` with a one-line reason when the server cannot be
     reached, sends nothing for ``stall_seconds``, or the download passes ``deadline_minutes``;
@@ -98,7 +117,9 @@ def fetch(url: str, dest: str | os.PathLike, *, md5: str | None = None,
         raise DownloadError(f"{url} failed: {type(e).__name__}: {why}") from e
     if md5 is not None and _md5(part) != md5:
         part.unlink()
-        raise DownloadError(f"{dest.name} from {url} is damaged (its MD5 differs from the "
-                            "published one) and was deleted")
+        raise DownloadError(
+            f"{dest.name} from {url} is damaged (its MD5 differs from the "
+            "published one) and was deleted"
+        )
     os.replace(part, dest)
     return dest

@@ -11,19 +11,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resnet_lab.loader import CifarLoader
 from resnet_lab.device import autocast_context
+from resnet_lab.loader import CifarLoader
 
 
 def _shift(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
-    """Translate images by (dy, dx) pixels, filling with zeros (the padding value used in training)."""
+    """Translate images by (dy, dx) pixels, filling with zeros (the padding used in training)."""
     p = max(abs(dy), abs(dx))
     h, w = x.shape[-2:]
     padded = F.pad(x, (p, p, p, p))
     return padded[..., p - dy : p - dy + h, p - dx : p - dx + w]
 
 
-def tta_logits(model: nn.Module, x: torch.Tensor, *, flip: bool = True, translate: bool = False) -> torch.Tensor:
+def tta_logits(
+    model: nn.Module, x: torch.Tensor, *, flip: bool = True, translate: bool = False
+) -> torch.Tensor:
     """Logits averaged over test-time views: the image and its mirror image (``flip``), and with
     ``translate`` also both shifted one pixel up-left and down-right, weighted as airbench does
     (Jordan 2024): half on the untranslated views, a quarter on each translation."""

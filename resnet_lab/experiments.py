@@ -24,8 +24,15 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from resnet_lab.checkpoints import (CHECKPOINT_NAME, History, RunExistsError, atomic_write,
-                                    check_writable, export_weights, load_checkpoint)
+from resnet_lab.checkpoints import (
+    CHECKPOINT_NAME,
+    History,
+    RunExistsError,
+    atomic_write,
+    check_writable,
+    export_weights,
+    load_checkpoint,
+)
 from resnet_lab.config import TrainConfig
 from resnet_lab.records import own_results_dir, record_dirs
 from resnet_lab.records import results_dir as book_results_dir
@@ -49,14 +56,26 @@ class Experiment:
 # torch.compile for speed, a one-cycle schedule with Nesterov momentum, label smoothing and
 # flip test-time augmentation for accuracy in few epochs.
 _CPU_RESNET20 = TrainConfig(
-    epochs=34, batch_size=256, lr=0.2, momentum=0.9, nesterov=True, weight_decay=5e-4,
-    schedule="onecycle", warmup=2, label_smoothing=0.1, channels_last=True, compile=True,
-    precision="bf16", tta=True, eval_every=2,
+    epochs=34,
+    batch_size=256,
+    lr=0.2,
+    momentum=0.9,
+    nesterov=True,
+    weight_decay=5e-4,
+    schedule="onecycle",
+    warmup=2,
+    label_smoothing=0.1,
+    channels_last=True,
+    compile=True,
+    precision="bf16",
+    tta=True,
+    eval_every=2,
 )
 
 EXPERIMENTS: dict[str, Experiment] = {
     "cpu_resnet20": Experiment(
-        model="resnet20", config=_CPU_RESNET20,
+        model="resnet20",
+        config=_CPU_RESNET20,
         description="ResNet-20 (He et al. 2015), 20-minute CPU budget",
     ),
     # Speed run: a wider, shallower CIFAR ResNet (14 layers at twice the paper's width, as in the
@@ -74,22 +93,43 @@ EXPERIMENTS: dict[str, Experiment] = {
     # 352 batches are 182 epochs; the "paper" schedule divides at 50% and 75% of them.
     "gpu_resnet20": Experiment(
         model="resnet20",
-        config=TrainConfig(epochs=182, batch_size=128, lr=0.1, momentum=0.9, weight_decay=1e-4,
-                           schedule="paper", compile=True, eval_every=10),
+        config=TrainConfig(
+            epochs=182,
+            batch_size=128,
+            lr=0.1,
+            momentum=0.9,
+            weight_decay=1e-4,
+            schedule="paper",
+            compile=True,
+            eval_every=10,
+        ),
         description="ResNet-20, the paper's schedule (64k iterations) on a GPU",
-        validation=5000, seeds=(0,),
+        validation=5000,
+        seeds=(0,),
     ),
 }
 
 # The degradation problem (He et al. 2015, Fig. 1) at CPU scale: plain and residual networks of
 # depth 20 and 56, same recipe, a 10,000-image class-balanced subset, training error recorded.
 DEGRADATION = TrainConfig(
-    epochs=15, batch_size=128, lr=0.1, nesterov=True, weight_decay=5e-4, schedule="onecycle", warmup=1,
-    channels_last=True, compile=True, precision="bf16", eval_every=3,
+    epochs=15,
+    batch_size=128,
+    lr=0.1,
+    nesterov=True,
+    weight_decay=5e-4,
+    schedule="onecycle",
+    warmup=1,
+    channels_last=True,
+    compile=True,
+    precision="bf16",
+    eval_every=3,
 )
 for _name in ("plain20", "plain56", "resnet20", "resnet56"):
     EXPERIMENTS[f"degradation/{_name}"] = Experiment(
-        model=_name, config=DEGRADATION, subset=10_000, keep_weights=_name.endswith("20"),
+        model=_name,
+        config=DEGRADATION,
+        subset=10_000,
+        keep_weights=_name.endswith("20"),
         description="degradation problem at CPU scale (He et al. 2015, Fig. 1)",
     )
 
@@ -99,26 +139,45 @@ for _name, _kw, _what in (
     ("shortcut_B", {"shortcut": "B"}, "shortcut B: 1x1 projections where the shape changes"),
     ("shortcut_C", {"shortcut": "C"}, "shortcut C: projections in every block"),
     ("preact", {"block": "preact"}, "pre-activation blocks (He et al. 2016)"),
-    ("zero_init", {"zero_init_residual": True}, "last BN of each residual branch initialised to zero"),
+    (
+        "zero_init",
+        {"zero_init_residual": True},
+        "last BN of each residual branch initialised to zero",
+    ),
 ):
     EXPERIMENTS[f"ablation/{_name}"] = Experiment(
-        model="resnet20", model_kwargs=_kw, config=DEGRADATION, subset=10_000,
+        model="resnet20",
+        model_kwargs=_kw,
+        config=DEGRADATION,
+        subset=10_000,
         description=f"ablation of ResNet-20: {_what}",
     )
 # Zero-init's confound: weight decay 5e-4 pulls the zero-initialised BN scales back toward zero.
 # The same two networks with no weight decay on any BN parameter tell which it was.
 for _name, _kw in (("bn_nowd", {}), ("zero_init_bn_nowd", {"zero_init_residual": True})):
     EXPERIMENTS[f"ablation/{_name}"] = Experiment(
-        model="resnet20", model_kwargs=_kw, config=replace(DEGRADATION, bn_weight_decay=False),
-        subset=10_000, description=f"ablation of ResNet-20: {'zero-init, ' * bool(_kw)}no weight decay on BN",
+        model="resnet20",
+        model_kwargs=_kw,
+        config=replace(DEGRADATION, bn_weight_decay=False),
+        subset=10_000,
+        description=f"ablation of ResNet-20: {'zero-init, ' * bool(_kw)}no weight decay on BN",
     )
 
 # The article trains with Adam (lr 1e-3, constant, no weight decay). The same ResNet-20, data
 # and length as degradation/resnet20 (the paper's SGD recipe), with the article's optimiser.
 EXPERIMENTS["optimizer/adam_article"] = Experiment(
-    model="resnet20", config=replace(DEGRADATION, optimizer="adam", lr=1e-3, weight_decay=0.0,
-                                     schedule="constant", warmup=0, nesterov=False),
-    subset=10_000, description="ResNet-20 with the article's optimiser: Adam, lr 1e-3, constant",
+    model="resnet20",
+    config=replace(
+        DEGRADATION,
+        optimizer="adam",
+        lr=1e-3,
+        weight_decay=0.0,
+        schedule="constant",
+        warmup=0,
+        nesterov=False,
+    ),
+    subset=10_000,
+    description="ResNet-20 with the article's optimiser: Adam, lr 1e-3, constant",
 )
 
 # The speed run's fast-training techniques, one at a time on top of cpu_speedrun's recipe (21
@@ -142,17 +201,28 @@ for _name, _kw, _what in (
     ("low_res24", {"low_res": 24}, "progressive resizing: the first half of the epochs at 24x24"),
     ("ls02", {"label_smoothing": 0.2}, "label smoothing 0.2 (batch 256)"),
     ("b512", {"batch_size": 512, "lr": 0.4}, "batch 512, lr 0.4 (label smoothing 0.1)"),
-    ("b512_ls02", {"batch_size": 512, "lr": 0.4, "label_smoothing": 0.2}, "batch 512, lr 0.4, label smoothing 0.2"),
+    (
+        "b512_ls02",
+        {"batch_size": 512, "lr": 0.4, "label_smoothing": 0.2},
+        "batch 512, lr 0.4, label smoothing 0.2",
+    ),
     ("all", _ALL, "alternating flips + BN biases at 4x + progressive resizing + batch 512"),
-    ("all_long", dict(_ALL, epochs=SPEEDRUN_PLUS_EPOCHS), f"all, for {SPEEDRUN_PLUS_EPOCHS} epochs"),
+    (
+        "all_long",
+        dict(_ALL, epochs=SPEEDRUN_PLUS_EPOCHS),
+        f"all, for {SPEEDRUN_PLUS_EPOCHS} epochs",
+    ),
 ):
     EXPERIMENTS[f"speedrun/{_name}"] = Experiment(
-        model=_SPEED.model, model_kwargs=_SPEED.model_kwargs, config=replace(_SPEED.config, **_kw),
+        model=_SPEED.model,
+        model_kwargs=_SPEED.model_kwargs,
+        config=replace(_SPEED.config, **_kw),
         description=f"speed-run technique: {_what}",
     )
 EXPERIMENTS["cpu_speedrun_plus"] = replace(
-    EXPERIMENTS["speedrun/all_long"], seeds=(0,),
-    description="speed run with alternating flips, BN biases at 4x, progressive resizing, batch 512",
+    EXPERIMENTS["speedrun/all_long"],
+    seeds=(0,),
+    description="speed run: alternating flips, BN biases at 4x, progressive resizing, batch 512",
 )
 # The same with three quarters of the epochs at 24x24. In cpu_speedrun_plus an epoch took 33 s
 # at 24x24 and 65 s at 32x32 on the EPYC, so 27 epochs (20 small) fit the 20 minutes.
@@ -175,7 +245,9 @@ def experiment_names(name: str) -> list[str]:
     group = sorted(n for n in EXPERIMENTS if n.startswith(name + "/"))
     if not group:
         groups = sorted({n.split("/")[0] for n in EXPERIMENTS if "/" in n} | set(ALIASES))
-        raise ValueError(f"unknown experiment {name!r}; choose one of {sorted(EXPERIMENTS)} or a sweep {groups}")
+        raise ValueError(
+            f"unknown experiment {name!r}; choose one of {sorted(EXPERIMENTS)} or a sweep {groups}"
+        )
     return group
 
 
@@ -207,14 +279,18 @@ def check_results_folder(folder: str | Path) -> Path:
     folder = Path(folder)
     file = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
     if file is not None:
-        raise FileExistsError(f"cannot write records to {folder}: {file} is a file, not a folder; "
-                              "choose another results folder (--results-dir)")
+        raise FileExistsError(
+            f"cannot write records to {folder}: {file} is a file, not a folder; "
+            "choose another results folder (--results-dir)"
+        )
     try:
         return check_writable(folder)
     except PermissionError as e:
         why = e.__cause__.strerror if isinstance(e.__cause__, OSError) else None
-        raise PermissionError(f"cannot write records to {folder} ({why or e}): "
-                              "choose another results folder (--results-dir)") from e
+        raise PermissionError(
+            f"cannot write records to {folder} ({why or e}): "
+            "choose another results folder (--results-dir)"
+        ) from e
 
 
 def _export_recorded(run_dir: Path, out: Path) -> bool:
@@ -227,9 +303,17 @@ def _export_recorded(run_dir: Path, out: Path) -> bool:
     return True
 
 
-def run_experiment(name: str, *, seed: int | None = None, data=None, out: str | Path | None = None,
-                   progress: bool = True, runs_dir: str | Path = "runs", overwrite: bool = False,
-                   **overrides) -> History:
+def run_experiment(
+    name: str,
+    *,
+    seed: int | None = None,
+    data=None,
+    out: str | Path | None = None,
+    progress: bool = True,
+    runs_dir: str | Path = "runs",
+    overwrite: bool = False,
+    **overrides,
+) -> History:
     """Train experiment ``name`` with ``seed`` (default: its first), resuming from
     ``runs/<name>-seed<k>/`` if interrupted, and save its History to ``out`` (default
     ``results/<name>-seed<k>.json``). ``overrides`` replace config fields. A run already
@@ -249,8 +333,10 @@ def run_experiment(name: str, *, seed: int | None = None, data=None, out: str | 
     run_dir = Path(runs_dir) / run_id(name, seed)
     if not overwrite and is_recorded(out, cfg.epochs):
         if not exp.keep_weights or out.with_suffix(".pt").is_file():
-            raise RunExistsError(f"{run_id(name, seed)} is already recorded in {out}: "
-                                 "keep it, or pass overwrite=True to train it again")
+            raise RunExistsError(
+                f"{run_id(name, seed)} is already recorded in {out}: "
+                "keep it, or pass overwrite=True to train it again"
+            )
         if _export_recorded(run_dir, out):  # only the weights were lost
             return History.load(out)
     check_results_folder(out.parent)  # fail now, not after the run has trained
@@ -260,8 +346,15 @@ def run_experiment(name: str, *, seed: int | None = None, data=None, out: str | 
             data = data.subset(exp.subset, seed=0)  # the same images for every seed
     seed_everything(seed)  # before the model is built: the seed fixes the starting weights
     model = build_model(exp.model, **exp.model_kwargs)
-    history = train(model, data, cfg, progress=progress, checkpoint_dir=run_dir,
-                    resume=not overwrite, overwrite=overwrite)
+    history = train(
+        model,
+        data,
+        cfg,
+        progress=progress,
+        checkpoint_dir=run_dir,
+        resume=not overwrite,
+        overwrite=overwrite,
+    )
     history.meta.update(experiment=name, seed=seed, description=exp.description)
     if history.interrupted:
         return history  # not recorded: the checkpoint in runs/ resumes it
@@ -273,14 +366,19 @@ def run_experiment(name: str, *, seed: int | None = None, data=None, out: str | 
 
 def sweep_runs(name: str, seeds: list[int] | None = None) -> list[tuple[str, int]]:
     """Every (experiment, seed) of the sweep or experiment ``name``."""
-    return [(n, s) for n in experiment_names(name) for s in (seeds if seeds is not None else EXPERIMENTS[n].seeds)]
+    return [
+        (n, s)
+        for n in experiment_names(name)
+        for s in (seeds if seeds is not None else EXPERIMENTS[n].seeds)
+    ]
 
 
 RECORDED = "recorded"
 
 
-def run_state(name: str, seed: int, results_dir: str | Path | None = None,
-              epochs: int | None = None) -> str:
+def run_state(
+    name: str, seed: int, results_dir: str | Path | None = None, epochs: int | None = None
+) -> str:
     """``"recorded"`` if run ``seed`` of experiment ``name`` is finished in ``results_dir``
     (``epochs`` long, default the experiment's; with its ``.pt`` where the experiment keeps its
     weights), else ``"to run"``, with the reason when only the weights are missing."""
@@ -294,24 +392,42 @@ def run_state(name: str, seed: int, results_dir: str | Path | None = None,
     return "to run"
 
 
-def sweep_status(name: str, seeds: list[int] | None = None, results_dir: str | Path | None = None,
-                 epochs: int | None = None) -> list[tuple[str, int, str]]:
+def sweep_status(
+    name: str,
+    seeds: list[int] | None = None,
+    results_dir: str | Path | None = None,
+    epochs: int | None = None,
+) -> list[tuple[str, int, str]]:
     """Every (experiment, seed, :func:`run_state`) of the sweep or experiment ``name``: the one
     place that decides which runs are still to do (``--list``, :func:`run_sweep`,
     ``benchmarks/gpu_sweep.py``)."""
     return [(n, s, run_state(n, s, results_dir, epochs)) for n, s in sweep_runs(name, seeds)]
 
 
-def runs_to_do(name: str, seeds: list[int] | None = None, results_dir: str | Path | None = None,
-               epochs: int | None = None) -> list[tuple[str, int]]:
+def runs_to_do(
+    name: str,
+    seeds: list[int] | None = None,
+    results_dir: str | Path | None = None,
+    epochs: int | None = None,
+) -> list[tuple[str, int]]:
     """The (experiment, seed) runs of :func:`sweep_status` that are not recorded yet."""
-    return [(n, s) for n, s, state in sweep_status(name, seeds, results_dir, epochs)
-            if state != RECORDED]
+    return [
+        (n, s)
+        for n, s, state in sweep_status(name, seeds, results_dir, epochs)
+        if state != RECORDED
+    ]
 
 
-def run_sweep(name: str, *, seeds: list[int] | None = None, results_dir: str | Path | None = None,
-              runs_dir: str | Path = "runs", progress: bool = True, data=None,
-              **overrides) -> list[History]:
+def run_sweep(
+    name: str,
+    *,
+    seeds: list[int] | None = None,
+    results_dir: str | Path | None = None,
+    runs_dir: str | Path = "runs",
+    progress: bool = True,
+    data=None,
+    **overrides,
+) -> list[History]:
     """Run every experiment of a sweep with every seed, skipping runs already recorded in
     ``results/``, with a progress bar over runs. Returns the Histories of the runs it trained."""
     from tqdm.auto import tqdm
@@ -327,8 +443,15 @@ def run_sweep(name: str, *, seeds: list[int] | None = None, results_dir: str | P
     bar = tqdm(todo, desc=f"sweep {name}", unit="run", disable=not progress, position=0)
     for exp_name, seed, out in bar:
         bar.set_postfix(run=run_id(exp_name, seed))
-        h = run_experiment(exp_name, seed=seed, data=data, out=out, runs_dir=runs_dir,
-                           progress=progress, **overrides)
+        h = run_experiment(
+            exp_name,
+            seed=seed,
+            data=data,
+            out=out,
+            runs_dir=runs_dir,
+            progress=progress,
+            **overrides,
+        )
         done.append(h)
         if h.interrupted:
             break
@@ -397,8 +520,9 @@ def _add_own(found: dict, own: dict, folder: Path, note) -> None:
         note(f"your own runs: {exp_name} seed {seeds} from {folder}{instead if replaced else ''}")
 
 
-def load_results(name: str, results_dir: str | Path | None = None, *,
-                 notes: list[str] | None = None) -> dict[str, list[History]]:
+def load_results(
+    name: str, results_dir: str | Path | None = None, *, notes: list[str] | None = None
+) -> dict[str, list[History]]:
     """The recorded runs of a sweep or experiment: ``{experiment: [History per seed]}``, seeds
     in order. Only files named ``<stem>-seed<k>.json`` count. A damaged file, or a record whose
     meta names another seed or experiment than its file name, is skipped with a line saying so
@@ -411,8 +535,10 @@ def load_results(name: str, results_dir: str | Path | None = None, *,
     if results_dir:
         root = Path(results_dir)
         if not root.is_dir():
-            raise FileNotFoundError(f"no results folder {root}: check the path, or leave "
-                                    f"results_dir out to read {book_results_dir()}")
+            raise FileNotFoundError(
+                f"no results folder {root}: check the path, or leave "
+                f"results_dir out to read {book_results_dir()}"
+            )
         found = _load_folder(name, root, note)
     else:
         book, *own = record_dirs()
@@ -445,13 +571,17 @@ def mean_sd(values) -> tuple[float, float, int]:
     return statistics.fmean(values), sd, len(values)
 
 
-def summarize(runs: dict[str, list[History]], metric: str = "test_acc") -> dict[str, tuple[float, float, int]]:
+def summarize(
+    runs: dict[str, list[History]], metric: str = "test_acc"
+) -> dict[str, tuple[float, float, int]]:
     """``{experiment: (mean, sd, n)}`` of the final ``metric`` over seeds: what the book's
     tables and error bars show."""
     return {name: mean_sd(h.final.get(metric) for h in hs) for name, hs in runs.items()}
 
 
-def compare(summary: dict[str, tuple[float, float, int]], baseline: str | None = None) -> dict[str, dict]:
+def compare(
+    summary: dict[str, tuple[float, float, int]], baseline: str | None = None
+) -> dict[str, dict]:
     """Every configuration of ``summary`` (``{name: (mean, sd, n)}``, from :func:`summarize`)
     against ``baseline`` (default: the first): the difference of the means, its standard error
     sqrt(sd_b²/n_b + sd²/n), and a verdict. A difference beyond twice its standard error is
@@ -497,7 +627,9 @@ class TransferStudy:
     model: str = "resnet20"
     source: tuple[str, ...] = ANIMALS
     target: tuple[str, ...] = VEHICLES
-    pretrain: TrainConfig = field(default_factory=lambda: replace(DEGRADATION, epochs=10, eval_every=5))
+    pretrain: TrainConfig = field(
+        default_factory=lambda: replace(DEGRADATION, epochs=10, eval_every=5)
+    )
     pretrain_subset: int | None = None  # source-class training images (None: all 30,000)
     budgets: tuple[int, ...] = (10, 50, 250)  # labelled training images per target class
     methods: tuple[str, ...] = TRANSFER_METHODS
@@ -514,7 +646,7 @@ class TransferStudy:
         one-cycle SGD, evaluated once."""
         if method not in TRANSFER_METHODS:
             raise ValueError(
-                f"method must be one of {TRANSFER_METHODS}, got {method!r}"
+                f"method must be one of {TRANSFER_METHODS}, got {method!r}",
             )
         batch = min(self.batch_size, n_images)
         epochs = max(1, round(self.steps * batch / n_images))
@@ -523,10 +655,18 @@ class TransferStudy:
         low = method == "finetune_lowlr"
         scales = {"backbone": self.backbone_scale} if low else {}
         return TrainConfig(
-            epochs=epochs, batch_size=batch, lr=lr, momentum=0.9,
-            nesterov=True, weight_decay=5e-4, schedule="onecycle",
-            warmup=0.1 * epochs, seed=seed, eval_every=epochs,
-            lr_scales=scales, channels_last=self.pretrain.channels_last,
+            epochs=epochs,
+            batch_size=batch,
+            lr=lr,
+            momentum=0.9,
+            nesterov=True,
+            weight_decay=5e-4,
+            schedule="onecycle",
+            warmup=0.1 * epochs,
+            seed=seed,
+            eval_every=epochs,
+            lr_scales=scales,
+            channels_last=self.pretrain.channels_last,
             precision=self.pretrain.precision,
         )
 
@@ -542,8 +682,9 @@ def transfer_paths(results_dir: str | Path | None = None) -> tuple[Path, Path]:
     return root / "finetune.json", root / "finetune" / "pretrained.pt"
 
 
-def load_transfer(results_dir: str | Path | None = None, *, notes: list[str] | None = None
-                  ) -> tuple[list[dict], Path | None]:
+def load_transfer(
+    results_dir: str | Path | None = None, *, notes: list[str] | None = None
+) -> tuple[list[dict], Path | None]:
     """The transfer study as the book reads it: its records and its pretrained weights (None
     when none are recorded). Without ``results_dir``, the book's records, and, installed, the
     reader's own (from their ``experiment finetune``) in place of the book's run of the same
@@ -576,18 +717,25 @@ def _transfer_records(out: Path) -> list[dict]:
     try:
         return json.loads(out.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{out} is not a transfer study's JSON records ({e}): "
-                         "move it aside, or choose another results folder") from e
+        raise ValueError(
+            f"{out} is not a transfer study's JSON records ({e}): "
+            "move it aside, or choose another results folder"
+        ) from e
 
 
-def transfer_status(study: TransferStudy = TRANSFER, out: str | Path | None = None
-                    ) -> list[tuple[str, int, int, bool]]:
+def transfer_status(
+    study: TransferStudy = TRANSFER, out: str | Path | None = None
+) -> list[tuple[str, int, int, bool]]:
     """Every (method, labels per class, seed) run of ``study``, in the order they run, and
     whether ``out`` (default ``results/finetune.json``) records it."""
     out = Path(out) if out is not None else transfer_paths()[0]
     done = {(r["method"], r["labels_per_class"], r["seed"]) for r in _transfer_records(out)}
-    return [(m, b, s, (m, b, s) in done)
-            for b in study.budgets for m in study.methods for s in study.seeds]
+    return [
+        (m, b, s, (m, b, s) in done)
+        for b in study.budgets
+        for m in study.methods
+        for s in study.seeds
+    ]
 
 
 def _pretrain(study: TransferStudy, data, weights: Path, runs_dir: Path, progress: bool) -> bool:
@@ -605,19 +753,22 @@ def _pretrain(study: TransferStudy, data, weights: Path, runs_dir: Path, progres
     h = train(net, source, study.pretrain, progress=progress, checkpoint_dir=run_dir, resume=True)
     if h.interrupted:
         return False
-    h.meta.update(experiment="finetune/pretrain",
-                  description=f"{study.model} pretrained on {', '.join(study.source)}")
+    h.meta.update(
+        experiment="finetune/pretrain",
+        description=f"{study.model} pretrained on {', '.join(study.source)}",
+    )
     h.save(weights.with_suffix(".json"))
     export_weights(run_dir / CHECKPOINT_NAME, weights)
     return True
 
 
-def _transfer_run(study: TransferStudy, target, weights: Path, method: str, budget: int,
-                  seed: int, hardware: str) -> dict:
+def _transfer_run(
+    study: TransferStudy, target, weights: Path, method: str, budget: int, seed: int, hardware: str
+) -> dict:
     """One adaptation run of the transfer study on the ``target`` classes, as its record."""
+    from resnet_lab.checkpoints import git_commit
     from resnet_lab.finetune import freeze, load_pretrained, replace_head
     from resnet_lab.models import build_model
-    from resnet_lab.checkpoints import git_commit
     from resnet_lab.train import seed_everything, train
 
     n = budget * len(study.target)
@@ -632,20 +783,34 @@ def _transfer_run(study: TransferStudy, target, weights: Path, method: str, budg
     t0 = time.perf_counter()
     h = train(net, few, study.config(method, n, seed), progress=False)
     return {
-        "method": method, "labels_per_class": budget, "seed": seed,
-        "test_acc": h.final["test_acc"], "train_acc": h.final["train_acc"],
+        "method": method,
+        "labels_per_class": budget,
+        "seed": seed,
+        "test_acc": h.final["test_acc"],
+        "train_acc": h.final["train_acc"],
         "steps": len(h) * (n // h.meta["config"]["batch_size"]),
-        "meta": {"hardware": hardware, "minutes": (time.perf_counter() - t0) / 60,
-                 "commit": git_commit(), "data": few.describe(), "model": h.meta["model"],
-                 "pretrained": None if method == "scratch" else str(weights.name),
-                 "trainable_parameters": h.meta["trainable_parameters"],
-                 "config": h.meta["config"]},
+        "meta": {
+            "hardware": hardware,
+            "minutes": (time.perf_counter() - t0) / 60,
+            "commit": git_commit(),
+            "data": few.describe(),
+            "model": h.meta["model"],
+            "pretrained": None if method == "scratch" else str(weights.name),
+            "trainable_parameters": h.meta["trainable_parameters"],
+            "config": h.meta["config"],
+        },
     }
 
 
-def run_transfer_study(study: TransferStudy = TRANSFER, *, data=None, out: str | Path | None = None,
-                       weights: str | Path | None = None, runs_dir: str | Path = "runs",
-                       progress: bool = True) -> list[dict]:
+def run_transfer_study(
+    study: TransferStudy = TRANSFER,
+    *,
+    data=None,
+    out: str | Path | None = None,
+    weights: str | Path | None = None,
+    runs_dir: str | Path = "runs",
+    progress: bool = True,
+) -> list[dict]:
     """Run (or resume) the transfer study: pretrain on ``study.source`` (kept in ``weights``,
     default ``finetune/pretrained.pt`` beside ``out``, with its History beside it), then one run
     per method x budget x seed on ``study.target``, each appended to ``out`` (default
@@ -673,7 +838,9 @@ def run_transfer_study(study: TransferStudy = TRANSFER, *, data=None, out: str |
         bar.set_postfix(method=method, labels=budget, seed=seed)
         records.append(_transfer_run(study, target, weights, method, budget, seed, hardware))
         text = json.dumps(records, indent=1)
-        atomic_write(out, lambda tmp: tmp.write_text(text))  # every finished run is kept at once
+        atomic_write(
+            out, lambda tmp, text=text: tmp.write_text(text)
+        )  # every finished run is kept at once
     return records
 
 

@@ -31,8 +31,10 @@ from resnet_lab.models import IMAGENET_LAYERS, ResNet, count_params
 
 def _require_resnet(model: nn.Module) -> ResNet:
     if not isinstance(model, ResNet):
-        raise TypeError(f"expected one of resnet_lab's ResNets (cifar_resnet, resnet18 ...), "
-                        f"got {type(model).__name__}")
+        raise TypeError(
+            f"expected one of resnet_lab's ResNets (cifar_resnet, resnet18 ...), "
+            f"got {type(model).__name__}"
+        )
     return model
 
 
@@ -68,8 +70,10 @@ def part_names(model: nn.Module, parts) -> list[str]:
     if isinstance(parts, str):
         parts = [parts]
     if not isinstance(parts, (list, tuple, set, frozenset)):
-        raise TypeError(f"parts must be a part name or a list of them, one of {known} "
-                        f"(or 'backbone', 'all'), got {parts!r}")
+        raise TypeError(
+            f"parts must be a part name or a list of them, one of {known} "
+            f"(or 'backbone', 'all'), got {parts!r}"
+        )
     out: list[str] = []
     for p in parts:
         if p == "all":
@@ -79,8 +83,9 @@ def part_names(model: nn.Module, parts) -> list[str]:
         elif p in known:
             out.append(p)
         else:
-            raise ValueError(f"unknown part {p!r}; this model's parts are {known} "
-                             "(or 'backbone', 'all')")
+            raise ValueError(
+                f"unknown part {p!r}; this model's parts are {known} (or 'backbone', 'all')"
+            )
     return list(dict.fromkeys(out))
 
 
@@ -143,8 +148,10 @@ def count_trainable(model: nn.Module) -> tuple[int, int]:
 
 def trainable_parts(model: nn.Module) -> dict[str, bool]:
     """Whether each part is trainable (any parameter with ``requires_grad``)."""
-    return {part: any(p.requires_grad for p in _parameters_of(model, part))
-            for part in model_parts(model)}
+    return {
+        part: any(p.requires_grad for p in _parameters_of(model, part))
+        for part in model_parts(model)
+    }
 
 
 # ---------------------------------------------------------------------------- pretrained weights
@@ -265,11 +272,16 @@ def _weights_enum(model: ResNet, weights):
     spec = getattr(model, "build_spec", None) or {}
     depth = spec.get("kwargs", {}).get("depth")
     if spec.get("name") != "imagenet_resnet" or depth is None:
-        names = {"DEFAULT"} | {w.name for d in IMAGENET_LAYERS
-                               for w in torchvision.models.get_model_weights(f"resnet{d}")}
+        names = {"DEFAULT"} | {
+            w.name
+            for d in IMAGENET_LAYERS
+            for w in torchvision.models.get_model_weights(f"resnet{d}")
+        }
         if isinstance(weights, str) and weights not in names:
-            raise ValueError(f"{weights!r} is neither an existing file nor a torchvision weight "
-                             f"name ({sorted(names)}, for resnet18 ... resnet152)")
+            raise ValueError(
+                f"{weights!r} is neither an existing file nor a torchvision weight "
+                f"name ({sorted(names)}, for resnet18 ... resnet152)"
+            )
         raise ValueError(
             "torchvision's ImageNet weights fit only our ImageNet ResNets (resnet18 ... resnet152)"
         )
@@ -287,9 +299,11 @@ def _load_torchvision(model: ResNet, weights, progress: bool) -> Pretrained:
     if isinstance(weights, str):
         names = [w.name for w in enum] + ["DEFAULT"]
         if weights not in names:
-            raise ValueError(f"{weights!r} is neither an existing file nor a weight set of "
-                             f"torchvision's resnet{depth}; give a checkpoint path or one of "
-                             f"{names}")
+            raise ValueError(
+                f"{weights!r} is neither an existing file nor a weight set of "
+                f"torchvision's resnet{depth}; give a checkpoint path or one of "
+                f"{names}"
+            )
         weights = enum[weights] if weights != "DEFAULT" else enum.DEFAULT
     if not isinstance(weights, enum):
         raise ValueError(f"{weights} are not weights of torchvision's resnet{depth}")
@@ -300,7 +314,9 @@ def _load_torchvision(model: ResNet, weights, progress: bool) -> Pretrained:
         offline = isinstance(e, OSError)  # URLError is one
         why = "offline, or no network" if offline else "download or hash check failed"
         reason = " ".join(str(e).split())[:100]
-        message = (f"{source} not loaded: could not download them ({why}; {type(e).__name__}: "
-                   f"{reason}); the model keeps its random weights")
+        message = (
+            f"{source} not loaded: could not download them ({why}; {type(e).__name__}: "
+            f"{reason}); the model keeps its random weights"
+        )
         return Pretrained(False, source, message)
     return _load_backbone(model, state, source)

@@ -25,29 +25,42 @@ def torchrun_args(argv: list[str]) -> list[str]:
     """``OPTIONS COMMAND ...`` -> torchrun's ``OPTIONS -m resnet_lab COMMAND ...``."""
     at = next((i for i, a in enumerate(argv) if a in COMMANDS), None)
     if at is None:
-        print(f"error: name a resnet_lab command ({', '.join(COMMANDS)}) after torchrun's "
-              "options, e.g. --nproc-per-node 2 train --model resnet20 --out runs/ddp", file=sys.stderr)
+        print(
+            f"error: name a resnet_lab command ({', '.join(COMMANDS)}) after torchrun's "
+            "options, e.g. --nproc-per-node 2 train --model resnet20 --out runs/ddp",
+            file=sys.stderr,
+        )
         raise SystemExit(2)
     return [*argv[:at], "-m", "resnet_lab", *argv[at:]]
 
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(torchrun_args(sys.argv[1:] if argv is None else argv))
-    resume = "; run the same command with --resume to continue" if "--out" in args.training_script_args else ""
+    resume = (
+        "; run the same command with --resume to continue"
+        if "--out" in args.training_script_args
+        else ""
+    )
     try:
         run(args)
     except SignalException as e:
-        print(f"interrupted ({e.sigval.name}): the checkpoint holds every finished epoch{resume}",
-              file=sys.stderr)
+        print(
+            f"interrupted ({e.sigval.name}): the checkpoint holds every finished epoch{resume}",
+            file=sys.stderr,
+        )
         return 130
     except ChildFailedError as e:
         codes = sorted({f.exitcode for f in e.failures.values()})
         if all(c in INTERRUPTED for c in codes):
-            print(f"interrupted: the checkpoint holds every finished epoch{resume}", file=sys.stderr)
+            print(
+                f"interrupted: the checkpoint holds every finished epoch{resume}", file=sys.stderr
+            )
             return 130
         rank, failure = min(e.failures.items())
-        print(f"error: rank {rank} exited with status {failure.exitcode} (its message is above)",
-              file=sys.stderr)
+        print(
+            f"error: rank {rank} exited with status {failure.exitcode} (its message is above)",
+            file=sys.stderr,
+        )
         return failure.exitcode if failure.exitcode > 0 else 1
     return 0
 

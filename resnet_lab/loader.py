@@ -25,8 +25,12 @@ def channel_stats(device, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tens
     return mean, std
 
 
-def normalize(images: torch.Tensor, dtype: torch.dtype = torch.float32, *,
-              stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+def normalize(
+    images: torch.Tensor,
+    dtype: torch.dtype = torch.float32,
+    *,
+    stats: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
     """uint8 (B, 3, H, W) -> float, per-channel standardised with the CIFAR-10 statistics.
     ``stats``: the :func:`channel_stats` of the images' device and ``dtype``, made once by a
     caller that normalises many batches; made here when not given."""
@@ -88,9 +92,8 @@ def random_crop_flip(
     are deterministic by seed on every device.
     """
     given = isinstance(flip, torch.Tensor)
-    dy, dx, flips = draw_crop_flip(
-        len(images), generator, pad, flip=not given and bool(flip)
-    )
+    draw = not given and bool(flip)
+    dy, dx, flips = draw_crop_flip(len(images), generator, pad, flip=draw)
     if given:
         flips = flip
     dev = images.device
@@ -133,8 +136,9 @@ class CifarLoader:
         dtype: torch.dtype = torch.float32,
     ) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"images must be uint8 (N, 3, H, W), "
-                             f"got {images.dtype} {tuple(images.shape)}")
+            raise ValueError(
+                f"images must be uint8 (N, 3, H, W), got {images.dtype} {tuple(images.shape)}"
+            )
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
         if batch_size < 1:
@@ -180,8 +184,9 @@ class CifarLoader:
         if not sizes:
             return order, None, None, None
         draws = [draw_crop_flip(b, g, self.crop_pad, self.flip is True) for b in sizes]
-        dy, dx, flips = (None if d[0] is None else torch.cat(d).to(self.device)
-                         for d in zip(*draws))
+        dy, dx, flips = (
+            None if d[0] is None else torch.cat(d).to(self.device) for d in zip(*draws)
+        )
         if self.flip == "alternate":  # the run's bits, inverted every other epoch
             flips = (self.alternate_bits ^ bool(self.epoch % 2))[order[: sum(sizes)]]
         return order, dy, dx, flips
@@ -194,12 +199,18 @@ class CifarLoader:
             idx = sl if order is None else order[sl]
             x, y = self.images[idx], self.labels[idx]
             if self.crop_pad or self.flip:
-                x = crop_flip(x, *(None if t is None else t[sl] for t in (dy, dx, flips)),
-                              self.crop_pad)
+                x = crop_flip(
+                    x, *(None if t is None else t[sl] for t in (dy, dx, flips)), self.crop_pad
+                )
             x = normalize(x, self.dtype, stats=self.stats)
             if self.size != x.shape[-1]:
-                x = F.interpolate(x, size=(self.size, self.size), mode="bilinear",
-                                  antialias=True, align_corners=False)
+                x = F.interpolate(
+                    x,
+                    size=(self.size, self.size),
+                    mode="bilinear",
+                    antialias=True,
+                    align_corners=False,
+                )
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             yield x, y

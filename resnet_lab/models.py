@@ -181,9 +181,18 @@ def cifar_resnet(
     variant += ["zero-init"] if zero_init_residual else []
     suffix = f" ({', '.join(variant)})" if variant else ""
     model.name = f"{'resnet' if skip else 'plain'}{depth}{suffix}"
-    model.build_spec = {"name": "cifar_resnet", "kwargs": dict(
-        depth=depth, skip=skip, shortcut=shortcut, block=block, width=width,
-        num_classes=num_classes, zero_init_residual=zero_init_residual)}
+    model.build_spec = {
+        "name": "cifar_resnet",
+        "kwargs": dict(
+            depth=depth,
+            skip=skip,
+            shortcut=shortcut,
+            block=block,
+            width=width,
+            num_classes=num_classes,
+            zero_init_residual=zero_init_residual,
+        ),
+    }
     return model
 
 
@@ -251,8 +260,12 @@ def imagenet_resnet(
         zero_init_residual=zero_init_residual,
     )
     model.name = f"{'resnet' if skip else 'plain'}{depth} (ImageNet)"
-    model.build_spec = {"name": "imagenet_resnet", "kwargs": dict(
-        depth=depth, num_classes=num_classes, skip=skip, zero_init_residual=zero_init_residual)}
+    model.build_spec = {
+        "name": "imagenet_resnet",
+        "kwargs": dict(
+            depth=depth, num_classes=num_classes, skip=skip, zero_init_residual=zero_init_residual
+        ),
+    }
     return model
 
 
@@ -333,8 +346,10 @@ def _resolve(name: str) -> tuple:
     unknown name."""
     m = re.fullmatch(r"(resnet|plain)(\d+)", name)
     if m and len(m.group(2)) > 9:  # int() of a 5000-digit typo fails with an odd message
-        raise ValueError(f"depth must be 6n+2 up to {MAX_CIFAR_DEPTH}, got a "
-                         f"{len(m.group(2))}-digit number in {name[:20]}...")
+        raise ValueError(
+            f"depth must be 6n+2 up to {MAX_CIFAR_DEPTH}, got a "
+            f"{len(m.group(2))}-digit number in {name[:20]}..."
+        )
     if m and m.group(1) == "resnet" and int(m.group(2)) in IMAGENET_LAYERS:
         return imagenet_resnet, {"depth": int(m.group(2))}
     if m:
@@ -354,8 +369,10 @@ def _check_arguments(name: str, builder, fixed: dict, kwargs: dict) -> None:
     if name in BUILDERS and "depth" not in kwargs:
         cifar = name == "cifar_resnet"
         examples = "resnet20 / resnet56 / plain56" if cifar else "resnet18 / resnet50"
-        raise ValueError(f"{name!r} needs a depth: use {examples} ..., or in Python "
-                         f"build_model({name!r}, depth=...)")
+        raise ValueError(
+            f"{name!r} needs a depth: use {examples} ..., or in Python "
+            f"build_model({name!r}, depth=...)"
+        )
     params = inspect.signature(builder).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     unknown = [k for k in kwargs if k not in params and not takes_any]
@@ -367,8 +384,10 @@ def _check_arguments(name: str, builder, fixed: dict, kwargs: dict) -> None:
         )
     clash = [k for k in kwargs if k in fixed and kwargs[k] != fixed[k]]
     if clash:
-        raise ValueError(f"model {name!r} fixes {', '.join(f'{k}={fixed[k]!r}' for k in clash)}; "
-                         f"to change it use build_model({builder.__name__!r}, ...) or another name")
+        raise ValueError(
+            f"model {name!r} fixes {', '.join(f'{k}={fixed[k]!r}' for k in clash)}; "
+            f"to change it use build_model({builder.__name__!r}, ...) or another name"
+        )
 
 
 def build_model(name: str, **kwargs) -> nn.Module:

@@ -34,7 +34,10 @@ def parameter_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
         known = set(model_parts(model)) | {"backbone"}
         unknown = sorted(set(cfg.lr_scales) - known)
         if unknown:
-            raise ValueError(f"TrainConfig.lr_scales names unknown parts {unknown}; this model's parts are {sorted(known)}")
+            raise ValueError(
+                f"TrainConfig.lr_scales names unknown parts {unknown}; "
+                f"this model's parts are {sorted(known)}"
+            )
         part_of = parameter_parts(model)
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     bn_biases = {id(m.bias) for m in norms if m.bias is not None}
@@ -49,14 +52,21 @@ def parameter_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
         if id(p) in bn_params and not cfg.bn_weight_decay:
             decay = 0.0
         groups[scale, decay].append(p)
-    return [{"params": ps, "lr": cfg.lr * scale, "lr_scale": scale, "weight_decay": decay}
-            for (scale, decay), ps in groups.items()]
+    return [
+        {"params": ps, "lr": cfg.lr * scale, "lr_scale": scale, "weight_decay": decay}
+        for (scale, decay), ps in groups.items()
+    ]
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     groups = parameter_groups(model, cfg)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                               weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(
+            groups,
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            nesterov=cfg.nesterov,
+            weight_decay=cfg.weight_decay,
+        )
     adam = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
     return adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)

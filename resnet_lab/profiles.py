@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import torch
 
@@ -34,7 +34,9 @@ CPU_RATE = 700
 # T4: about a fifth of an H100 (fp16 + GradScaler, no bf16 tensor cores). An H200 trained ResNet-20
 # at about 20,000 img/s with this trainer (GUIDE.md); a fifth of the slower H100 is taken as 3,000.
 T4_RATE = 3000
-CPU_TRAIN_SECONDS = 6 * 60  # of the 10-minute cpu book: the rest is kernels, data, evaluation, figures
+CPU_TRAIN_SECONDS = (
+    6 * 60
+)  # of the 10-minute cpu book: the rest is kernels, data, evaluation, figures
 GPU_TRAIN_SECONDS = 4 * 60  # of each chapter's 5 minutes on a T4
 
 
@@ -74,7 +76,7 @@ def current_profile() -> Profile:
     return PROFILES[name]
 
 
-@lru_cache(maxsize=None)
+@cache
 def relative_cost(depth: int) -> float:
     """Multiply-adds of a CIFAR ResNet (or its plain twin) of ``depth`` per image, relative to
     ResNet-20's (computed, not estimated)."""
@@ -94,7 +96,9 @@ def training_work(profile: Profile) -> dict[str, float]:
     train = profile.train_subset or 50_000
     n6 = 4 * profile.transfer_labels
     return {
-        "01_background": sum(2 * relative_cost(d) for d in profile.depths) * race * profile.race_epochs,
+        "01_background": sum(2 * relative_cost(d) for d in profile.depths)
+        * race
+        * profile.race_epochs,
         "05_training": train * profile.epochs,
         "06_finetuning": 2 * profile.transfer_steps * min(64, n6),
     }

@@ -70,4 +70,3 @@ def record_dirs() -> list[Path]:
     is installed and the reader has recorded runs of their own."""
     read, own = results_dir(), own_results_dir()
     return [read, own] if own != read and own.is_dir() else [read]
-

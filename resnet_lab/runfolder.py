@@ -85,8 +85,11 @@ class RunLock:
                 return False
         except FileNotFoundError:
             return False
-        info = {"pid": os.getpid(), "host": socket.gethostname(),
-                "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps(info).encode())
         return True
@@ -100,7 +103,7 @@ class RunLock:
             os.close(self._fd)  # frees the lock
             self._fd = None
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         self.acquire()
         return self
 
@@ -111,18 +114,24 @@ class RunLock:
 def run_folder(checkpoint_dir, resume: bool, overwrite: bool) -> Path | None:
     """The run's folder from ``train``'s arguments, checked before anything else is done."""
     if resume and overwrite:
-        raise ValueError("resume and overwrite contradict each other: resume (--resume) continues the "
-                         "run in the folder, overwrite (--overwrite) replaces it; choose one")
+        raise ValueError(
+            "resume and overwrite contradict each other: resume (--resume) continues the "
+            "run in the folder, overwrite (--overwrite) replaces it; choose one"
+        )
     if checkpoint_dir is None:
         if resume:
             raise ValueError("resume=True needs the run's folder: pass checkpoint_dir (--out)")
         return None
     if not str(checkpoint_dir).strip():
-        raise ValueError("the run's folder (checkpoint_dir, --out) is empty: name one, e.g. runs/resnet20")
+        raise ValueError(
+            "the run's folder (checkpoint_dir, --out) is empty: name one, e.g. runs/resnet20"
+        )
     folder = Path(checkpoint_dir)
     if folder.is_file() or folder.suffix in (".pt", ".pth", ".json"):
-        raise ValueError(f"{folder} names a file, but checkpoint_dir (--out) is the run's folder, which "
-                         f"will hold {CHECKPOINT_NAME} and {HISTORY_NAME}: give a folder, e.g. {folder.parent}")
+        raise ValueError(
+            f"{folder} names a file, but checkpoint_dir (--out) is the run's folder, which "
+            f"will hold {CHECKPOINT_NAME} and {HISTORY_NAME}: give a folder, e.g. {folder.parent}"
+        )
     return folder
 
 
@@ -134,13 +143,15 @@ def _check_run_folder(folder: Path, resume: bool, overwrite: bool) -> None:
     existing = [n for n in (CHECKPOINT_NAME, HISTORY_NAME) if (folder / n).exists()]
     if existing and not resume:
         raise RunExistsError(
-            f"{folder} already holds a run ({', '.join(existing)}): resume it (resume=True, --resume), "
-            "choose another folder (--out), or replace it (overwrite=True, --overwrite)"
+            f"{folder} already holds a run ({', '.join(existing)}): "
+            "resume it (resume=True, --resume), choose another folder (--out), "
+            "or replace it (overwrite=True, --overwrite)"
         )
     if resume and existing == [HISTORY_NAME]:
         raise RunExistsError(
-            f"{folder} holds a {HISTORY_NAME} but no {CHECKPOINT_NAME} to resume from (another run's "
-            "record, or its checkpoint was removed): choose another folder (--out), or replace it (--overwrite)"
+            f"{folder} holds a {HISTORY_NAME} but no {CHECKPOINT_NAME} to resume from "
+            "(another run's record, or its checkpoint was removed): "
+            "choose another folder (--out), or replace it (--overwrite)"
         )
 
 

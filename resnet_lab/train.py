@@ -24,9 +24,9 @@ import os
 import random
 import re
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -39,8 +39,8 @@ from resnet_lab.checkpoints import (
     HISTORY_NAME,
     CheckpointMismatch,
     History,
-    load_checkpoint,
     git_commit,
+    load_checkpoint,
     model_name,
     save_checkpoint,
 )
@@ -77,7 +77,11 @@ def set_train_mode(model: nn.Module) -> None:
     mode: a frozen layer keeps its running statistics too (see :mod:`resnet_lab.finetune`)."""
     model.train()
     for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.weight is not None and not m.weight.requires_grad:
+        if (
+            isinstance(m, nn.modules.batchnorm._BatchNorm)
+            and m.weight is not None
+            and not m.weight.requires_grad
+        ):
             m.eval()
 
 
@@ -114,8 +118,9 @@ class Run:
         return self.cfg.lr * self.scheduler.lr_lambdas[0](self.scheduler.last_epoch)
 
 
-def build_run(model: nn.Module, data: CifarData, cfg: TrainConfig, ranks: Ranks,
-              folder: Path | None) -> Run:
+def build_run(
+    model: nn.Module, data: CifarData, cfg: TrainConfig, ranks: Ranks, folder: Path | None
+) -> Run:
     """Place the model, make the loaders, the optimiser, the schedule and the EMA."""
     device = pick_device(cfg.device)
     if device.type == "cuda" and ranks.world > 1:
@@ -124,40 +129,77 @@ def build_run(model: nn.Module, data: CifarData, cfg: TrainConfig, ranks: Ranks,
     channels_last = resolve_channels_last(device, cfg.channels_last)
     autocast = autocast_context(device, precision)  # validates precision for the device
     torch.manual_seed(cfg.seed)
-    model = model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    model = model.to(
+        device, memory_format=torch.channels_last if channels_last else torch.preserve_format
+    )
     loader = dict(device=device, channels_last=channels_last)
-    train_loader = CifarLoader(data.train_images, data.train_labels, cfg.batch_size, train=True,
-                               seed=cfg.seed, crop_pad=cfg.crop_pad, flip=cfg.flip, **loader)
+    train_loader = CifarLoader(
+        data.train_images,
+        data.train_labels,
+        cfg.batch_size,
+        train=True,
+        seed=cfg.seed,
+        crop_pad=cfg.crop_pad,
+        flip=cfg.flip,
+        **loader,
+    )
     test_loader = CifarLoader(data.test_images, data.test_labels, 1000, train=False, **loader)
     steps = len(train_loader)
     if steps == 0:
-        raise ValueError(f"batch_size {cfg.batch_size} is larger than the training set "
-                         f"({len(data.train_labels)} images)")
+        raise ValueError(
+            f"batch_size {cfg.batch_size} is larger than the training set "
+            f"({len(data.train_labels)} images)"
+        )
     if cfg.batch_size % ranks.world:
-        raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the {ranks.world} processes")
+        raise ValueError(
+            f"batch_size {cfg.batch_size} must be divisible by the {ranks.world} processes"
+        )
     optimizer = make_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(cfg, step, cfg.epochs * steps, steps))
-    run = Run(cfg=cfg, model=model, step_model=_step_model(model, cfg, ranks, device),
-              optimizer=optimizer, scheduler=scheduler,
-              scaler=torch.amp.GradScaler(device.type, enabled=precision == "fp16"),
-              autocast=autocast, criterion=nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing),
-              train_loader=train_loader, test_loader=test_loader, ranks=ranks, precision=precision,
-              checkpoint=folder / CHECKPOINT_NAME if folder is not None else None)
+        optimizer, lambda step: lr_factor(cfg, step, cfg.epochs * steps, steps)
+    )
+    run = Run(
+        cfg=cfg,
+        model=model,
+        step_model=_step_model(model, cfg, ranks, device),
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=torch.amp.GradScaler(device.type, enabled=precision == "fp16"),
+        autocast=autocast,
+        criterion=nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing),
+        train_loader=train_loader,
+        test_loader=test_loader,
+        ranks=ranks,
+        precision=precision,
+        checkpoint=folder / CHECKPOINT_NAME if folder is not None else None,
+    )
     if cfg.ema:  # weights only: BN statistics are refit for the averaged weights before a test
-        run.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=False)
-        run.bn_loader = CifarLoader(data.train_images, data.train_labels, 500, train=True,
-                                    seed=cfg.seed + 1, crop_pad=cfg.crop_pad, drop_last=False, **loader)
+        run.ema = AveragedModel(
+            model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=False
+        )
+        run.bn_loader = CifarLoader(
+            data.train_images,
+            data.train_labels,
+            500,
+            train=True,
+            seed=cfg.seed + 1,
+            crop_pad=cfg.crop_pad,
+            drop_last=False,
+            **loader,
+        )
     return run
 
 
-def _step_model(model: nn.Module, cfg: TrainConfig, ranks: Ranks, device: torch.device) -> nn.Module:
+def _step_model(
+    model: nn.Module, cfg: TrainConfig, ranks: Ranks, device: torch.device
+) -> nn.Module:
     """What a training step calls: the model, with BN over the global batch and DDP under
     torchrun, compiled if asked (one static graph per image size with progressive resizing)."""
     if ranks.world > 1:
         model = global_batchnorm(model, device)
         model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     if cfg.compile:
         mode = None if cfg.compile in (True, "default") else cfg.compile
         model = torch.compile(model, mode=mode, dynamic=False if cfg.low_res else None)
@@ -202,16 +244,26 @@ class _EpochSums:
         self.correct += (logits.argmax(1) == y).sum()
         self.seen += len(y)
 
-    def check_finite(self, epoch: int, lr: float) -> None:  # the one place the loop reads the device
+    def check_finite(
+        self, epoch: int, lr: float
+    ) -> None:  # the one place the loop reads the device
         bad = int(self.first_bad)
         if bad >= 0:
-            raise FloatingPointError(f"loss became NaN or infinite at epoch {epoch + 1}, step {bad} "
-                                     f"(lr {lr:.4g}): lower TrainConfig.lr or add warmup")
+            raise FloatingPointError(
+                f"loss became NaN or infinite at epoch {epoch + 1}, step {bad} "
+                f"(lr {lr:.4g}): lower TrainConfig.lr or add warmup"
+            )
 
     def totals(self, ranks: Ranks) -> dict:
         seen = torch.tensor(float(self.seen), device=self.loss.device)
-        loss, correct, n = all_sum(torch.stack([self.loss.float(), self.correct.float(), seen]), ranks)
-        return {"train_loss": (loss / n).item(), "train_acc": (correct / n).item(), "images": int(n.item())}
+        loss, correct, n = all_sum(
+            torch.stack([self.loss.float(), self.correct.float(), seen]), ranks
+        )
+        return {
+            "train_loss": (loss / n).item(),
+            "train_acc": (correct / n).item(),
+            "images": int(n.item()),
+        }
 
 
 def _my_share(ranks: Ranks, x: torch.Tensor, y: torch.Tensor):
@@ -276,9 +328,16 @@ def evaluate_epoch(run: Run, epoch: int) -> dict[str, float]:
 def epoch_record(run: Run, epoch: int, bar=None) -> dict:
     """Train one epoch, evaluate when due, and say so in one record of the History."""
     r = train_one_epoch(run, epoch, bar)
-    record = {"epoch": epoch + 1, "train_loss": r["train_loss"], "train_acc": r["train_acc"],
-              "test_loss": None, "test_acc": None, "lr": run.lr(), "seconds": r["seconds"],
-              "images_per_sec": r["images"] / r["seconds"]}
+    record = {
+        "epoch": epoch + 1,
+        "train_loss": r["train_loss"],
+        "train_acc": r["train_acc"],
+        "test_loss": None,
+        "test_acc": None,
+        "lr": run.lr(),
+        "seconds": r["seconds"],
+        "images_per_sec": r["images"] / r["seconds"],
+    }
     if (epoch + 1) % run.cfg.eval_every == 0 or epoch + 1 == run.cfg.epochs:
         tested = evaluate_epoch(run, epoch)
         record["seconds"] += tested.pop("refit_seconds")
@@ -291,41 +350,48 @@ def epoch_record(run: Run, epoch: int, bar=None) -> dict:
 
 def new_history(run: Run, data: CifarData) -> History:
     """An empty History whose meta says what trains on what, where, with which code."""
-    return History(meta={
-        "model": model_name(run.model),
-        "build": getattr(run.model, "build_spec", None),
-        "parameters": count_params(run.model),
-        "trainable_parameters": count_params(run.model, trainable_only=True),
-        "data": data.describe(),
-        "classes": list(data.classes),
-        "device": str(run.device),
-        "hardware": hardware_name(run.device)
-        + (f" x {run.ranks.world} processes" if run.ranks.world > 1 else ""),
-        "precision": run.precision,
-        "channels_last": run.train_loader.channels_last,
-        "torch": str(torch.__version__),
-        "git_commit": git_commit(),
-        "config": asdict(run.cfg),
-        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "seconds_note": "per-epoch seconds count training only; evaluation is excluded",
-    })
+    return History(
+        meta={
+            "model": model_name(run.model),
+            "build": getattr(run.model, "build_spec", None),
+            "parameters": count_params(run.model),
+            "trainable_parameters": count_params(run.model, trainable_only=True),
+            "data": data.describe(),
+            "classes": list(data.classes),
+            "device": str(run.device),
+            "hardware": hardware_name(run.device)
+            + (f" x {run.ranks.world} processes" if run.ranks.world > 1 else ""),
+            "precision": run.precision,
+            "channels_last": run.train_loader.channels_last,
+            "torch": str(torch.__version__),
+            "git_commit": git_commit(),
+            "config": asdict(run.cfg),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "seconds_note": "per-epoch seconds count training only; evaluation is excluded",
+        }
+    )
 
 
 def _check_resumable(path: Path, state: dict, cfg: TrainConfig, data_desc: str) -> None:
     """Refuse a checkpoint of another recipe, other data, or a schedule laid out over another
     length (a longer resume of the paper's schedule would restart it part way)."""
     defaults = asdict(TrainConfig())  # fields added since an older checkpoint was written
-    saved = {k: state["config"].get(k, defaults[k]) for k in defaults if k not in ("epochs", "device")}
+    saved = {
+        k: state["config"].get(k, defaults[k]) for k in defaults if k not in ("epochs", "device")
+    }
     ours = {k: v for k, v in asdict(cfg).items() if k not in ("epochs", "device")}
     changed = {k: (saved[k], v) for k, v in ours.items() if saved[k] != v}
     if changed:
-        raise CheckpointMismatch(f"{path} was trained with other settings {changed} (saved, now): "
-                                 "resume with the same TrainConfig, or use a new checkpoint_dir")
+        raise CheckpointMismatch(
+            f"{path} was trained with other settings {changed} (saved, now): "
+            "resume with the same TrainConfig, or use a new checkpoint_dir"
+        )
     saved_data = state.get("data") or state["history"]["meta"].get("data")
     if saved_data is not None and not _same_data(saved_data, data_desc):
         raise CheckpointMismatch(
             f"{path} was trained on other data: saved '{saved_data}', now '{data_desc}'. Resume "
-            "with the same data (--subset, --test-subset, --data), or use a new checkpoint_dir")
+            "with the same data (--subset, --test-subset, --data), or use a new checkpoint_dir"
+        )
     n = state["config"].get("epochs", cfg.epochs)
     if n != cfg.epochs and (cfg.schedule != "constant" or cfg.low_res):
         resizing = ", with progressive resizing" if cfg.low_res else ""
@@ -333,10 +399,13 @@ def _check_resumable(path: Path, state: dict, cfg: TrainConfig, data_desc: str) 
             f"{path} is a {n}-epoch run whose learning-rate schedule ('{cfg.schedule}'{resizing}) "
             f"is laid out over those {n} epochs; resuming it for {cfg.epochs} would restart the "
             f"schedule part way. Resume with --epochs {n}, or train {cfg.epochs} epochs from the "
-            "start in another folder (--out)")
+            "start in another folder (--out)"
+        )
     if state["epoch"] > cfg.epochs:
-        raise CheckpointMismatch(f"{path} holds {state['epoch']} finished epochs, more than the "
-                                 f"{cfg.epochs} asked for: resume with --epochs {state['epoch']} or more")
+        raise CheckpointMismatch(
+            f"{path} holds {state['epoch']} finished epochs, more than the "
+            f"{cfg.epochs} asked for: resume with --epochs {state['epoch']} or more"
+        )
 
 
 def resume_run(run: Run, data_desc: str) -> tuple[int, History]:
@@ -365,8 +434,17 @@ def save_run(run: Run, history: History, checkpoint: bool = True) -> None:
         return
     if checkpoint:
         scaler = run.scaler if run.scaler.is_enabled() else None
-        save_checkpoint(run.checkpoint, run.model, run.optimizer, run.scheduler, len(history),
-                        run.cfg, history, scaler, ema=run.ema)
+        save_checkpoint(
+            run.checkpoint,
+            run.model,
+            run.optimizer,
+            run.scheduler,
+            len(history),
+            run.cfg,
+            history,
+            scaler,
+            ema=run.ema,
+        )
         run.saved_epochs = len(history)
     history.save(run.checkpoint.parent / HISTORY_NAME)
 
@@ -383,15 +461,19 @@ def _progress_bar(run: Run, start: int, progress: bool):
     if not (progress and run.ranks.is_main):
         return None
     steps = len(run.train_loader)
-    return tqdm(total=run.cfg.epochs * steps, initial=start * steps, desc=model_name(run.model),
-                unit="step")
+    return tqdm(
+        total=run.cfg.epochs * steps, initial=start * steps, desc=model_name(run.model), unit="step"
+    )
 
 
 def _show(bar, record: dict, epochs: int) -> None:
     if bar is not None:
         acc = record["test_acc"]
-        bar.set_postfix(epoch=f"{record['epoch']}/{epochs}", loss=f"{record['train_loss']:.3f}",
-                        test_acc="-" if acc is None else f"{100 * acc:.1f}%")
+        bar.set_postfix(
+            epoch=f"{record['epoch']}/{epochs}",
+            loss=f"{record['train_loss']:.3f}",
+            test_acc="-" if acc is None else f"{100 * acc:.1f}%",
+        )
 
 
 def _stopped(run: Run, history: History) -> None:

@@ -28,7 +28,9 @@ def caption(fig, text: str) -> None:
     epochs, hardware and time made it."""
     renderer = fig.canvas.get_renderer()
     to_fig = fig.transFigure.inverted()
-    bottoms = [ax.get_tightbbox(renderer).transformed(to_fig).y0 for ax in fig.axes if ax.get_visible()]
+    bottoms = [
+        ax.get_tightbbox(renderer).transformed(to_fig).y0 for ax in fig.axes if ax.get_visible()
+    ]
     bottoms += [leg.get_window_extent(renderer).transformed(to_fig).y0 for leg in fig.legends]
     bottom = min([0.0, *bottoms])
     fig.text(0.01, bottom - 0.03, text, ha="left", va="top", fontsize=8, color="0.35", wrap=True)
@@ -53,18 +55,24 @@ def plot_history(
     """Loss and accuracy curves (train dashed, test solid) of one or more runs."""
     if isinstance(histories, History):
         histories = [histories]
-    labels = list(labels) if labels is not None else [h.meta.get("model", f"run {i}") for i, h in enumerate(histories)]
+    labels = (
+        list(labels)
+        if labels is not None
+        else [h.meta.get("model", f"run {i}") for i, h in enumerate(histories)]
+    )
     many = len(histories) > 2  # then one legend under both panels, where it hides no curve
     rows = (len(histories) + 1) // 2
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6 + (0.3 * rows if many else 0)))
-    for h, label, color in zip(histories, labels, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 3):
+    for h, label, color in zip(
+        histories, labels, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 3
+    ):
         ep = h["epoch"]
         ax_loss.plot(ep, h["train_loss"], "--", color=color, alpha=0.8)
         ax_acc.plot(ep, [100 * a for a in h["train_acc"]], "--", color=color, alpha=0.8)
-        test = [(e, l, a) for e, l, a in zip(ep, h["test_loss"], h["test_acc"]) if a is not None]
+        test = [(e, lo, a) for e, lo, a in zip(ep, h["test_loss"], h["test_acc"]) if a is not None]
         if test:
-            e, l, a = zip(*test)
-            ax_loss.plot(e, l, "-o", ms=3, color=color, label=label)
+            e, lo, a = zip(*test)
+            ax_loss.plot(e, lo, "-o", ms=3, color=color, label=label)
             ax_acc.plot(e, [100 * x for x in a], "-o", ms=3, color=color, label=label)
         else:
             ax_loss.plot([], [], "-", color=color, label=label)
@@ -78,11 +86,19 @@ def plot_history(
         fig.suptitle(title)
     if many:
         fig.tight_layout(rect=(0, 0.07 * rows, 1, 1))
-        fig.legend(*ax_acc.get_legend_handles_labels(), loc="lower center", ncol=2, fontsize=8, frameon=False,
-                   bbox_to_anchor=(0.5, 0))
+        fig.legend(
+            *ax_acc.get_legend_handles_labels(),
+            loc="lower center",
+            ncol=2,
+            fontsize=8,
+            frameon=False,
+            bbox_to_anchor=(0.5, 0),
+        )
     else:
         fig.tight_layout()
-    caption(fig, source if source is not None else "; ".join(history_caption(h) for h in histories[:2]))
+    caption(
+        fig, source if source is not None else "; ".join(history_caption(h) for h in histories[:2])
+    )
     return fig
 
 
@@ -102,7 +118,9 @@ def show_images(
         images = images.float() / 255
     n = len(images)
     nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(scale * ncols, scale * nrows + 0.3), squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(scale * ncols, scale * nrows + 0.3), squeeze=False
+    )
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i >= n:
@@ -118,7 +136,9 @@ def show_images(
     return fig
 
 
-def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int = 10) -> torch.Tensor:
+def confusion_matrix(
+    predictions: torch.Tensor, labels: torch.Tensor, num_classes: int = 10
+) -> torch.Tensor:
     """counts[i, j] = images of class i predicted as class j."""
     idx = labels.long() * num_classes + predictions.long()
     return torch.bincount(idx, minlength=num_classes**2).view(num_classes, num_classes)
@@ -136,7 +156,15 @@ def plot_confusion(counts: torch.Tensor, classes: Sequence[str], *, source: str 
         for j in range(len(classes)):
             v = 100 * frac[i, j].item()
             if v >= 1:
-                ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=7, color="white" if v > 50 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{v:.0f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if v > 50 else "black",
+                )
     fig.colorbar(im, ax=ax, label="% of the true class")
     fig.tight_layout()
     if source:
@@ -183,16 +211,29 @@ def runs_caption(runs: dict[str, Sequence[History]]) -> str:
     lengths = sorted({len(h) for h in hs})
     epochs = f"{lengths[0]}" if len(lengths) == 1 else f"{lengths[0]}-{lengths[-1]}"
     shared = sum(1 for h in hs if h.meta.get("cpu_shared") or h.meta.get("gpu_shared_by"))
-    shared_note = f" ({shared} of the runs shared the machine: their minutes overstate)" if shared else ""
-    return (f"{len(hs)} recorded runs ({', '.join(runs)}; seeds {seeds}), {epochs} epochs each, "
-            f"{minutes:.0f} min of training in all on {'; '.join(hardware)}{shared_note}. "
-            f"Data: {m.get('data', '?')}")
+    shared_note = (
+        f" ({shared} of the runs shared the machine: their minutes overstate)" if shared else ""
+    )
+    return (
+        f"{len(hs)} recorded runs ({', '.join(runs)}; seeds {seeds}), {epochs} epochs each, "
+        f"{minutes:.0f} min of training in all on {'; '.join(hardware)}{shared_note}. "
+        f"Data: {m.get('data', '?')}"
+    )
 
 
-def plot_seed_bands(runs: dict[str, Sequence[History]], metric: str = "train_acc", *, error: bool = True,
-                    ylabel: str | None = None, title: str = "", source: str | None = None, styles=None):
+def plot_seed_bands(
+    runs: dict[str, Sequence[History]],
+    metric: str = "train_acc",
+    *,
+    error: bool = True,
+    ylabel: str | None = None,
+    title: str = "",
+    source: str | None = None,
+    styles=None,
+):
     """Mean over seeds per epoch as a line, ± one standard deviation as a band, for each
-    experiment in ``runs`` (``{name: [History per seed]}``). ``error=True`` plots 100 x (1 - metric)."""
+    experiment in ``runs`` (``{name: [History per seed]}``).
+    ``error=True`` plots 100 x (1 - metric)."""
     fig, ax = plt.subplots(figsize=(7, 3.6))
     for name, hs in runs.items():
         rows = [[r.get(metric) for r in h.epochs] for h in hs]
@@ -203,9 +244,11 @@ def plot_seed_bands(runs: dict[str, Sequence[History]], metric: str = "train_acc
         mean, sd = np.nanmean(vals, 0), (np.nanstd(vals, 0, ddof=1) if len(hs) > 1 else np.zeros(n))
         epochs = np.arange(1, n + 1)
         style = (styles or {}).get(name, "-")
-        line, = ax.plot(epochs, mean, style, label=f"{name} (n={len(hs)})")
+        (line,) = ax.plot(epochs, mean, style, label=f"{name} (n={len(hs)})")
         ax.fill_between(epochs, mean - sd, mean + sd, color=line.get_color(), alpha=0.2)
-    ax.set(xlabel="epoch", ylabel=ylabel or (f"{metric} error (%)" if error else metric), title=title)
+    ax.set(
+        xlabel="epoch", ylabel=ylabel or (f"{metric} error (%)" if error else metric), title=title
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -213,8 +256,15 @@ def plot_seed_bands(runs: dict[str, Sequence[History]], metric: str = "train_acc
     return fig
 
 
-def plot_mean_sd(summary: dict[str, tuple[float, float, int]], *, ylabel: str, title: str = "",
-                 source: str, reference: dict[str, float] | None = None, scale: float = 100.0):
+def plot_mean_sd(
+    summary: dict[str, tuple[float, float, int]],
+    *,
+    ylabel: str,
+    title: str = "",
+    source: str,
+    reference: dict[str, float] | None = None,
+    scale: float = 100.0,
+):
     """Horizontal bars of mean ± sd (``{label: (mean, sd, n)}``, as from
     :func:`resnet_lab.experiments.summarize`), with the number of runs; ``reference`` adds
     published values as black diamonds."""
@@ -242,8 +292,9 @@ def plot_mean_sd(summary: dict[str, tuple[float, float, int]], *, ylabel: str, t
     return fig
 
 
-def plot_differences(comparison: dict[str, dict], *, xlabel: str, title: str = "", source: str,
-                     scale: float = 100.0):
+def plot_differences(
+    comparison: dict[str, dict], *, xlabel: str, title: str = "", source: str, scale: float = 100.0
+):
     """Differences from a baseline (``{label: {"diff", "se", "verdict", "n"}}``, as from
     :func:`resnet_lab.experiments.compare`): a dot at the difference of the means, whiskers of
     twice its standard error, and the verdict. A whisker that crosses zero is noise."""
@@ -251,7 +302,9 @@ def plot_differences(comparison: dict[str, dict], *, xlabel: str, title: str = "
     fig, ax = plt.subplots(figsize=(7, 0.42 * len(labels) + 1.5))
     y = np.arange(len(labels))
     diffs = np.array([scale * comparison[k]["diff"] for k in labels])
-    whisk = np.nan_to_num([2 * scale * comparison[k]["se"] for k in labels])  # no spread: no whisker
+    whisk = np.nan_to_num(
+        [2 * scale * comparison[k]["se"] for k in labels]
+    )  # no spread: no whisker
     verdict_color = {"better": "#2e7d32", "worse": "#c62828"}
     colors = [verdict_color.get(comparison[k]["verdict"], "0.4") for k in labels]
     ax.axvline(0, color="0.2", lw=1)
@@ -259,8 +312,13 @@ def plot_differences(comparison: dict[str, dict], *, xlabel: str, title: str = "
     ax.scatter(diffs, y, c=colors, zorder=3)
     right = np.nanmax(diffs + whisk)
     for yi, k in zip(y, labels):
-        ax.text(right + 0.1 * scale / 100, yi, f"{comparison[k]['verdict']} (n={comparison[k]['n']})",
-                va="center", fontsize=8)
+        ax.text(
+            right + 0.1 * scale / 100,
+            yi,
+            f"{comparison[k]['verdict']} (n={comparison[k]['n']})",
+            va="center",
+            fontsize=8,
+        )
     ax.set_yticks(y, labels, fontsize=8)
     ax.invert_yaxis()
     left = np.nanmin(diffs - whisk)

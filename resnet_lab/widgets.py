@@ -21,9 +21,9 @@ from collections.abc import Sequence
 import torch
 
 from resnet_lab.analysis import depth_profile, lesion_curve
-from resnet_lab.models import cifar_resnet
 from resnet_lab.config import TrainConfig
 from resnet_lab.evaluation import evaluate
+from resnet_lab.models import cifar_resnet
 from resnet_lab.train import seed_everything, train
 
 DEPTHS = tuple(6 * n + 2 for n in range(1, 19))  # 8, 14, ..., 110
@@ -58,11 +58,26 @@ def _draw_profiles(axes, profiles: dict[str, dict]) -> None:
     ax_g, ax_a = axes
     for label, p in profiles.items():
         style = "-" if "resnet" in p["name"] else "--"
-        ax_g.plot(range(1, len(p["grad_norms"]) + 1), p["grad_norms"], style, marker="o", ms=2, label=label)
-        ax_a.plot(range(1, len(p["act_std"]) + 1), p["act_std"], style, marker="o", ms=2, label=label)
-    ax_g.set(yscale="log", xlabel="weight layer (input → output)", ylabel="‖∂loss/∂W‖",
-             title="gradient norm per layer")
-    ax_a.set(xlabel="residual block (input → output)", ylabel="std of output", title="signal per block")
+        ax_g.plot(
+            range(1, len(p["grad_norms"]) + 1),
+            p["grad_norms"],
+            style,
+            marker="o",
+            ms=2,
+            label=label,
+        )
+        ax_a.plot(
+            range(1, len(p["act_std"]) + 1), p["act_std"], style, marker="o", ms=2, label=label
+        )
+    ax_g.set(
+        yscale="log",
+        xlabel="weight layer (input → output)",
+        ylabel="‖∂loss/∂W‖",
+        title="gradient norm per layer",
+    )
+    ax_a.set(
+        xlabel="residual block (input → output)", ylabel="std of output", title="signal per block"
+    )
     for ax in axes:
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
@@ -76,15 +91,19 @@ class DepthExplorer(_Explorer):
     Drive it from Python: ``ex.depth.value = 56`` recomputes; ``ex.current`` holds what is shown.
     """
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, *, depth: int = 20, seed: int = 0) -> None:
+    def __init__(
+        self, images: torch.Tensor, labels: torch.Tensor, *, depth: int = 20, seed: int = 0
+    ) -> None:
         import ipywidgets as w
 
         self.images, self.labels, self.seed = images, labels, seed
         self.cache: dict[tuple, dict] = {}
-        self.depth = w.SelectionSlider(options=DEPTHS, value=depth, description="depth",
-                                       continuous_update=False)
-        self.skip = w.ToggleButtons(options=[("residual", True), ("plain", False)], value=True,
-                                    description="skip")
+        self.depth = w.SelectionSlider(
+            options=DEPTHS, value=depth, description="depth", continuous_update=False
+        )
+        self.skip = w.ToggleButtons(
+            options=[("residual", True), ("plain", False)], value=True, description="skip"
+        )
         self.shortcut = w.Dropdown(options=["A", "B", "C"], value="A", description="shortcut")
         self.zero_init = w.Checkbox(value=False, description="zero-init last BN")
         self.compare = w.Checkbox(value=True, description="show the other (skip on/off) too")
@@ -92,20 +111,38 @@ class DepthExplorer(_Explorer):
         self.out = w.Output()
         for control in (self.depth, self.skip, self.shortcut, self.zero_init, self.compare):
             control.observe(lambda _change: self.update(), names="value")
-        self.widget = w.VBox([w.HBox([self.depth, self.skip]), w.HBox([self.shortcut, self.zero_init, self.compare]),
-                              self.info, self.out])
+        self.widget = w.VBox(
+            [
+                w.HBox([self.depth, self.skip]),
+                w.HBox([self.shortcut, self.zero_init, self.compare]),
+                self.info,
+                self.out,
+            ]
+        )
         self.current: dict[str, dict] = {}
         self.seconds = 0.0
         self.update()
 
     def settings(self, skip: bool | None = None) -> tuple:
-        return (self.depth.value, self.skip.value if skip is None else skip, self.shortcut.value, self.zero_init.value)
+        return (
+            self.depth.value,
+            self.skip.value if skip is None else skip,
+            self.shortcut.value,
+            self.zero_init.value,
+        )
 
     def profile(self, settings: tuple) -> dict:
         if settings not in self.cache:
             depth, skip, shortcut, zero = settings
-            self.cache[settings] = depth_profile(depth, self.images, self.labels, skip=skip, shortcut=shortcut,
-                                                 zero_init=zero, seed=self.seed)
+            self.cache[settings] = depth_profile(
+                depth,
+                self.images,
+                self.labels,
+                skip=skip,
+                shortcut=shortcut,
+                zero_init=zero,
+                seed=self.seed,
+            )
         return self.cache[settings]
 
     def update(self) -> None:
@@ -120,8 +157,10 @@ class DepthExplorer(_Explorer):
         g = main["grad_norms"]
         # with zero-initialised BN scales the last conv gets no gradient at all at initialisation
         ratio = f"{g[0] / g[-2]:.3g}" if g[-2] > 0 else "n/a (last conv gradient is 0)"
-        self.info.value = (f"<b>{main['name']}</b>: {main['params']:,} parameters; gradient ratio first/last conv "
-                           f"{ratio}; computed in {self.seconds:.2f} s")
+        self.info.value = (
+            f"<b>{main['name']}</b>: {main['params']:,} parameters; gradient ratio first/last conv "
+            f"{ratio}; computed in {self.seconds:.2f} s"
+        )
         with self._figure(ncols=2, figsize=(10, 3.4)) as axes:
             _draw_profiles(axes, shown)
 
@@ -144,7 +183,10 @@ def depth_animation(
     from matplotlib.animation import FuncAnimation
 
     frames = {
-        d: {kind: depth_profile(d, images, labels, skip=(kind == "resnet"), seed=seed) for kind in ("resnet", "plain")}
+        d: {
+            kind: depth_profile(d, images, labels, skip=(kind == "resnet"), seed=seed)
+            for kind in ("resnet", "plain")
+        }
         for d in depths
     }
     g_all = [v for f in frames.values() for p in f.values() for v in p["grad_norms"]]
@@ -173,17 +215,25 @@ def depth_animation(
 
 
 _FA_SYMBOLS = {
-    "fa-minus": "&minus;", "fa-plus": "+", "fa-fast-backward": "&#x23EE;", "fa-fast-forward": "&#x23ED;",
-    "fa-step-backward": "|&#x25C0;", "fa-step-forward": "&#x25B6;|", "fa-play fa-flip-horizontal": "&#x25C0;",
-    "fa-play": "&#x25B6;", "fa-pause": "&#x23F8;",
+    "fa-minus": "&minus;",
+    "fa-plus": "+",
+    "fa-fast-backward": "&#x23EE;",
+    "fa-fast-forward": "&#x23ED;",
+    "fa-step-backward": "|&#x25C0;",
+    "fa-step-forward": "&#x25B6;|",
+    "fa-play fa-flip-horizontal": "&#x25C0;",
+    "fa-play": "&#x25B6;",
+    "fa-pause": "&#x23F8;",
 }
 
 
 def offline_jshtml(html: str) -> str:
     """matplotlib's animation player loads its button icons from a CDN (Font Awesome); offline
     the buttons would be blank. Drop that stylesheet and put plain symbols in the buttons."""
-    html = re.sub(r'<link[^>]*font-awesome[^>]*>', "", html)
-    return re.sub(r'<i class="fa ([^"]*)"></i>', lambda m: _FA_SYMBOLS.get(m.group(1), "&#x2022;"), html)
+    html = re.sub(r"<link[^>]*font-awesome[^>]*>", "", html)
+    return re.sub(
+        r'<i class="fa ([^"]*)"></i>', lambda m: _FA_SYMBOLS.get(m.group(1), "&#x2022;"), html
+    )
 
 
 class TrainingRace(_Explorer):
@@ -191,7 +241,9 @@ class TrainingRace(_Explorer):
     data, with live loss curves. Each (depth, epochs) result is cached, so going back is
     instant. Drive it from Python: ``race.depth.value = 20; race.run()``."""
 
-    def __init__(self, data, *, depth: int = 20, epochs: int = 3, batch_size: int = 128, seed: int = 0) -> None:
+    def __init__(
+        self, data, *, depth: int = 20, epochs: int = 3, batch_size: int = 128, seed: int = 0
+    ) -> None:
         import ipywidgets as w
 
         self.data, self.batch_size, self.seed = data, batch_size, seed
@@ -204,7 +256,9 @@ class TrainingRace(_Explorer):
         self.out = w.Output()
         self.depth.observe(lambda _c: self.show_cached(), names="value")
         self.epochs.observe(lambda _c: self.show_cached(), names="value")
-        self.widget = w.VBox([w.HBox([self.depth, self.epochs, self.button]), self.status, self.out])
+        self.widget = w.VBox(
+            [w.HBox([self.depth, self.epochs, self.button]), self.status, self.out]
+        )
         self.show_cached()
 
     def key(self) -> tuple[int, int]:
@@ -214,15 +268,26 @@ class TrainingRace(_Explorer):
         """Train plain and residual at the current settings (or take them from the cache)."""
         key = self.key()
         if key not in self.results:
-            cfg = TrainConfig(epochs=key[1], batch_size=self.batch_size, lr=0.1, schedule="onecycle",
-                              warmup=min(1, key[1] / 2), seed=self.seed)
+            cfg = TrainConfig(
+                epochs=key[1],
+                batch_size=self.batch_size,
+                lr=0.1,
+                schedule="onecycle",
+                warmup=min(1, key[1] / 2),
+                seed=self.seed,
+            )
             runs: dict[str, object] = {}
             for skip in (False, True):
                 seed_everything(self.seed)  # the same starting weights every time
                 model = cifar_resnet(key[0], skip=skip)
                 self.status.value = f"training {model.name} ..."
-                runs[model.name] = train(model, self.data, cfg, progress=False,
-                                         on_epoch=lambda h, runs=runs, name=model.name: self._draw({**runs, name: h}))
+                runs[model.name] = train(
+                    model,
+                    self.data,
+                    cfg,
+                    progress=False,
+                    on_epoch=lambda h, runs=runs, name=model.name: self._draw({**runs, name: h}),
+                )
             self.results[key] = runs
         self.show_cached()
         return self.results[key]
@@ -230,18 +295,30 @@ class TrainingRace(_Explorer):
     def show_cached(self) -> None:
         runs = self.results.get(self.key())
         if runs is None:
-            self.status.value = f"depth {self.depth.value}, {self.epochs.value} epochs: press <b>race</b>"
+            self.status.value = (
+                f"depth {self.depth.value}, {self.epochs.value} epochs: press <b>race</b>"
+            )
             with self.out:
                 self.out.clear_output()
             return
         self._draw(runs)
-        finals = ", ".join(f"{n}: train error {100 * (1 - h.final['train_acc']):.1f}%" for n, h in runs.items())
-        self.status.value = f"depth {self.depth.value}, {self.epochs.value} epochs (cached): {finals}"
+        finals = ", ".join(
+            f"{n}: train error {100 * (1 - h.final['train_acc']):.1f}%" for n, h in runs.items()
+        )
+        self.status.value = (
+            f"depth {self.depth.value}, {self.epochs.value} epochs (cached): {finals}"
+        )
 
     def _draw(self, runs: dict) -> None:
         with self._figure() as ax:
             for name, h in runs.items():
-                ax.plot(h["epoch"], h["train_loss"], "--" if name.startswith("plain") else "-", marker="o", label=name)
+                ax.plot(
+                    h["epoch"],
+                    h["train_loss"],
+                    "--" if name.startswith("plain") else "-",
+                    marker="o",
+                    label=name,
+                )
             ax.set(xlabel="epoch", ylabel="training loss", title="plain vs residual")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
@@ -273,9 +350,11 @@ class LesionExplorer(_Explorer):
         def fmt(v):
             return "cannot be removed (changes the shape)" if v is None else f"{100 * v:.1f}%"
 
-        self.info.value = (f"block {self.block.value} removed: ResNet keeps {fmt(cur['resnet'])} "
-                           f"(intact {100 * self.baseline['resnet']:.1f}%), plain keeps {fmt(cur['plain'])} "
-                           f"(intact {100 * self.baseline['plain']:.1f}%)")
+        self.info.value = (
+            f"block {self.block.value} removed: ResNet keeps {fmt(cur['resnet'])} "
+            f"(intact {100 * self.baseline['resnet']:.1f}%), plain keeps {fmt(cur['plain'])} "
+            f"(intact {100 * self.baseline['plain']:.1f}%)"
+        )
         with self._figure() as ax:
             for kind, style in (("resnet", "-o"), ("plain", "--s")):
                 ys = [float("nan") if v is None else 100 * v for v in self.curves[kind]]

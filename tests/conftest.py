@@ -81,7 +81,7 @@ def python_batches(tmp_path):
 
 @pytest.fixture
 def tiny_data():
-    """200 train / 100 test random images with a learnable signal: class = brightest channel band."""
+    """200 train / 100 test random images with a learnable signal: class = brightest band."""
     g = torch.Generator().manual_seed(0)
 
     def make(n):

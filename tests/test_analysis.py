@@ -43,11 +43,15 @@ def test_count_macs_against_hand_computation():
 
 def test_gradient_norms_against_hand_computation():
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.Flatten(), nn.Linear(4 * 8 * 8, 10))
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.Flatten(), nn.Linear(4 * 8 * 8, 10)
+    )
     x, y = torch.randn(5, 3, 8, 8), torch.randint(0, 10, (5,))
     norms = gradient_norms(model, x, y)
     nn.functional.cross_entropy(model(x), y).backward()
-    assert norms == pytest.approx([model[0].weight.grad.norm().item(), model[2].weight.grad.norm().item()])
+    assert norms == pytest.approx(
+        [model[0].weight.grad.norm().item(), model[2].weight.grad.norm().item()]
+    )
     assert len(gradient_norms(cifar_resnet(8), torch.randn(4, 3, 32, 32), torch.arange(4))) == 8
 
 
@@ -76,7 +80,10 @@ def test_depth_profile_plain_explodes_more():
     res = depth_profile(32, x, y, skip=True)
     plain = depth_profile(32, x, y, skip=False)
     assert res["params"] == plain["params"] == 464_154
-    ratio = lambda p: p["grad_norms"][0] / p["grad_norms"][-2]
+
+    def ratio(p):
+        return p["grad_norms"][0] / p["grad_norms"][-2]
+
     assert ratio(plain) > ratio(res)
 
 
@@ -88,7 +95,9 @@ def _tiny_loader():
 
 def test_lesion_of_zero_branch_block_changes_nothing():
     model = cifar_resnet(14)
-    zero_init_residual_(model.layer2[1])  # this block computes relu(x) = x on its (non-negative) input
+    zero_init_residual_(
+        model.layer2[1]
+    )  # this block computes relu(x) = x on its (non-negative) input
     loader = _tiny_loader()
     from resnet_lab.evaluation import evaluate
 

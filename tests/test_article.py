@@ -12,10 +12,16 @@ from resnet_lab.models import build_model, count_params
 def test_article_net_as_written_fails_and_fixed_works():
     x, y = torch.randn(2, 3, 32, 32), torch.tensor([3, 7])
     net = ArticleNet()
-    assert count_params(net) == 293_520  # eight biased 3x3 convs, 3->16->16->32->32->64->64->128->128
+    assert (
+        count_params(net) == 293_520
+    )  # eight biased 3x3 convs, 3->16->16->32->32->64->64->128->128
     convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
-    assert [(c.in_channels, c.out_channels, c.stride, c.padding, c.bias is not None) for c in convs] == [
-        (i, o, (1, 1), (1, 1), True) for i, o in zip((3, 16, 16, 32, 32, 64, 64, 128), (16, 16, 32, 32, 64, 64, 128, 128))]
+    assert [
+        (c.in_channels, c.out_channels, c.stride, c.padding, c.bias is not None) for c in convs
+    ] == [
+        (i, o, (1, 1), (1, 1), True)
+        for i, o in zip((3, 16, 16, 32, 32, 64, 64, 128), (16, 16, 32, 32, 64, 64, 128, 128))
+    ]
     out = net(x)
     assert out.shape == (2, 128, 32, 32)  # a feature map, not class scores
     assert not any(isinstance(m, (nn.ReLU, nn.BatchNorm2d, nn.Linear)) for m in net.modules())
@@ -25,7 +31,9 @@ def test_article_net_as_written_fails_and_fixed_works():
         fixed = ArticleNetFixed(**kw)
         assert fixed(x).shape == (2, 10)
         F.cross_entropy(fixed(x), y).backward()
-    assert count_params(ArticleNetFixed(skip=False)) < count_params(ArticleNetFixed())  # + 1x1 projections
+    assert count_params(ArticleNetFixed(skip=False)) < count_params(
+        ArticleNetFixed()
+    )  # + 1x1 projections
     with pytest.raises(ValueError, match="skip=True needs nonlinear=True"):
         ArticleNetFixed(nonlinear=False)
 
@@ -34,7 +42,10 @@ def test_article_net_is_linear():
     # without activations the 8 convs compose to one affine map: f(a+b) - f(b) == f(a) - f(0)
     torch.manual_seed(0)
     net = ArticleNet().double()
-    a, b = torch.randn(1, 3, 32, 32, dtype=torch.double), torch.randn(1, 3, 32, 32, dtype=torch.double)
+    a, b = (
+        torch.randn(1, 3, 32, 32, dtype=torch.double),
+        torch.randn(1, 3, 32, 32, dtype=torch.double),
+    )
     zero = torch.zeros_like(a)
     with torch.no_grad():
         torch.testing.assert_close(net(a + b) - net(b), net(a) - net(zero))

@@ -4,12 +4,22 @@ import pytest
 import torch
 from torch import nn
 
-from resnet_lab.blocks import BLOCKS, BasicBlock, Bottleneck, PadShortcut, PreActBlock, make_shortcut, zero_init_residual_
+from resnet_lab.blocks import (
+    BLOCKS,
+    BasicBlock,
+    Bottleneck,
+    PadShortcut,
+    PreActBlock,
+    make_shortcut,
+    zero_init_residual_,
+)
 
 
 @pytest.mark.parametrize(
     "kind,stride,shortcut,skip",
-    list(itertools.product(["basic", "bottleneck", "preact"], [1, 2], ["A", "B", "C"], [True, False])),
+    list(
+        itertools.product(["basic", "bottleneck", "preact"], [1, 2], ["A", "B", "C"], [True, False])
+    ),
 )
 def test_block_shapes(kind, stride, shortcut, skip):
     block_cls = BLOCKS[kind]
@@ -34,7 +44,11 @@ def test_shortcut_options_parameters():
     assert make_shortcut(16, 16, 1, "B") is None
     assert isinstance(make_shortcut(16, 32, 2, "A"), PadShortcut)
     proj = make_shortcut(16, 32, 2, "B")
-    assert isinstance(proj[0], nn.Conv2d) and proj[0].kernel_size == (1, 1) and proj[0].stride == (2, 2)
+    assert (
+        isinstance(proj[0], nn.Conv2d)
+        and proj[0].kernel_size == (1, 1)
+        and proj[0].stride == (2, 2)
+    )
     assert isinstance(make_shortcut(16, 16, 1, "C"), nn.Sequential)
     # option A has no parameters at all
     assert sum(p.numel() for p in PadShortcut(16, 32, 2).parameters()) == 0

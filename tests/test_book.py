@@ -39,10 +39,12 @@ def test_ipynb_pair_in_sync(chapter):
     pair = chapter.with_suffix(".ipynb")
     assert pair.exists(), f"{pair.name} missing: run `make notebooks`"
     md, nb = jupytext.read(chapter), jupytext.read(pair)
-    assert [(c.cell_type, c.source) for c in md.cells] == [(c.cell_type, c.source) for c in nb.cells], (
-        f"{pair.name} is out of sync with {chapter.name}: run `make notebooks`"
+    assert [(c.cell_type, c.source) for c in md.cells] == [
+        (c.cell_type, c.source) for c in nb.cells
+    ], f"{pair.name} is out of sync with {chapter.name}: run `make notebooks`"
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), (
+        "pairs carry no outputs"
     )
-    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "pairs carry no outputs"
 
 
 def test_pairs_have_no_orphans():
@@ -55,9 +57,17 @@ CODE_WIDTH = 77  # characters: what the rendered code column holds (14px monospa
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.name)
 def test_code_fits_the_page(chapter):
-    shown = [c for c in jupytext.read(chapter).cells
-             if c.cell_type == "code" and "hide-input" not in c.metadata.get("tags", [])]
-    wide = [(i, line) for c in shown for i, line in enumerate(c.source.splitlines()) if len(line) > CODE_WIDTH]
+    shown = [
+        c
+        for c in jupytext.read(chapter).cells
+        if c.cell_type == "code" and "hide-input" not in c.metadata.get("tags", [])
+    ]
+    wide = [
+        (i, line)
+        for c in shown
+        for i, line in enumerate(c.source.splitlines())
+        if len(line) > CODE_WIDTH
+    ]
     assert not wide, f"{chapter.name}: code lines over {CODE_WIDTH} characters: {wide[:3]}"
 
 
@@ -76,9 +86,13 @@ def test_included_package_code_fits_the_page(chapter):
             obj = next(n for n in ast.walk(obj) if getattr(n, "name", None) == part)
         lines = source.splitlines()[obj.lineno - 1 - len(obj.decorator_list) : obj.end_lineno]
         if end:
-            lines = lines[: next((i for i, line in enumerate(lines) if line.startswith(end)), len(lines))]
+            lines = lines[
+                : next((i for i, line in enumerate(lines) if line.startswith(end)), len(lines))
+            ]
         wide = [line for line in lines if len(line) > CODE_WIDTH]
-        assert not wide, f"{chapter.name} includes {name} from {path}: lines over {CODE_WIDTH}: {wide[:3]}"
+        assert not wide, (
+            f"{chapter.name} includes {name} from {path}: lines over {CODE_WIDTH}: {wide[:3]}"
+        )
 
 
 def test_the_included_objects_are_found():
@@ -93,9 +107,13 @@ def test_every_exercise_has_a_check_that_fails_until_answered(chapter):
         pytest.fail(f"{chapter.name} has no exercises")
     exercises = text.split("## Exercises", 1)[1]
     checks = exercises.count(":tags: [raises-exception]")
-    numbered = sum(1 for line in exercises.splitlines() if line[:3] in {f"{i}. " for i in range(1, 10)})
+    numbered = sum(
+        1 for line in exercises.splitlines() if line[:3] in {f"{i}. " for i in range(1, 10)}
+    )
     assert checks >= numbered >= 1, f"{chapter.name}: {numbered} exercises but {checks} check cells"
-    assert "# your code here" in exercises, f"{chapter.name}: no exercise where the reader writes code"
+    assert "# your code here" in exercises, (
+        f"{chapter.name}: no exercise where the reader writes code"
+    )
 
 
 # ---------------------------------------------------------------- the repository's one address
@@ -111,15 +129,17 @@ def test_install_cells_and_lines_follow_config():
     for path in [*sync_book.chapters(), *sync_book.ADDRESS_LINES]:
         assert path.read_text(encoding="utf-8") == sync_book.synced(path, url), (
             f"{path.name} differs from _config.yml's repository.url or pyproject.toml's "
-            "dependencies: run `make notebooks`")
+            "dependencies: run `make notebooks`"
+        )
     assert f"git+{url}" in (ROOT / "README.md").read_text(encoding="utf-8")
 
 
 def test_the_address_is_written_nowhere_else():
     """No tracked file names the repository by another address (the pairs copy the chapters)."""
     url = sync_book.repository_url()
-    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
-                             check=True).stdout.split()
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     wrong = {}
     for name in tracked:
         if Path(name).suffix not in {".md", ".ipynb", ".py", ".yml", ".toml", ".txt", ".cfg"}:
@@ -150,13 +170,18 @@ def _expected_launch_links(page: str) -> tuple[str, str]:
     branch, book = repo.get("branch", "main"), repo.get("path_to_book", "").strip("/")
     path = f"{book}/{page}.ipynb" if book else f"{page}.ipynb"
     colab = f"{config['launch_buttons']['colab_url']}/github/{org_repo}/blob/{branch}/{path}"
-    binder = f"{config['launch_buttons']['binderhub_url']}/v2/gh/{org_repo}/{branch}?urlpath=tree/{path}"
+    binder = (
+        f"{config['launch_buttons']['binderhub_url']}/v2/gh/{org_repo}/{branch}?urlpath=tree/{path}"
+    )
     return colab, binder
 
 
 def launch_links(html: str) -> set[str]:
-    return {h.replace("&amp;", "&") for h in re.findall(r'href="([^"]+)"', html)
-            if "colab.research.google.com" in h or "mybinder.org" in h}
+    return {
+        h.replace("&amp;", "&")
+        for h in re.findall(r'href="([^"]+)"', html)
+        if "colab.research.google.com" in h or "mybinder.org" in h
+    }
 
 
 def test_launch_buttons_open_each_chapters_ipynb(tmp_path):
@@ -164,16 +189,31 @@ def test_launch_buttons_open_each_chapters_ipynb(tmp_path):
     links: book/NN_*.ipynb under repository.url. The theme links the .ipynb only when the pair
     sits beside the chapter at build time."""
     assert repo_is_github(), "repository.url must be a github.com address for the Colab button"
-    config = (ROOT / "_config.yml").read_text().replace("execute_notebooks: cache",
-                                                        'execute_notebooks: "off"')
+    config = (
+        (ROOT / "_config.yml")
+        .read_text()
+        .replace("execute_notebooks: cache", 'execute_notebooks: "off"')
+    )
     (tmp_path / "config.yml").write_text(config)
     jb = Path(sys.executable).with_name("jupyter-book")
-    subprocess.run([str(jb), "build", str(ROOT), "--config", str(tmp_path / "config.yml"),
-                    "--path-output", str(tmp_path)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            str(jb),
+            "build",
+            str(ROOT),
+            "--config",
+            str(tmp_path / "config.yml"),
+            "--path-output",
+            str(tmp_path),
+        ],
+        check=True,
+        capture_output=True,
+    )
     for chapter in CHAPTERS:
         html = (tmp_path / "_build" / "html" / "book" / f"{chapter.stem}.html").read_text()
         assert launch_links(html) == set(_expected_launch_links(f"book/{chapter.stem}")), (
-            f"{chapter.name}: launch buttons {sorted(launch_links(html))}")
+            f"{chapter.name}: launch buttons {sorted(launch_links(html))}"
+        )
 
 
 def repo_is_github() -> bool:

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from resnet_lab.checkpoints import History, atomic_save, load_checkpoint, save_checkpoint
-from resnet_lab.models import cifar_resnet
 from resnet_lab.config import TrainConfig
+from resnet_lab.models import cifar_resnet
 
 
 class _Payload:
@@ -56,12 +56,16 @@ def _state(tmp_path):
     return model, opt, sched, TrainConfig(epochs=1), History(meta={"model": "resnet8"})
 
 
-@pytest.mark.parametrize("error", [
-    RuntimeError("[enforce fail at inline_container.cc:783] . unexpected pos 4480 vs 4362"),
-    OSError(28, "No space left on device"),
-])
-def test_full_disk_gives_one_clear_oserror_and_keeps_the_previous_checkpoint(error, tmp_path,
-                                                                             monkeypatch):
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError("[enforce fail at inline_container.cc:783] . unexpected pos 4480 vs 4362"),
+        OSError(28, "No space left on device"),
+    ],
+)
+def test_full_disk_gives_one_clear_oserror_and_keeps_the_previous_checkpoint(
+    error, tmp_path, monkeypatch
+):
     path = tmp_path / "checkpoint.pt"
     model, opt, sched, cfg, history = _state(tmp_path)
     save_checkpoint(path, model, opt, sched, 1, cfg, history)
@@ -75,8 +79,10 @@ def test_full_disk_gives_one_clear_oserror_and_keeps_the_previous_checkpoint(err
         raise error
 
     monkeypatch.setattr(torch, "save", full_disk)
-    for write in (lambda: save_checkpoint(path, model, opt, sched, 2, cfg, history),
-                  lambda: atomic_save({"x": 1}, path)):
+    for write in (
+        lambda: save_checkpoint(path, model, opt, sched, 2, cfg, history),
+        lambda: atomic_save({"x": 1}, path),
+    ):
         with pytest.raises(OSError, match=r"could not write .*checkpoint\.pt: .*space.*--out") as e:
             write()
         assert "\n" not in str(e.value) and "unexpected pos" not in str(e.value)

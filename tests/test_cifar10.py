@@ -17,7 +17,9 @@ from tests.conftest import make_archives
 
 
 def _check(data, n_train, n_test):
-    assert data.train_images.shape == (n_train, 3, 32, 32) and data.train_images.dtype == torch.uint8
+    assert (
+        data.train_images.shape == (n_train, 3, 32, 32) and data.train_images.dtype == torch.uint8
+    )
     assert data.test_images.shape == (n_test, 3, 32, 32)
     assert data.train_labels.dtype == torch.int64
     assert data.classes == CLASSES
@@ -91,7 +93,12 @@ def test_nothing_found_lists_what_was_tried(tmp_path):
     with pytest.raises(DataError) as e:
         load_cifar10(tmp_path / "empty", download=False)
     msg = str(e.value)
-    assert "image folders" in msg and "archives" in msg and "python batches" in msg and "RESNET_LAB_DATA" in msg
+    assert (
+        "image folders" in msg
+        and "archives" in msg
+        and "python batches" in msg
+        and "RESNET_LAB_DATA" in msg
+    )
 
 
 def test_cache_is_used_and_read_only_root_uses_user_cache(archive_folder, tmp_path):
@@ -131,7 +138,7 @@ def test_balanced_subset_and_validation_split(image_folder):
         balanced_indices(data.train_labels, 5)
 
 
-# ---------------------------------------------------------------------------- archives, digests, cache
+# ------------------------------------------------------------------- archives, digests, cache
 
 
 def _tar(dest, members: dict) -> None:
@@ -196,7 +203,10 @@ def test_describe_names_the_content_of_both_splits(image_folder, tmp_path):
     arch_a = make_archives(image_folder, tmp_path / "arch_a", sums=False)
     arch_b = make_archives(other, tmp_path / "arch_b", sums=False)
     shutil.copy(arch_a / "train.tar.gz", arch_b / "train.tar.gz")
-    assert load_cifar10(arch_a, download=False).describe() != load_cifar10(arch_b, download=False).describe()
+    assert (
+        load_cifar10(arch_a, download=False).describe()
+        != load_cifar10(arch_b, download=False).describe()
+    )
 
 
 def test_digest_is_stored_in_the_cache_and_not_recomputed(image_folder, monkeypatch):
@@ -210,11 +220,22 @@ def test_digest_is_stored_in_the_cache_and_not_recomputed(image_folder, monkeypa
 
 def test_derived_data_gets_the_digest_of_what_it_holds(image_folder):
     data = load_cifar10(image_folder, download=False)
-    derived = [data.subset(20, 10, seed=3), data.select_classes(["cat", "dog"]), data.split_validation(10),
-               data.split_validation(10).subset(10)]
+    derived = [
+        data.subset(20, 10, seed=3),
+        data.select_classes(["cat", "dog"]),
+        data.split_validation(10),
+        data.split_validation(10).subset(10),
+    ]
     for d in derived:
-        fresh = D.CifarData(d.train_images, d.train_labels, d.test_images, d.test_labels, d.classes,
-                            val_images=d.val_images, val_labels=d.val_labels)
+        fresh = D.CifarData(
+            d.train_images,
+            d.train_labels,
+            d.test_images,
+            d.test_labels,
+            d.classes,
+            val_images=d.val_images,
+            val_labels=d.val_labels,
+        )
         assert d.content_digest() == D.content_digest(fresh) != data.content_digest()
     # a copy made by dataclasses.replace() with other images does not keep the old digest
     flipped = dataclasses.replace(data, train_images=data.train_images.flip(3))
@@ -225,8 +246,21 @@ def test_resume_refuses_other_images_in_a_folder_of_the_same_name(image_folder, 
     from resnet_lab.__main__ import main
 
     other = _copy_with_other_pixels(image_folder, tmp_path / "elsewhere" / image_folder.name)
-    args = ["train", "--model", "resnet8", "--no-download", "--batch-size", "10", "--device", "cpu",
-            "--precision", "fp32", "--out", str(tmp_path / "run"), "--no-progress"]
+    args = [
+        "train",
+        "--model",
+        "resnet8",
+        "--no-download",
+        "--batch-size",
+        "10",
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+        "--out",
+        str(tmp_path / "run"),
+        "--no-progress",
+    ]
     assert main([*args, "--data", str(image_folder), "--epochs", "1"]) == 0
     capsys.readouterr()
     assert main([*args, "--data", str(other), "--epochs", "2", "--resume"]) == 2
@@ -287,7 +321,11 @@ def test_python_batch_cannot_run_code(python_batches, tmp_path):
         load_cifar10(python_batches, download=False)
     assert not marker.exists()
     msg = str(e.value)
-    assert "data_batch_1 is not a CIFAR-10 python batch" in msg and "builtins.exec" in msg and "\n" not in msg
+    assert (
+        "data_batch_1 is not a CIFAR-10 python batch" in msg
+        and "builtins.exec" in msg
+        and "\n" not in msg
+    )
 
 
 def test_python_batch_payload_through_the_cli(python_batches, tmp_path, capsys):
@@ -296,8 +334,23 @@ def test_python_batch_payload_through_the_cli(python_batches, tmp_path, capsys):
     marker = tmp_path / "marker"
     with open(python_batches / "cifar-10-batches-py" / "data_batch_1", "wb") as f:
         pickle.dump({"data": _Payload(marker), "labels": list(range(10))}, f)
-    rc = main(["train", "--model", "resnet8", "--data", str(python_batches), "--no-download", "--epochs", "1",
-               "--device", "cpu", "--out", str(tmp_path / "run"), "--no-progress"])
+    rc = main(
+        [
+            "train",
+            "--model",
+            "resnet8",
+            "--data",
+            str(python_batches),
+            "--no-download",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "run"),
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and not marker.exists()
     assert len(err) == 1 and "refused" in err[0], err
@@ -326,7 +379,13 @@ def _py2_pickle(obj) -> bytes:
         dtype = b"cnumpy\ndtype\n" + s(b"u1") + i(0) + i(1) + b"\x87R(" + i(3) + s(b"|") + b"NNN"
         dtype += i(-1) + i(-1) + i(0) + b"tb"
         shape = i(o.shape[0]) + (b"M" + o.shape[1].to_bytes(2, "little")) + b"\x86"
-        new = b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n" + i(0) + b"\x85" + s(b"b") + b"\x87R"
+        new = (
+            b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n"
+            + i(0)
+            + b"\x85"
+            + s(b"b")
+            + b"\x87R"
+        )
         return new + b"(" + i(1) + shape + dtype + b"\x89" + s(o.tobytes()) + b"tb"
 
     return b"\x80\x02" + enc(obj) + b"."
@@ -340,12 +399,21 @@ def test_python_batches_in_the_official_format_still_load(tmp_path):
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         data = rng.integers(0, 256, size=(10, 3072), dtype=np.uint8)
         labels = [int(y) for y in rng.integers(0, 10, size=10)]
-        entry = {b"batch_label": name.encode(), b"labels": labels, b"data": data,
-                 b"filenames": [f"img_{k}.png".encode() for k in range(10)]}
+        entry = {
+            b"batch_label": name.encode(),
+            b"labels": labels,
+            b"data": data,
+            b"filenames": [f"img_{k}.png".encode() for k in range(10)],
+        }
         (d / name).write_bytes(_py2_pickle(entry))
         expected.append((data, labels))
     with open(d / "data_batch_1", "rb") as f:  # the file is what torchvision reads
-        assert sorted(pickle.load(f, encoding="latin1")) == ["batch_label", "data", "filenames", "labels"]
+        assert sorted(pickle.load(f, encoding="latin1")) == [
+            "batch_label",
+            "data",
+            "filenames",
+            "labels",
+        ]
     got = load_cifar10(d.parent, download=False)
     want = np.concatenate([x for x, _ in expected[:5]]).reshape(-1, 3, 32, 32)
     assert torch.equal(got.train_images, torch.from_numpy(want))
@@ -353,8 +421,11 @@ def test_python_batches_in_the_official_format_still_load(tmp_path):
 
 
 @pytest.mark.parametrize("failure", ["OSError ENOSPC", "torch.save into /dev/full"])
-def test_failed_cache_write_is_one_line_and_the_data_still_loads(image_folder, monkeypatch, capsys, failure):
+def test_failed_cache_write_is_one_line_and_the_data_still_loads(
+    image_folder, monkeypatch, capsys, failure
+):
     if failure == "OSError ENOSPC":
+
         def write(obj, path):
             raise OSError(28, "No space left on device")
     else:
@@ -363,6 +434,7 @@ def test_failed_cache_write_is_one_line_and_the_data_still_loads(image_folder, m
 
         def write(obj, path):  # a real full disk: torch's zip writer raises RuntimeError
             torch.save(obj, "/dev/full")
+
     monkeypatch.setattr(D, "atomic_save", write)
     data = load_cifar10(image_folder, download=False)
     _check(data, 30, 20)

@@ -1,40 +1,82 @@
 import json
-
-from resnet_lab.__main__ import main
-
-
-def test_cli_train_and_evaluate(image_folder, tmp_path, capsys):
-    out = tmp_path / "run"
-    rc = main(["train", "--model", "resnet8", "--data", str(image_folder), "--no-download", "--epochs", "2",
-               "--batch-size", "10", "--device", "cpu", "--out", str(out), "--no-progress"])
-    assert rc == 0
-    hist = json.loads((out / "history.json").read_text())
-    assert [r["epoch"] for r in hist["epochs"]] == [1, 2]
-    assert hist["meta"]["model"] == "resnet8"
-    assert "test accuracy" in capsys.readouterr().out
-    rc = main(["evaluate", "--checkpoint", str(out / "checkpoint.pt"), "--data", str(image_folder), "--no-download"])
-    assert rc == 0
-    assert "resnet8 after 2 epochs" in capsys.readouterr().out
-
-
-# ---------------------------------------------------------------------------- issue 16: the CLI
-
-
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from resnet_lab.__main__ import build_parser
+from resnet_lab.__main__ import build_parser, main
+
+
+def test_cli_train_and_evaluate(image_folder, tmp_path, capsys):
+    out = tmp_path / "run"
+    rc = main(
+        [
+            "train",
+            "--model",
+            "resnet8",
+            "--data",
+            str(image_folder),
+            "--no-download",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "10",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
+    assert rc == 0
+    hist = json.loads((out / "history.json").read_text())
+    assert [r["epoch"] for r in hist["epochs"]] == [1, 2]
+    assert hist["meta"]["model"] == "resnet8"
+    assert "test accuracy" in capsys.readouterr().out
+    rc = main(
+        [
+            "evaluate",
+            "--checkpoint",
+            str(out / "checkpoint.pt"),
+            "--data",
+            str(image_folder),
+            "--no-download",
+        ]
+    )
+    assert rc == 0
+    assert "resnet8 after 2 epochs" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------- the CLI's folder checks
+
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def cli_train(folder, out, *extra):
-    return main(["train", "--model", "resnet8", "--data", str(folder), "--no-download", "--epochs", "1",
-                 "--batch-size", "10", "--device", "cpu", "--precision", "fp32", "--out", str(out),
-                 "--no-progress", *extra])
+    return main(
+        [
+            "train",
+            "--model",
+            "resnet8",
+            "--data",
+            str(folder),
+            "--no-download",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "10",
+            "--device",
+            "cpu",
+            "--precision",
+            "fp32",
+            "--out",
+            str(out),
+            "--no-progress",
+            *extra,
+        ]
+    )
 
 
 def last_error(capsys) -> str:
@@ -69,19 +111,40 @@ def test_a_longer_resume_is_refused_unless_the_schedule_is_constant(image_folder
     assert "2-epoch run" in msg and "'paper'" in msg and "--epochs 2" in msg, msg
     # a constant schedule does not depend on the run's length: it may be extended
     flat = tmp_path / "flat"
-    assert cli_train(image_folder, flat, "--epochs", "2", "--schedule", "constant", "--lr", "0.05") == 0
-    assert cli_train(image_folder, flat, "--epochs", "4", "--schedule", "constant", "--lr", "0.05",
-                     "--resume") == 0
+    assert (
+        cli_train(image_folder, flat, "--epochs", "2", "--schedule", "constant", "--lr", "0.05")
+        == 0
+    )
+    assert (
+        cli_train(
+            image_folder,
+            flat,
+            "--epochs",
+            "4",
+            "--schedule",
+            "constant",
+            "--lr",
+            "0.05",
+            "--resume",
+        )
+        == 0
+    )
     hist = json.loads((flat / "history.json").read_text())
-    assert [r["lr"] for r in hist["epochs"]] == [0.05] * 4 and hist["meta"]["resumed_at_epochs"] == [2]
+    assert [r["lr"] for r in hist["epochs"]] == [0.05] * 4 and hist["meta"][
+        "resumed_at_epochs"
+    ] == [2]
 
 
-@pytest.mark.parametrize("extra, words", [
-    (["--resume", "--overwrite"], ["contradict", "choose one"]),
-    (["--out", ""], ["--out is empty"]),
-])
-def test_contradictory_or_empty_run_folder_arguments(image_folder, tmp_path, capsys, extra, words,
-                                                     monkeypatch):
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--resume", "--overwrite"], ["contradict", "choose one"]),
+        (["--out", ""], ["--out is empty"]),
+    ],
+)
+def test_contradictory_or_empty_run_folder_arguments(
+    image_folder, tmp_path, capsys, extra, words, monkeypatch
+):
     monkeypatch.chdir(tmp_path)
     assert cli_train(image_folder, tmp_path / "run", *extra) == 2
     msg = last_error(capsys)
@@ -133,17 +196,27 @@ def test_an_imagenet_resnet_gets_a_head_for_the_data(image_folder, tmp_path, cap
     """--model resnet18 used to train a 1000-class head on CIFAR-10 without a word."""
     out = tmp_path / "r18"
     assert cli_train(image_folder, out, "--model", "resnet18") == 0
-    assert "a 10-class head for this data, in place of its default 1000 classes" in capsys.readouterr().out
+    assert (
+        "a 10-class head for this data, in place of its default 1000 classes"
+        in capsys.readouterr().out
+    )
     state = torch.load(out / "checkpoint.pt", weights_only=True)
-    assert state["build"]["kwargs"]["num_classes"] == 10 and state["model"]["fc.weight"].shape[0] == 10
+    assert (
+        state["build"]["kwargs"]["num_classes"] == 10 and state["model"]["fc.weight"].shape[0] == 10
+    )
 
 
-@pytest.mark.parametrize("record, classes", [("finetune/pretrained.pt", 6), ("degradation/resnet20-seed0.pt", 10)])
+@pytest.mark.parametrize(
+    "record, classes", [("finetune/pretrained.pt", 6), ("degradation/resnet20-seed0.pt", 10)]
+)
 def test_evaluate_reads_the_shipped_weights(image_folder, capsys, record, classes):
     """The 6-class pretrained network gave 'IndexError: Target 6 is out of bounds'; the
     degradation weights 'predates resnet_lab 0.1'."""
     path = REPO / "results" / record
-    assert main(["evaluate", "--checkpoint", str(path), "--data", str(image_folder), "--no-download"]) == 0
+    assert (
+        main(["evaluate", "--checkpoint", str(path), "--data", str(image_folder), "--no-download"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert f"images of {classes} classes" in out, out
 
@@ -152,6 +225,17 @@ def test_evaluate_refuses_a_head_of_unknown_classes(image_folder, tmp_path, caps
     state = torch.load(REPO / "results" / "finetune" / "pretrained.pt", weights_only=True)
     state["data"] = state["history"]["meta"]["data"] = "some 6-class data"
     torch.save(state, tmp_path / "w.pt")
-    assert main(["evaluate", "--checkpoint", str(tmp_path / "w.pt"), "--data", str(image_folder),
-                 "--no-download"]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(tmp_path / "w.pt"),
+                "--data",
+                str(image_folder),
+                "--no-download",
+            ]
+        )
+        == 2
+    )
     assert "6-class head and does not record its classes" in last_error(capsys)

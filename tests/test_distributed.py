@@ -12,16 +12,44 @@ import torch
 
 from resnet_lab.__main__ import main
 
-ARGS = ["--model", "resnet8", "--no-download", "--batch-size", "10", "--device", "cpu", "--precision", "fp32",
-        "--channels-last", "false", "--seed", "0", "--no-progress", "--lr", "0.05"]
+ARGS = [
+    "--model",
+    "resnet8",
+    "--no-download",
+    "--batch-size",
+    "10",
+    "--device",
+    "cpu",
+    "--precision",
+    "fp32",
+    "--channels-last",
+    "false",
+    "--seed",
+    "0",
+    "--no-progress",
+    "--lr",
+    "0.05",
+]
 
 
 def torchrun(*args, nproc=2):
-    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or shutil.which("torchrun")
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or shutil.which(
+        "torchrun"
+    )
     if torchrun is None:
         pytest.skip("torchrun is not installed")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [torchrun, "--nproc_per_node", str(nproc), "--master_port", "29531", "-m", "resnet_lab", "train", *args]
+    cmd = [
+        torchrun,
+        "--nproc_per_node",
+        str(nproc),
+        "--master_port",
+        "29531",
+        "-m",
+        "resnet_lab",
+        "train",
+        *args,
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     return out
@@ -29,7 +57,9 @@ def torchrun(*args, nproc=2):
 
 def test_two_processes_match_one(image_folder, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
-    assert main(["train", "--data", str(image_folder), "--epochs", "1", "--out", str(one), *ARGS]) == 0
+    assert (
+        main(["train", "--data", str(image_folder), "--epochs", "1", "--out", str(one), *ARGS]) == 0
+    )
     torchrun("--data", str(image_folder), "--epochs", "1", "--out", str(two), *ARGS)
     a = torch.load(one / "checkpoint.pt", weights_only=True)
     b = torch.load(two / "checkpoint.pt", weights_only=True)
@@ -44,9 +74,31 @@ def test_two_processes_match_one(image_folder, tmp_path):
     # resume the two-process run for a second epoch: rank 0 wrote, every rank continues (a constant
     # schedule may be extended; tests/test_interrupts.py resumes a killed run of the paper's)
     flat = tmp_path / "flat"
-    torchrun("--data", str(image_folder), "--epochs", "1", "--out", str(flat), "--schedule", "constant", *ARGS)
-    torchrun("--data", str(image_folder), "--epochs", "2", "--out", str(flat), "--schedule", "constant",
-             "--resume", *ARGS)
+    torchrun(
+        "--data",
+        str(image_folder),
+        "--epochs",
+        "1",
+        "--out",
+        str(flat),
+        "--schedule",
+        "constant",
+        *ARGS,
+    )
+    torchrun(
+        "--data",
+        str(image_folder),
+        "--epochs",
+        "2",
+        "--out",
+        str(flat),
+        "--schedule",
+        "constant",
+        "--resume",
+        *ARGS,
+    )
     hist = json.loads((flat / "history.json").read_text())
-    assert [r["epoch"] for r in hist["epochs"]] == [1, 2] and hist["meta"]["resumed_at_epochs"] == [1]
+    assert [r["epoch"] for r in hist["epochs"]] == [1, 2] and hist["meta"]["resumed_at_epochs"] == [
+        1
+    ]
     assert not list(flat.glob(".*tmp*"))

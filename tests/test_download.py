@@ -24,7 +24,7 @@ class Host(http.server.BaseHTTPRequestHandler):
 
     body, delay, ranges = BLOB, 0.0, []
 
-    def do_GET(self):  # noqa: N802 (the http.server name)
+    def do_GET(self):
         start = 0
         if "Range" in self.headers:
             start = int(self.headers["Range"].removeprefix("bytes=").rstrip("-"))
@@ -36,7 +36,7 @@ class Host(http.server.BaseHTTPRequestHandler):
         for i in range(0, len(body), 1 << 16):
             time.sleep(self.delay)
             try:
-                self.wfile.write(body[i:i + (1 << 16)])
+                self.wfile.write(body[i : i + (1 << 16)])
             except OSError:
                 return  # the client gave up
 
@@ -66,8 +66,9 @@ def test_a_stalled_server_fails_in_one_line(host, tmp_path):
         fetch(host, tmp_path / "f", stall_seconds=1, progress=False)
 
 
-def test_the_deadline_stops_a_slow_download_and_the_next_call_resumes(host, tmp_path, capsys,
-                                                                      monkeypatch):
+def test_the_deadline_stops_a_slow_download_and_the_next_call_resumes(
+    host, tmp_path, capsys, monkeypatch
+):
     Host.delay = 0.05
     monkeypatch.setattr(dl, "SLOW_AFTER_SECONDS", 0.1)
     with pytest.raises(DownloadError, match=r"stopped after 0 min at \d+ of 1 MB"):

@@ -11,18 +11,20 @@ import pytest
 
 import resnet_lab.experiments as ex
 from resnet_lab.__main__ import main
-from resnet_lab.experiments import EXPERIMENTS, TRANSFER, load_results, run_sweep
 from resnet_lab.checkpoints import History
 from resnet_lab.config import TrainConfig
+from resnet_lab.experiments import EXPERIMENTS, TRANSFER, load_results, run_sweep
 
-FAST = dict(epochs=1, compile=False, precision="fp32", channels_last=False, device="cpu",
-            batch_size=50)
+FAST = dict(
+    epochs=1, compile=False, precision="fp32", channels_last=False, device="cpu", batch_size=50
+)
 
 
 def _record(folder, name, k, epochs=15, **meta):
     """A finished record of ``epochs`` epochs at ``folder/<name>-seed<k>.json``."""
-    h = History(epochs=[{"epoch": i + 1, "seconds": 1.0, "test_acc": 0.5} for i in range(epochs)],
-                meta=meta)
+    h = History(
+        epochs=[{"epoch": i + 1, "seconds": 1.0, "test_acc": 0.5} for i in range(epochs)], meta=meta
+    )
     path = folder / f"{name}-seed{k}.json"
     h.save(path)
     return path
@@ -31,6 +33,7 @@ def _record(folder, name, k, epochs=15, **meta):
 @pytest.fixture
 def no_data(monkeypatch):
     """Loading CIFAR-10 fails the test: nothing may train (or download)."""
+
     def refuse(*args, **kwargs):
         raise AssertionError("load_cifar10 called: the command started training")
 
@@ -40,12 +43,21 @@ def no_data(monkeypatch):
 @pytest.fixture
 def tiny_study(tiny_data, monkeypatch):
     """The CLI's transfer study made tiny (resnet8, 2 steps) and trained on ``tiny_data``."""
-    pre = TrainConfig(epochs=1, batch_size=20, lr=0.1, device="cpu", precision="fp32",
-                      channels_last=False)
-    study = replace(TRANSFER, source=("airplane", "automobile", "bird", "cat", "deer", "dog"),
-                    target=("frog", "horse", "ship", "truck"), model="resnet8", pretrain=pre,
-                    budgets=(2,), methods=("scratch", "finetune"), seeds=(0, 1), steps=2,
-                    batch_size=8)
+    pre = TrainConfig(
+        epochs=1, batch_size=20, lr=0.1, device="cpu", precision="fp32", channels_last=False
+    )
+    study = replace(
+        TRANSFER,
+        source=("airplane", "automobile", "bird", "cat", "deer", "dog"),
+        target=("frog", "horse", "ship", "truck"),
+        model="resnet8",
+        pretrain=pre,
+        budgets=(2,),
+        methods=("scratch", "finetune"),
+        seeds=(0, 1),
+        steps=2,
+        batch_size=8,
+    )
     monkeypatch.setattr("resnet_lab.experiments.TRANSFER", study)
     monkeypatch.setattr("resnet_lab.cifar10.load_cifar10", lambda *a, **k: tiny_data)
     return study
@@ -64,8 +76,9 @@ def test_finetune_list_lists_the_study_in_results_dir_and_trains_nothing(tmp_pat
     assert all(re.search(r"seed 1\s+to run$", line) for line in lines[1:])
     (tmp_path / "finetune").mkdir()
     (tmp_path / "finetune" / "pretrained.pt").write_bytes(b"")
-    (tmp_path / "finetune.json").write_text(json.dumps(
-        [{"method": "scratch", "labels_per_class": 10, "seed": 1, "test_acc": 0.5}]))
+    (tmp_path / "finetune.json").write_text(
+        json.dumps([{"method": "scratch", "labels_per_class": 10, "seed": 1, "test_acc": 0.5}])
+    )
     assert main(["experiment", "finetune", "--list", "--results-dir", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "recorded" in lines[0]
@@ -73,11 +86,23 @@ def test_finetune_list_lists_the_study_in_results_dir_and_trains_nothing(tmp_pat
     assert sum("recorded" in line for line in lines) == 2
 
 
-def test_finetune_keeps_its_pretraining_in_results_dir_and_runs_only_its_seeds(tiny_study,
-                                                                              tmp_path):
+def test_finetune_keeps_its_pretraining_in_results_dir_and_runs_only_its_seeds(
+    tiny_study, tmp_path
+):
     res = tmp_path / "res"
-    rc = main(["experiment", "finetune", "--seeds", "1", "--results-dir", str(res),
-               "--runs-dir", str(tmp_path / "runs"), "--no-progress"])
+    rc = main(
+        [
+            "experiment",
+            "finetune",
+            "--seeds",
+            "1",
+            "--results-dir",
+            str(res),
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     assert (res / "finetune" / "pretrained.pt").is_file()
     assert (res / "finetune" / "pretrained.json").is_file()
@@ -136,9 +161,20 @@ def test_every_shipped_record_still_loads():
         notes: list[str] = []
         runs = load_results(name, notes=notes).get(name, [])
         assert notes == [] and len(runs) == len(files), name
-    total = sum(len(hs) for n in ("degradation", "ablation", "optimizer", "speedrun", "seeds",
-                                  "cpu_speedrun", "cpu_speedrun_plus", "cpu_speedrun_plus_long")
-                for hs in load_results(n).values())
+    total = sum(
+        len(hs)
+        for n in (
+            "degradation",
+            "ablation",
+            "optimizer",
+            "speedrun",
+            "seeds",
+            "cpu_speedrun",
+            "cpu_speedrun_plus",
+            "cpu_speedrun_plus_long",
+        )
+        for hs in load_results(n).values()
+    )
     assert total >= 59  # the 59 records shipped when this test was written, all loaded before
 
 
@@ -165,14 +201,23 @@ def test_one_function_says_which_runs_are_still_to_do(tmp_path, capsys):
     _record(folder, "plain20", 1, epochs=3, experiment="degradation/plain20", seed=1)  # too short
     _record(folder, "resnet20", 0, experiment="degradation/resnet20", seed=0)  # no weights beside
     assert ex.runs_to_do("degradation", [0, 1], tmp_path) == [
-        ("degradation/plain20", 1), ("degradation/plain56", 0), ("degradation/plain56", 1),
-        ("degradation/resnet20", 0), ("degradation/resnet20", 1), ("degradation/resnet56", 0),
-        ("degradation/resnet56", 1)]
+        ("degradation/plain20", 1),
+        ("degradation/plain56", 0),
+        ("degradation/plain56", 1),
+        ("degradation/resnet20", 0),
+        ("degradation/resnet20", 1),
+        ("degradation/resnet56", 0),
+        ("degradation/resnet56", 1),
+    ]
     assert ex.runs_to_do("degradation/plain20", [0, 1], tmp_path, epochs=3) == [
-        ("degradation/plain20", 1)]  # long enough now, but its weights are missing
+        ("degradation/plain20", 1)
+    ]  # long enough now, but its weights are missing
     main(["experiment", "degradation", "--seeds", "0,1", "--results-dir", str(tmp_path), "--list"])
-    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()
-              if not line.endswith("recorded")]
+    listed = [
+        line.split()[0]
+        for line in capsys.readouterr().out.splitlines()
+        if not line.endswith("recorded")
+    ]
     assert listed == [ex.run_id(n, s) for n, s in ex.runs_to_do("degradation", [0, 1], tmp_path)]
 
 
@@ -180,22 +225,37 @@ def test_one_function_says_which_runs_are_still_to_do(tmp_path, capsys):
 
 
 def test_seeds_must_be_some_distinct_non_negative_integers(no_data, capsys):
-    for bad, why in (("", "no seeds in ''"), (",", "no seeds in ','"),
-                     ("-1", "seeds must be distinct and 0 or more"),
-                     ("0,0", "seeds must be distinct and 0 or more")):
+    for bad, why in (
+        ("", "no seeds in ''"),
+        (",", "no seeds in ','"),
+        ("-1", "seeds must be distinct and 0 or more"),
+        ("0,0", "seeds must be distinct and 0 or more"),
+    ):
         with pytest.raises(SystemExit) as e:
             main(["experiment", "degradation", f"--seeds={bad}"])
         assert e.value.code == 2
         assert why in capsys.readouterr().err
 
 
-def test_a_results_dir_that_is_a_file_fails_before_any_training(tiny_data, tmp_path, no_data,
-                                                                  monkeypatch, capsys):
+def test_a_results_dir_that_is_a_file_fails_before_any_training(
+    tiny_data, tmp_path, no_data, monkeypatch, capsys
+):
     file = tmp_path / "results.txt"
     file.write_text("not a folder")
     for name in ("degradation/plain20", "finetune"):
-        rc = main(["experiment", name, "--seeds", "0", "--results-dir", str(file),
-                   "--runs-dir", str(tmp_path / "runs"), "--no-progress"])
+        rc = main(
+            [
+                "experiment",
+                name,
+                "--seeds",
+                "0",
+                "--results-dir",
+                str(file),
+                "--runs-dir",
+                str(tmp_path / "runs"),
+                "--no-progress",
+            ]
+        )
         err = capsys.readouterr().err
         assert rc == 2 and err.startswith(f"error: cannot write records to {file}")
         assert err.strip().endswith("choose another results folder (--results-dir)")
@@ -207,5 +267,12 @@ def test_a_results_dir_that_is_a_file_fails_before_any_training(tiny_data, tmp_p
 
     monkeypatch.setattr("resnet_lab.train.train", no_training)
     with pytest.raises(FileExistsError, match="results.txt is a file, not a folder"):
-        run_sweep("degradation/plain20", seeds=[0], results_dir=file, data=tiny_data,
-                  runs_dir=tmp_path / "runs", progress=False, **FAST)
+        run_sweep(
+            "degradation/plain20",
+            seeds=[0],
+            results_dir=file,
+            data=tiny_data,
+            runs_dir=tmp_path / "runs",
+            progress=False,
+            **FAST,
+        )

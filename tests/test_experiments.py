@@ -4,17 +4,30 @@ from dataclasses import replace
 import pytest
 import torch
 
-from resnet_lab.experiments import (EXPERIMENTS, compare, experiment_names, load_results, mean_sd, run_experiment, run_sweep,
-                                    summarize, sweep_runs)
-from resnet_lab.models import build_model
 from resnet_lab.checkpoints import History, load_checkpoint
+from resnet_lab.experiments import (
+    EXPERIMENTS,
+    compare,
+    experiment_names,
+    load_results,
+    mean_sd,
+    run_experiment,
+    run_sweep,
+    summarize,
+    sweep_runs,
+)
+from resnet_lab.models import build_model
 
-FAST = dict(epochs=1, compile=False, precision="fp32", channels_last=False, device="cpu", batch_size=50)
+FAST = dict(
+    epochs=1, compile=False, precision="fp32", channels_last=False, device="cpu", batch_size=50
+)
 
 
 def test_experiment_names_and_groups():
     assert experiment_names("cpu_resnet20") == ["cpu_resnet20"]
-    assert experiment_names("degradation") == [f"degradation/{n}" for n in ("plain20", "plain56", "resnet20", "resnet56")]
+    assert experiment_names("degradation") == [
+        f"degradation/{n}" for n in ("plain20", "plain56", "resnet20", "resnet56")
+    ]
     assert experiment_names("seeds") == ["cpu_resnet20"]
     assert len(experiment_names("ablation")) == 6
     with pytest.raises(ValueError, match="unknown experiment"):
@@ -27,7 +40,12 @@ def test_recipes_fit_the_book_claims():
     assert EXPERIMENTS["cpu_resnet20"].model == "resnet20"
     assert EXPERIMENTS["cpu_speedrun"].config.tta
     adam = EXPERIMENTS["optimizer/adam_article"].config
-    assert (adam.optimizer, adam.lr, adam.weight_decay, adam.schedule) == ("adam", 1e-3, 0.0, "constant")
+    assert (adam.optimizer, adam.lr, adam.weight_decay, adam.schedule) == (
+        "adam",
+        1e-3,
+        0.0,
+        "constant",
+    )
     base = EXPERIMENTS["degradation/resnet20"]
     for name in experiment_names("ablation"):  # an ablation changes the model, never the recipe,
         cfg = EXPERIMENTS[name].config  # except the *_bn_nowd pair: no weight decay on BN
@@ -35,21 +53,31 @@ def test_recipes_fit_the_book_claims():
         assert replace(cfg, bn_weight_decay=True) == base.config
         assert EXPERIMENTS[name].subset == base.subset
     gpu = EXPERIMENTS["gpu_resnet20"]
-    assert gpu.validation == 5000 and gpu.config.batch_size == 128 and gpu.config.schedule == "paper"
+    assert (
+        gpu.validation == 5000 and gpu.config.batch_size == 128 and gpu.config.schedule == "paper"
+    )
     steps = gpu.config.epochs * (45_000 // 128)
     assert abs(steps - 64_000) < 400  # the paper's 64k iterations, divided at 32k and 48k
 
 
 def test_run_experiment_writes_history_and_weights(tiny_data, tmp_path):
     out = tmp_path / "results" / "degradation" / "resnet20-seed0.json"
-    h = run_experiment("degradation/resnet20", data=tiny_data, out=out, runs_dir=tmp_path / "runs", progress=False,
-                       **FAST)
+    h = run_experiment(
+        "degradation/resnet20",
+        data=tiny_data,
+        out=out,
+        runs_dir=tmp_path / "runs",
+        progress=False,
+        **FAST,
+    )
     assert History.load(out).epochs == h.epochs and h.meta["experiment"] == "degradation/resnet20"
     assert h.meta["seed"] == 0
     model = build_model("resnet20")
     state = load_checkpoint(out.with_suffix(".pt"), model)
     assert state["format"] == "resnet_lab.weights/1" and "optimizer" not in state
-    ckpt = torch.load(tmp_path / "runs" / "degradation" / "resnet20-seed0" / "checkpoint.pt", weights_only=True)
+    ckpt = torch.load(
+        tmp_path / "runs" / "degradation" / "resnet20-seed0" / "checkpoint.pt", weights_only=True
+    )
     for k, v in ckpt["model"].items():
         assert torch.equal(model.state_dict()[k], v)
 
@@ -64,27 +92,42 @@ def test_seeds_fix_the_run_and_differ_from_each_other(tiny_data, tmp_path):
 
 
 def test_sweep_skips_recorded_runs_and_resumes(tiny_data, tmp_path):
-    kw = dict(results_dir=tmp_path / "results", runs_dir=tmp_path / "runs", progress=False, data=tiny_data, **FAST)
+    kw = dict(
+        results_dir=tmp_path / "results",
+        runs_dir=tmp_path / "runs",
+        progress=False,
+        data=tiny_data,
+        **FAST,
+    )
     done = run_sweep("degradation/plain20", seeds=[0, 1], **kw)
     assert [h.meta["seed"] for h in done] == [0, 1]
     assert (tmp_path / "results" / "degradation" / "plain20-seed1.json").is_file()
-    assert run_sweep("degradation/plain20", seeds=[0, 1, 2], **kw)[0].meta["seed"] == 2  # only the new one
+    assert (
+        run_sweep("degradation/plain20", seeds=[0, 1, 2], **kw)[0].meta["seed"] == 2
+    )  # only the new one
     runs = load_results("degradation/plain20", tmp_path / "results")
     assert [h.meta["seed"] for h in runs["degradation/plain20"]] == [0, 1, 2]
-    mean, sd, n = summarize(runs, "train_loss")["degradation/plain20"]
+    _, sd, n = summarize(runs, "train_loss")["degradation/plain20"]
     assert n == 3 and sd > 0
 
 
 def test_compare_judges_differences_by_twice_their_standard_error():
-    summary = {"base": (0.80, 0.01, 4), "same": (0.805, 0.01, 4), "up": (0.85, 0.01, 4),
-               "down": (0.70, 0.02, 3), "single": (0.90, 0.0, 1)}
+    summary = {
+        "base": (0.80, 0.01, 4),
+        "same": (0.805, 0.01, 4),
+        "up": (0.85, 0.01, 4),
+        "down": (0.70, 0.02, 3),
+        "single": (0.90, 0.0, 1),
+    }
     c = compare(summary)
     assert set(c) == {"same", "up", "down", "single"}
     se = math.sqrt(0.01**2 / 4 + 0.01**2 / 4)
     assert c["same"]["se"] == pytest.approx(se) and c["same"]["diff"] == pytest.approx(0.005)
     assert c["same"]["verdict"] == "within noise"
     assert c["up"]["verdict"] == "better" and c["down"]["verdict"] == "worse"
-    assert c["single"]["verdict"] == "one seed: no spread to judge by" and math.isnan(c["single"]["se"])
+    assert c["single"]["verdict"] == "one seed: no spread to judge by" and math.isnan(
+        c["single"]["se"]
+    )
     # against another baseline: the verdicts turn round
     assert compare(summary, baseline="up")["base"]["verdict"] == "worse"
     with pytest.raises(KeyError, match="baseline 'nope'"):
@@ -109,7 +152,7 @@ def test_plot_differences_draws_each_comparison():
 def test_mean_sd():
     assert mean_sd([1.0, 2.0, 3.0]) == (2.0, 1.0, 3)
     assert mean_sd([5.0]) == (5.0, 0.0, 1)
-    m, s, n = mean_sd([])
+    m, _, n = mean_sd([])
     assert n == 0 and math.isnan(m)
 
 
@@ -117,10 +160,14 @@ def test_runs_caption_says_what_produced_the_runs():
     from resnet_lab.viz import runs_caption
 
     def run(n, seed, hardware):
-        return History(epochs=[{"epoch": i + 1, "seconds": 60.0} for i in range(n)],
-                       meta={"seed": seed, "hardware": hardware, "data": "the JPEG copy"})
+        return History(
+            epochs=[{"epoch": i + 1, "seconds": 60.0} for i in range(n)],
+            meta={"seed": seed, "hardware": hardware, "data": "the JPEG copy"},
+        )
 
-    text = runs_caption({"a": [run(21, 0, "CPU X"), run(21, 1, "CPU X")], "b": [run(22, 0, "GPU Y")]})
+    text = runs_caption(
+        {"a": [run(21, 0, "CPU X"), run(21, 1, "CPU X")], "b": [run(22, 0, "GPU Y")]}
+    )
     assert text.startswith("3 recorded runs (a, b; seeds [0, 1]), 21-22 epochs each, 64 min")
     assert "CPU X; GPU Y" in text and text.endswith("Data: the JPEG copy")
     assert "21 epochs each" in runs_caption({"a": [run(21, 0, "CPU X")]})
@@ -134,9 +181,20 @@ def test_plot_history_of_many_runs_puts_one_legend_under_the_panels():
     from resnet_lab.viz import plot_history
 
     def run(n):
-        return History(epochs=[{"epoch": i + 1, "train_loss": 1.0 / (i + 1), "train_acc": 0.1 * i,
-                                 "test_loss": 1.2 / (i + 1), "test_acc": 0.1 * i, "seconds": 1.0}
-                                for i in range(n)], meta={"model": "m"})
+        return History(
+            epochs=[
+                {
+                    "epoch": i + 1,
+                    "train_loss": 1.0 / (i + 1),
+                    "train_acc": 0.1 * i,
+                    "test_loss": 1.2 / (i + 1),
+                    "test_acc": 0.1 * i,
+                    "seconds": 1.0,
+                }
+                for i in range(n)
+            ],
+            meta={"model": "m"},
+        )
 
     two = plot_history([run(3), run(4)], labels=["a", "b"], source="made up")
     assert all(ax.get_legend() is not None for ax in two.axes) and not two.legends
@@ -145,7 +203,9 @@ def test_plot_history_of_many_runs_puts_one_legend_under_the_panels():
     assert [t.get_text() for t in four.legends[0].get_texts()] == list("abcd")
     renderer = four.canvas.get_renderer()
     legend_y0 = four.legends[0].get_window_extent(renderer).y0
-    cap = [t for t in four.texts if t.get_text() == "made up"][0]
+    cap = next(t for t in four.texts if t.get_text() == "made up")
     assert cap.get_window_extent(renderer).y1 <= legend_y0 + 1, "the caption sits under the legend"
     for ax in four.axes:
-        assert ax.get_window_extent(renderer).y0 > four.legends[0].get_window_extent(renderer).y1 - 1
+        assert (
+            ax.get_window_extent(renderer).y0 > four.legends[0].get_window_extent(renderer).y1 - 1
+        )

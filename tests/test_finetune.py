@@ -1,32 +1,47 @@
-import warnings
 import json
+import warnings
 from dataclasses import replace
 
 import pytest
 import torch
 
 from resnet_lab.checkpoints import CheckpointMismatch, load_checkpoint, model_name, model_signature
-from resnet_lab.experiments import TRANSFER, run_transfer_study, transfer_summary
-from resnet_lab.finetune import count_trainable, freeze, load_pretrained, replace_head, trainable_parts, unfreeze
-from resnet_lab.models import build_model, cifar_resnet, count_params, resnet18, resnet50
 from resnet_lab.config import TrainConfig
+from resnet_lab.experiments import TRANSFER, run_transfer_study, transfer_summary
+from resnet_lab.finetune import (
+    count_trainable,
+    freeze,
+    load_pretrained,
+    replace_head,
+    trainable_parts,
+    unfreeze,
+)
+from resnet_lab.models import build_model, cifar_resnet, count_params, resnet18, resnet50
 from resnet_lab.optim import make_optimizer
 from resnet_lab.train import train
 
-CFG = TrainConfig(epochs=1, batch_size=50, lr=0.1, device="cpu", precision="fp32", channels_last=False)
+CFG = TrainConfig(
+    epochs=1, batch_size=50, lr=0.1, device="cpu", precision="fp32", channels_last=False
+)
 
 
-@pytest.mark.parametrize("make, size", [
-    (lambda: cifar_resnet(8), 32), (lambda: cifar_resnet(8, skip=False), 32),
-    (lambda: cifar_resnet(11, block="bottleneck"), 32), (lambda: resnet18(), 64), (lambda: resnet50(), 64),
-])
+@pytest.mark.parametrize(
+    "make, size",
+    [
+        (lambda: cifar_resnet(8), 32),
+        (lambda: cifar_resnet(8, skip=False), 32),
+        (lambda: cifar_resnet(11, block="bottleneck"), 32),
+        (lambda: resnet18(), 64),
+        (lambda: resnet50(), 64),
+    ],
+)
 def test_replace_head_for_every_family(make, size):
     model = make()
     replace_head(model, 7)
     assert model(torch.zeros(2, 3, size, size)).shape == (2, 7)
     assert model.build_spec["kwargs"]["num_classes"] == 7
     rebuilt = build_model(model.build_spec["name"], **model.build_spec["kwargs"])
-    assert [k for k in rebuilt.state_dict()] == [k for k in model.state_dict()]
+    assert list(rebuilt.state_dict()) == list(model.state_dict())
     with pytest.raises(ValueError, match="num_classes must be a positive integer"):
         replace_head(model, 0)
 
@@ -36,7 +51,13 @@ def test_freeze_counts_and_parts():
     total = count_params(model)
     freeze(model, "backbone")
     assert count_trainable(model) == (count_params(model.fc), total - count_params(model.fc))
-    assert trainable_parts(model) == {"stem": False, "layer1": False, "layer2": False, "layer3": False, "head": True}
+    assert trainable_parts(model) == {
+        "stem": False,
+        "layer1": False,
+        "layer2": False,
+        "layer3": False,
+        "head": True,
+    }
     unfreeze(model, ["layer3"])
     assert trainable_parts(model)["layer3"] and not trainable_parts(model)["layer2"]
     with pytest.raises(ValueError, match="unknown part 'layer4'.*'stem'"):
@@ -47,11 +68,17 @@ def test_frozen_parameters_and_bn_statistics_do_not_change(tiny_data):
     torch.manual_seed(0)
     model = cifar_resnet(8, width=4)
     freeze(model, ["stem", "layer1", "layer2"])
-    frozen = {k: v.clone() for k, v in model.state_dict().items() if k.split(".")[0] in ("conv1", "bn1", "layer1", "layer2")}
+    frozen = {
+        k: v.clone()
+        for k, v in model.state_dict().items()
+        if k.split(".")[0] in ("conv1", "bn1", "layer1", "layer2")
+    }
     trained = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("layer3")}
     train(model, tiny_data, CFG, progress=False)
     after = model.state_dict()
-    assert all(torch.equal(v, after[k]) for k, v in frozen.items())  # weights, running stats, counters
+    assert all(
+        torch.equal(v, after[k]) for k, v in frozen.items()
+    )  # weights, running stats, counters
     assert any(not torch.equal(v, after[k]) for k, v in trained.items())  # the rest did train
 
 
@@ -62,7 +89,10 @@ def test_parameter_group_learning_rates():
     head, l3 = count_params(model.fc), count_params(model.layer3)
     assert by_lr == {0.2: head, 0.1: l3, 0.02: count_params(model) - head - l3}
     freeze(model, "backbone")
-    assert [sum(p.numel() for p in g["params"]) for g in make_optimizer(model, TrainConfig()).param_groups] == [head]
+    assert [
+        sum(p.numel() for p in g["params"])
+        for g in make_optimizer(model, TrainConfig()).param_groups
+    ] == [head]
     with pytest.raises(ValueError, match="unknown parts \\['trunk'\\]"):
         make_optimizer(model, TrainConfig(lr_scales={"trunk": 0.1}))
 
@@ -82,7 +112,11 @@ def test_checkpoint_loads_into_a_model_with_a_new_head(tiny_data, tmp_path):
     train(source, tiny_data, CFG, progress=False, checkpoint_dir=tmp_path)
     target = replace_head(cifar_resnet(8, width=4), 3)
     result = load_pretrained(target, tmp_path / "checkpoint.pt")
-    assert result and result.skipped == ["fc.weight", "fc.bias"] and "all weights but the head" in result.message
+    assert (
+        result
+        and result.skipped == ["fc.weight", "fc.bias"]
+        and "all weights but the head" in result.message
+    )
     for k, v in source.state_dict().items():
         if not k.startswith("fc."):
             assert torch.equal(target.state_dict()[k], v)
@@ -91,8 +125,9 @@ def test_checkpoint_loads_into_a_model_with_a_new_head(tiny_data, tmp_path):
 
 
 def test_torchvision_weights_offline_give_a_message_not_an_error(monkeypatch, capsys):
-    import torchvision
     from urllib.error import URLError
+
+    import torchvision
 
     def offline(self, *a, **k):
         raise URLError("[Errno -3] Temporary failure in name resolution")
@@ -104,14 +139,18 @@ def test_torchvision_weights_offline_give_a_message_not_an_error(monkeypatch, ca
         result = load_pretrained(model, "IMAGENET1K_V1")
     assert not result and "not loaded" in result.message and "random weights" in result.message
     assert "\n" not in result.message
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # nothing passed off
+    assert all(
+        torch.equal(before[k], v) for k, v in model.state_dict().items()
+    )  # nothing passed off
 
 
 def test_torchvision_weights_load_into_ours(monkeypatch):
     import torchvision
 
     theirs = torchvision.models.resnet18(weights=None)
-    monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", lambda self, *a, **k: theirs.state_dict())
+    monkeypatch.setattr(
+        torchvision.models.WeightsEnum, "get_state_dict", lambda self, *a, **k: theirs.state_dict()
+    )
     ours = resnet18(num_classes=4)
     result = load_pretrained(ours, torchvision.models.ResNet18_Weights.IMAGENET1K_V1)
     assert result and result.skipped == ["fc.weight", "fc.bias"]
@@ -124,9 +163,17 @@ def test_torchvision_weights_load_into_ours(monkeypatch):
 
 def _weights_file(model, path):
     """Exported weights of ``model`` at ``path``, as export_weights writes them."""
-    torch.save({"format": "resnet_lab.weights/1", "model_name": model_name(model),
-                "build": model.build_spec, "signature": model_signature(model),
-                "model": model.state_dict(), "epoch": 1}, path)
+    torch.save(
+        {
+            "format": "resnet_lab.weights/1",
+            "model_name": model_name(model),
+            "build": model.build_spec,
+            "signature": model_signature(model),
+            "model": model.state_dict(),
+            "epoch": 1,
+        },
+        path,
+    )
     return path
 
 
@@ -142,13 +189,16 @@ def test_pretrained_resnet_is_refused_by_its_plain_twin(tmp_path, monkeypatch):
     assert load_pretrained(cifar_resnet(8, width=4, num_classes=3, zero_init_residual=True), path)
     theirs = torchvision.models.resnet18(weights=None).state_dict()
     monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", lambda *a, **k: theirs)
-    with pytest.raises(CheckpointMismatch, match="resnet18 weights are a ResNet's but .* a plain18"):
+    with pytest.raises(
+        CheckpointMismatch, match="resnet18 weights are a ResNet's but .* a plain18"
+    ):
         load_pretrained(resnet18(skip=False), "IMAGENET1K_V1")
 
 
 def test_offline_default_weights_warn_that_the_model_stays_random(monkeypatch):
-    import torchvision
     from urllib.error import URLError
+
+    import torchvision
 
     def offline(self, *a, **k):
         raise URLError("[Errno -3] Temporary failure in name resolution")
@@ -184,14 +234,17 @@ def test_a_path_is_a_checkpoint_whatever_its_suffix(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=f"{neither} torchvision weight name \\({names}"):
         load_pretrained(cifar_resnet(8, width=4), "wieghts")
     names = r"\['IMAGENET1K_V1', 'IMAGENET1K_V2', 'DEFAULT'\]"
-    with pytest.raises(ValueError, match=f"{neither} weight set of torchvision's resnet50; .*{names}"):
+    with pytest.raises(
+        ValueError, match=f"{neither} weight set of torchvision's resnet50; .*{names}"
+    ):
         load_pretrained(resnet50(), "wieghts")
 
 
 def test_freeze_without_parts_names_the_parts():
     parts = r"\['stem', 'layer1', 'layer2', 'layer3', 'head'\]"
-    with pytest.raises(TypeError, match=f"parts must be a part name or a list of them, one of {parts}"
-                                        ".*got None"):
+    with pytest.raises(
+        TypeError, match=f"parts must be a part name or a list of them, one of {parts}.*got None"
+    ):
         freeze(cifar_resnet(8), None)
 
 
@@ -206,15 +259,25 @@ def test_select_classes_relabels(tiny_data):
 
 
 def test_transfer_study_records_and_resumes(tiny_data, tmp_path):
-    study = replace(TRANSFER, source=("airplane", "automobile", "bird", "cat", "deer", "dog"),
-                    target=("frog", "horse", "ship", "truck"), model="resnet8",
-                    pretrain=replace(CFG, epochs=1, batch_size=20), budgets=(2, 4), seeds=(0, 1), steps=2,
-                    batch_size=8)
+    study = replace(
+        TRANSFER,
+        source=("airplane", "automobile", "bird", "cat", "deer", "dog"),
+        target=("frog", "horse", "ship", "truck"),
+        model="resnet8",
+        pretrain=replace(CFG, epochs=1, batch_size=20),
+        budgets=(2, 4),
+        seeds=(0, 1),
+        steps=2,
+        batch_size=8,
+    )
     study = replace(study, pretrain=replace(study.pretrain, precision="fp32", channels_last=False))
     out, weights = tmp_path / "finetune.json", tmp_path / "pre.pt"
-    records = run_transfer_study(study, data=tiny_data, out=out, weights=weights, runs_dir=tmp_path / "runs",
-                                 progress=False)
-    assert len(records) == 4 * 2 * 2 and weights.is_file() and weights.with_suffix(".json").is_file()
+    records = run_transfer_study(
+        study, data=tiny_data, out=out, weights=weights, runs_dir=tmp_path / "runs", progress=False
+    )
+    assert (
+        len(records) == 4 * 2 * 2 and weights.is_file() and weights.with_suffix(".json").is_file()
+    )
     saved = json.loads(out.read_text())
     assert saved == records
     r = saved[0]
@@ -222,6 +285,9 @@ def test_transfer_study_records_and_resumes(tiny_data, tmp_path):
     assert set(r["meta"]) >= {"hardware", "minutes", "commit", "data"}
     probe = next(r for r in saved if r["method"] == "linear_probe")
     assert probe["meta"]["trainable_parameters"] == 64 * 4 + 4
-    assert run_transfer_study(study, data=tiny_data, out=out, weights=weights, progress=False) == records  # all done
+    assert (
+        run_transfer_study(study, data=tiny_data, out=out, weights=weights, progress=False)
+        == records
+    )  # all done
     summary = transfer_summary(records)
     assert summary[("finetune", 2)][2] == 2

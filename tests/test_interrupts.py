@@ -13,8 +13,26 @@ import pytest
 import torch
 
 EPOCHS = "12"
-ARGS = ["--model", "resnet8", "--no-download", "--batch-size", "10", "--device", "cpu", "--precision", "fp32",
-        "--channels-last", "false", "--seed", "0", "--no-progress", "--lr", "0.05", "--epochs", EPOCHS]
+ARGS = [
+    "--model",
+    "resnet8",
+    "--no-download",
+    "--batch-size",
+    "10",
+    "--device",
+    "cpu",
+    "--precision",
+    "fp32",
+    "--channels-last",
+    "false",
+    "--seed",
+    "0",
+    "--no-progress",
+    "--lr",
+    "0.05",
+    "--epochs",
+    EPOCHS,
+]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
@@ -46,19 +64,37 @@ def _interrupt_after_first_checkpoint(proc, folder, kill):
 
 
 def _train_cmd(data, out, *extra):
-    return [sys.executable, "-m", "resnet_lab", "train", "--data", str(data), "--out", str(out), *ARGS, *extra]
+    return [
+        sys.executable,
+        "-m",
+        "resnet_lab",
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        *ARGS,
+        *extra,
+    ]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=lambda s: s.name)
+@pytest.mark.parametrize(
+    "sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=lambda s: s.name
+)
 def test_resume_after_a_signal_equals_an_uninterrupted_run(image_folder, tmp_path, sig):
     whole = tmp_path / "whole"
-    assert subprocess.run(_train_cmd(image_folder, whole), env=ENV, capture_output=True).returncode == 0
+    assert (
+        subprocess.run(_train_cmd(image_folder, whole), env=ENV, capture_output=True).returncode
+        == 0
+    )
     cut = tmp_path / "cut"
     proc = _start(_train_cmd(image_folder, cut))
     _interrupt_after_first_checkpoint(proc, cut, lambda p: p.send_signal(sig))
     if sig == signal.SIGINT:
         assert proc.returncode == 130
-    resumed = subprocess.run(_train_cmd(image_folder, cut, "--resume"), env=ENV, capture_output=True, text=True)
+    resumed = subprocess.run(
+        _train_cmd(image_folder, cut, "--resume"), env=ENV, capture_output=True, text=True
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     _assert_same_weights(_weights(whole), _weights(cut))
 
@@ -69,17 +105,37 @@ def _children(pid):
 
 
 def _torchrun_cmd(data, out, *extra, port="29541"):
-    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or shutil.which("torchrun")
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or shutil.which(
+        "torchrun"
+    )
     if torchrun is None:
         pytest.skip("torchrun is not installed")
-    return [torchrun, "--nproc_per_node", "2", "--master_port", port, "-m", "resnet_lab", "train",
-            "--data", str(data), "--out", str(out), *ARGS, *extra]
+    return [
+        torchrun,
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        port,
+        "-m",
+        "resnet_lab",
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        *ARGS,
+        *extra,
+    ]
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the ranks through /proc")
-def test_torchrun_resume_after_one_rank_is_killed_equals_an_uninterrupted_run(image_folder, tmp_path):
+def test_torchrun_resume_after_one_rank_is_killed_equals_an_uninterrupted_run(
+    image_folder, tmp_path
+):
     whole = tmp_path / "whole"
-    done = subprocess.run(_torchrun_cmd(image_folder, whole), env=ENV, capture_output=True, text=True)
+    done = subprocess.run(
+        _torchrun_cmd(image_folder, whole), env=ENV, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     cut = tmp_path / "cut"
     proc = _start(_torchrun_cmd(image_folder, cut))
@@ -91,19 +147,42 @@ def test_torchrun_resume_after_one_rank_is_killed_equals_an_uninterrupted_run(im
 
     _interrupt_after_first_checkpoint(proc, cut, kill_one_rank)
     assert proc.returncode != 0
-    resumed = subprocess.run(_torchrun_cmd(image_folder, cut, "--resume"), env=ENV, capture_output=True, text=True)
+    resumed = subprocess.run(
+        _torchrun_cmd(image_folder, cut, "--resume"), env=ENV, capture_output=True, text=True
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     _assert_same_weights(_weights(whole), _weights(cut))
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sends the terminal's Ctrl-C to a process group")
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="sends the terminal's Ctrl-C to a process group"
+)
 def test_ctrl_c_under_the_launcher_is_one_line_and_130(image_folder, tmp_path):
     """Under plain torchrun, Ctrl-C exits 1 with torchrun's traceback."""
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "resnet_lab.launch", "--nproc-per-node", "2", "--master-port", "29551",
-           "train", "--data", str(image_folder), "--out", str(out), *ARGS]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
-                            start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "resnet_lab.launch",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        "29551",
+        "train",
+        "--data",
+        str(image_folder),
+        "--out",
+        str(out),
+        *ARGS,
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+        start_new_session=True,
+    )
     err = _interrupt_after_first_checkpoint(proc, out, lambda p: os.killpg(p.pid, signal.SIGINT))
     assert proc.returncode == 130, err[-3000:]
     assert "Traceback" not in err, err[-3000:]
@@ -116,6 +195,13 @@ def test_the_launcher_refuses_a_missing_command():
     from resnet_lab.launch import torchrun_args
 
     assert torchrun_args(["--nproc-per-node", "2", "train", "--out", "x"]) == [
-        "--nproc-per-node", "2", "-m", "resnet_lab", "train", "--out", "x"]
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "resnet_lab",
+        "train",
+        "--out",
+        "x",
+    ]
     with pytest.raises(SystemExit):
         torchrun_args(["--nproc-per-node", "2"])

@@ -78,8 +78,11 @@ def test_batches_are_those_recorded_for_seed_0(case):
 
 def test_augmentation_and_normalisation_are_those_recorded():
     images, _ = images_and_labels()
-    recorded = {"default": "a427090d62f9fe08", "no crop": "19622f5453f4b87a",
-                "no flip": "c6640606c03294e2"}
+    recorded = {
+        "default": "a427090d62f9fe08",
+        "no crop": "19622f5453f4b87a",
+        "no flip": "c6640606c03294e2",
+    }
     for name, kwargs in [("default", {}), ("no crop", {"pad": 0}), ("no flip", {"flip": False})]:
         out = random_crop_flip(images, torch.Generator().manual_seed(0), **kwargs)
         assert _digest([out]) == recorded[name], name
@@ -104,7 +107,9 @@ def test_crop_flip_each_image_its_own():
         ]
         assert hits, "every output is a crop of the padded input, possibly mirrored"
         found.append(hits[0])
-    assert len(set(found)) > 30  # 64 images, 162 possible (crop, flip) pairs: far from one shared offset
+    assert (
+        len(set(found)) > 30
+    )  # 64 images, 162 possible (crop, flip) pairs: far from one shared offset
     assert 10 < sum(f for _, _, f in found) < 54  # about half flipped
 
 
@@ -116,7 +121,7 @@ def test_loader_keeps_labels_and_is_deterministic():
     b = CifarLoader(images, labels, 64, seed=1, device="cpu")
     c = CifarLoader(images, labels, 64, seed=2, device="cpu")
     assert len(a) == 4  # drop_last for training
-    for (xa, ya), (xb, yb), (xc, yc) in zip(a, b, c):
+    for (xa, ya), (xb, yb) in zip(a, b):
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
         # padding is 0 before normalising; the image's own pixels tell its label
         pixel = (ya * 20 + 10).to(torch.uint8).view(-1, 1, 1, 1).expand(-1, 3, 1, 1)
@@ -143,7 +148,11 @@ def test_loader_rejects_bad_input():
     with pytest.raises(ValueError, match="uint8"):
         CifarLoader(torch.zeros(4, 3, 32, 32), torch.zeros(4, dtype=torch.long), device="cpu")
     with pytest.raises(ValueError, match="4 images but 3 labels"):
-        CifarLoader(torch.zeros(4, 3, 32, 32, dtype=torch.uint8), torch.zeros(3, dtype=torch.long), device="cpu")
+        CifarLoader(
+            torch.zeros(4, 3, 32, 32, dtype=torch.uint8),
+            torch.zeros(3, dtype=torch.long),
+            device="cpu",
+        )
 
 
 def test_set_epoch_is_the_one_epoch_mechanism():

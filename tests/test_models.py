@@ -196,8 +196,10 @@ def test_depth_error_lists_every_small_depth():
         cifar_resnet(26, block="bottleneck")
 
 
-@pytest.mark.parametrize("name, use", [("cifar_resnet", "resnet20 / resnet56 / plain56"),
-                                       ("imagenet_resnet", "resnet18 / resnet50")])
+@pytest.mark.parametrize(
+    "name, use",
+    [("cifar_resnet", "resnet20 / resnet56 / plain56"), ("imagenet_resnet", "resnet18 / resnet50")],
+)
 def test_builder_names_say_they_need_a_depth(name, use, capsys):
     needs = f"'{name}' needs a depth: use {use}"
     for call in (check_model_name, build_model):
@@ -221,9 +223,17 @@ def test_unknown_build_arguments_name_them(tmp_path, capsys):
     # a checkpoint written by a version whose builder took another argument
     model = cifar_resnet(8, width=4)
     path = tmp_path / "future.pt"
-    torch.save({"format": "resnet_lab.weights/1", "model_name": "resnet8",
-                "build": {"name": "resnet20", "kwargs": {"foo": 1}},
-                "signature": model_signature(model), "model": model.state_dict(), "epoch": 1}, path)
+    torch.save(
+        {
+            "format": "resnet_lab.weights/1",
+            "model_name": "resnet8",
+            "build": {"name": "resnet20", "kwargs": {"foo": 1}},
+            "signature": model_signature(model),
+            "model": model.state_dict(),
+            "epoch": 1,
+        },
+        path,
+    )
     assert main(["evaluate", "--checkpoint", str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "has no argument 'foo'" in err[0] and "another version" in err[0]

@@ -30,18 +30,28 @@ def test_smoke_is_smallest():
 
 
 def test_training_work_fits_each_profile_budget():
-    from resnet_lab.profiles import CPU_RATE, CPU_TRAIN_SECONDS, GPU_TRAIN_SECONDS, T4_RATE, training_work
+    from resnet_lab.profiles import (
+        CPU_RATE,
+        CPU_TRAIN_SECONDS,
+        GPU_TRAIN_SECONDS,
+        T4_RATE,
+        training_work,
+    )
 
     cpu = training_work(PROFILES["cpu"])
     assert sum(cpu.values()) <= CPU_RATE * CPU_TRAIN_SECONDS, cpu  # the whole cpu book
     gpu = training_work(PROFILES["gpu"])
     assert max(gpu.values()) <= T4_RATE * GPU_TRAIN_SECONDS, gpu  # each chapter on a T4
     smoke = training_work(PROFILES["smoke"])
-    assert sum(smoke.values()) <= sum(cpu.values()) / 10, smoke  # CI: a tenth of the cpu book at most
+    assert sum(smoke.values()) <= sum(cpu.values()) / 10, (
+        smoke
+    )  # CI: a tenth of the cpu book at most
 
 
 def test_relative_cost_is_computed_from_the_networks():
     from resnet_lab.profiles import relative_cost
 
     assert relative_cost(20) == 1.0
-    assert 2.9 < relative_cost(56) < 3.2  # 9 blocks per stage against 3: about three times the arithmetic
+    assert (
+        2.9 < relative_cost(56) < 3.2
+    )  # 9 blocks per stage against 3: about three times the arithmetic

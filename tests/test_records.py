@@ -14,15 +14,22 @@ import pytest
 
 import resnet_lab.records as records
 from resnet_lab.checkpoints import History
-from resnet_lab.experiments import (load_results, load_transfer, record_weights, result_path,
-                                    transfer_paths)
+from resnet_lab.experiments import (
+    load_results,
+    load_transfer,
+    record_weights,
+    result_path,
+    transfer_paths,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _record(folder: Path, name: str, seed: int, acc: float = 0.5) -> Path:
-    h = History(epochs=[{"epoch": 1, "seconds": 1.0, "test_acc": acc}],
-                meta={"experiment": name, "seed": seed})
+    h = History(
+        epochs=[{"epoch": 1, "seconds": 1.0, "test_acc": acc}],
+        meta={"experiment": name, "seed": seed},
+    )
     path = folder / f"{name}-seed{seed}.json"
     h.save(path)
     return path
@@ -74,8 +81,9 @@ def test_the_readers_own_runs_are_read_beside_the_shipped_ones(installed):
     runs = load_results("degradation/plain20", notes=notes)["degradation/plain20"]
     assert [h.meta["seed"] for h in runs] == [0, 1, 5]
     assert [h.final["test_acc"] for h in runs] == [0.5, 0.9, 0.8]
-    assert notes == [f"your own runs: degradation/plain20 seed 1, 5 from {own}, "
-                     "in place of the book's seed 1"]
+    assert notes == [
+        f"your own runs: degradation/plain20 seed 1, 5 from {own}, in place of the book's seed 1"
+    ]
     assert load_results("degradation/plain56", notes=notes) == {}
 
 
@@ -85,7 +93,7 @@ def test_record_weights_prefers_the_readers_own(installed):
     book = _record(shipped, "degradation/resnet20", 0).with_suffix(".pt")
     book.write_bytes(b"book")
     assert record_weights("degradation/resnet20", notes=[]) == book
-    mine = (own / "degradation" / "resnet20-seed0.pt")
+    mine = own / "degradation" / "resnet20-seed0.pt"
     mine.parent.mkdir(parents=True)
     mine.write_bytes(b"mine")
     notes: list[str] = []
@@ -99,7 +107,10 @@ def test_load_transfer_puts_the_readers_runs_in_place_of_the_books(installed):
     (shipped / "finetune").mkdir()
     (shipped / "finetune.json").write_text(json.dumps([run, {**run, "seed": 1}]))
     (shipped / "finetune" / "pretrained.pt").write_bytes(b"book")
-    assert load_transfer(notes=[]) == ([run, {**run, "seed": 1}], shipped / "finetune/pretrained.pt")
+    assert load_transfer(notes=[]) == (
+        [run, {**run, "seed": 1}],
+        shipped / "finetune/pretrained.pt",
+    )
     own.mkdir(parents=True)
     (own / "finetune.json").write_text(json.dumps([{**run, "test_acc": 0.7}]))
     notes: list[str] = []
@@ -121,21 +132,42 @@ def test_chapters_never_open_the_repositorys_files():
     """A chapter opened alone (Colab) has no repository beside it: records come from the
     package, never from ../results."""
     for chapter in sorted((ROOT / "book").glob("[0-9][0-9]_*.md")):
-        code = "\n".join(part.split("```", 1)[0]
-                         for part in chapter.read_text(encoding="utf-8").split("```{code-cell}")[1:])
+        code = "\n".join(
+            part.split("```", 1)[0]
+            for part in chapter.read_text(encoding="utf-8").split("```{code-cell}")[1:]
+        )
         for bad in ('"../', "'../", 'Path("results', "Path('results"):
             assert bad not in code, f"{chapter.name} opens {bad}...: read records via the package"
 
 
 def test_the_wheel_ships_every_record_and_only_the_weights_the_book_loads(tmp_path):
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "-q", "-w", str(tmp_path), str(ROOT)], check=True, capture_output=True)
-    wheel, = tmp_path.glob("resnet_lab-*.whl")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("resnet_lab-*.whl")
     with zipfile.ZipFile(wheel) as z:
-        shipped = {n.removeprefix("resnet_lab/_results/"): z.read(n) for n in z.namelist()
-                   if n.startswith("resnet_lab/_results/")}
+        shipped = {
+            n.removeprefix("resnet_lab/_results/"): z.read(n)
+            for n in z.namelist()
+            if n.startswith("resnet_lab/_results/")
+        }
     results = ROOT / "results"
-    want = {str(p.relative_to(results)) for p in results.rglob("*.json")} | set(records.SHIPPED_WEIGHTS)
+    want = {str(p.relative_to(results)) for p in results.rglob("*.json")} | set(
+        records.SHIPPED_WEIGHTS
+    )
     assert set(shipped) == want
     assert all(shipped[n] == (results / n).read_bytes() for n in want)  # the same bytes
     shutil.rmtree(ROOT / "build", ignore_errors=True)  # setuptools' work folder

@@ -1,5 +1,6 @@
 """Reliability: no run is lost, no stale or corrupted data is served, every bad input is a clear
-one-line error. One test (or more) per defect of issue 10; each failed on the code before the fix."""
+one-line error. One test (or more) per defect of issue 10; each failed on the code before
+the fix."""
 
 import json
 import pickle
@@ -13,19 +14,40 @@ import torch
 from resnet_lab.__main__ import main
 from resnet_lab.checkpoints import CheckpointMismatch, History, RunExistsError
 from resnet_lab.cifar10 import DataError, load_cifar10
+from resnet_lab.config import TrainConfig
 from resnet_lab.experiments import load_results, run_experiment
 from resnet_lab.models import build_model, cifar_resnet
-from resnet_lab.config import TrainConfig
 from resnet_lab.train import train
 from tests.conftest import make_archives
 
-CFG = TrainConfig(epochs=1, batch_size=10, lr=0.05, device="cpu", precision="fp32", channels_last=False)
+CFG = TrainConfig(
+    epochs=1, batch_size=10, lr=0.05, device="cpu", precision="fp32", channels_last=False
+)
 
 
 def cli_train(folder, out, *extra):
-    return main(["train", "--model", "resnet8", "--data", str(folder), "--no-download", "--epochs", "1",
-                 "--batch-size", "10", "--device", "cpu", "--precision", "fp32", "--out", str(out), "--no-progress",
-                 *extra])
+    return main(
+        [
+            "train",
+            "--model",
+            "resnet8",
+            "--data",
+            str(folder),
+            "--no-download",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "10",
+            "--device",
+            "cpu",
+            "--precision",
+            "fp32",
+            "--out",
+            str(out),
+            "--no-progress",
+            *extra,
+        ]
+    )
 
 
 def last_error(capsys) -> str:
@@ -44,17 +66,42 @@ def test_cli_refuses_to_overwrite_a_run(image_folder, tmp_path, capsys):
     capsys.readouterr()
     assert cli_train(image_folder, out, "--lr", "0.2") == 2
     msg = last_error(capsys)
-    assert "already holds a run" in msg and "--resume" in msg and "--out" in msg and "--overwrite" in msg
+    assert (
+        "already holds a run" in msg
+        and "--resume" in msg
+        and "--out" in msg
+        and "--overwrite" in msg
+    )
     assert (out / "checkpoint.pt").read_bytes() == before  # untouched
     assert cli_train(image_folder, out, "--lr", "0.2", "--overwrite") == 0
 
 
 def test_train_and_run_experiment_refuse_to_overwrite(tiny_data, tmp_path):
-    train(cifar_resnet(8, width=4), tiny_data, replace(CFG, batch_size=50), progress=False, checkpoint_dir=tmp_path)
+    train(
+        cifar_resnet(8, width=4),
+        tiny_data,
+        replace(CFG, batch_size=50),
+        progress=False,
+        checkpoint_dir=tmp_path,
+    )
     with pytest.raises(RunExistsError, match="resume=True.*overwrite=True"):
-        train(cifar_resnet(8, width=4), tiny_data, replace(CFG, batch_size=50), progress=False, checkpoint_dir=tmp_path)
-    kw = dict(data=tiny_data, runs_dir=tmp_path / "runs", progress=False, epochs=1, compile=False,
-              precision="fp32", device="cpu", batch_size=50)
+        train(
+            cifar_resnet(8, width=4),
+            tiny_data,
+            replace(CFG, batch_size=50),
+            progress=False,
+            checkpoint_dir=tmp_path,
+        )
+    kw = dict(
+        data=tiny_data,
+        runs_dir=tmp_path / "runs",
+        progress=False,
+        epochs=1,
+        compile=False,
+        precision="fp32",
+        device="cpu",
+        batch_size=50,
+    )
     out = tmp_path / "results" / "r.json"
     run_experiment("degradation/plain20", out=out, **kw)
     with pytest.raises(RunExistsError, match="already recorded"):
@@ -119,9 +166,28 @@ def test_resume_refuses_another_network_with_the_same_shapes(image_folder, tmp_p
     out = tmp_path / "run"
     assert cli_train(image_folder, out) == 0
     capsys.readouterr()
-    rc = main(["train", "--model", "plain8", "--data", str(image_folder), "--no-download", "--epochs", "2",
-               "--batch-size", "10", "--device", "cpu", "--precision", "fp32", "--out", str(out), "--resume",
-               "--no-progress"])
+    rc = main(
+        [
+            "train",
+            "--model",
+            "plain8",
+            "--data",
+            str(image_folder),
+            "--no-download",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "10",
+            "--device",
+            "cpu",
+            "--precision",
+            "fp32",
+            "--out",
+            str(out),
+            "--resume",
+            "--no-progress",
+        ]
+    )
     assert rc == 2
     msg = last_error(capsys)
     assert "holds a resnet8" in msg and "is a plain8" in msg
@@ -139,15 +205,32 @@ def test_resume_refuses_other_data(image_folder, tmp_path, capsys):
 # ---------------------------------------------------------------------------- 6. evaluate rebuilds
 
 
-@pytest.mark.parametrize("name, kwargs", [("resnet14", {"width": 32}), ("article_fixed", {"skip": False}),
-                                          ("resnet8", {"shortcut": "B"})])
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("resnet14", {"width": 32}),
+        ("article_fixed", {"skip": False}),
+        ("resnet8", {"shortcut": "B"}),
+    ],
+)
 def test_evaluate_rebuilds_every_model_train_can_save(image_folder, tmp_path, capsys, name, kwargs):
     data = load_cifar10(image_folder, download=False)
     model = build_model(name, **kwargs)
     train(model, data, CFG, progress=False, checkpoint_dir=tmp_path)
     capsys.readouterr()
-    assert main(["evaluate", "--checkpoint", str(tmp_path / "checkpoint.pt"), "--data", str(image_folder),
-                 "--no-download"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(tmp_path / "checkpoint.pt"),
+                "--data",
+                str(image_folder),
+                "--no-download",
+            ]
+        )
+        == 0
+    )
     assert f"{model.name} after 1 epochs" in capsys.readouterr().out
 
 
@@ -159,7 +242,9 @@ def test_unwritable_out_fails_before_training(image_folder, tmp_path, capsys, mo
 
     (tmp_path / "afile").write_text("a file, not a folder")
     out = tmp_path / "afile" / "run"
-    monkeypatch.setattr(T, "train_one_epoch", lambda *a, **k: pytest.fail("trained before checking --out"))
+    monkeypatch.setattr(
+        T, "train_one_epoch", lambda *a, **k: pytest.fail("trained before checking --out")
+    )
     assert cli_train(image_folder, out) == 2
     msg = last_error(capsys)
     assert f"cannot write to {out}" in msg
@@ -168,7 +253,9 @@ def test_unwritable_out_fails_before_training(image_folder, tmp_path, capsys, mo
 # ---------------------------------------------------------------------------- 8, 9. settings
 
 
-@pytest.mark.parametrize("flag, value", [("--nesterov", "ture"), ("--flip", "maybe"), ("--tta", "2")])
+@pytest.mark.parametrize(
+    "flag, value", [("--nesterov", "ture"), ("--flip", "maybe"), ("--tta", "2")]
+)
 def test_boolean_flags_refuse_anything_but_booleans(flag, value, capsys):
     with pytest.raises(SystemExit) as e:
         main(["train", flag, value])
@@ -176,7 +263,9 @@ def test_boolean_flags_refuse_anything_but_booleans(flag, value, capsys):
     assert "expected true or false" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("flag, value", [("--nesterov", "yes"), ("--flip", "0"), ("--tta", "FALSE")])
+@pytest.mark.parametrize(
+    "flag, value", [("--nesterov", "yes"), ("--flip", "0"), ("--tta", "FALSE")]
+)
 def test_boolean_flags_accept_the_usual_spellings(flag, value):
     from resnet_lab.__main__ import build_parser
 
@@ -184,11 +273,26 @@ def test_boolean_flags_accept_the_usual_spellings(flag, value):
     assert getattr(args, flag[2:]) is (value.lower() in ("yes", "true", "1"))
 
 
-@pytest.mark.parametrize("field, value", [
-    ("eval_every", 0), ("crop_pad", -3), ("epochs", 0), ("lr", -0.1), ("lr", float("nan")), ("momentum", 1.5),
-    ("batch_size", 2.5), ("label_smoothing", 1.0), ("warmup", -1), ("seed", -1), ("device", "gpu"),
-    ("nesterov", "yes"), ("channels_last", "sometimes"), ("lr_scales", {"backbone": -1}), ("optimizer", "rmsprop"),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("eval_every", 0),
+        ("crop_pad", -3),
+        ("epochs", 0),
+        ("lr", -0.1),
+        ("lr", float("nan")),
+        ("momentum", 1.5),
+        ("batch_size", 2.5),
+        ("label_smoothing", 1.0),
+        ("warmup", -1),
+        ("seed", -1),
+        ("device", "gpu"),
+        ("nesterov", "yes"),
+        ("channels_last", "sometimes"),
+        ("lr_scales", {"backbone": -1}),
+        ("optimizer", "rmsprop"),
+    ],
+)
 def test_every_config_field_is_validated_by_name(field, value):
     with pytest.raises(ValueError, match=f"TrainConfig.{field} must be"):
         TrainConfig(**{field: value})
@@ -214,7 +318,9 @@ def test_history_load_names_the_file_and_the_problem(tmp_path):
     with pytest.raises(ValueError, match="oops.json: 'epochs' must be a list"):
         History.load(tmp_path / "oops.json")
     (tmp_path / "noseconds.json").write_text(json.dumps({"meta": {}, "epochs": [{"epoch": 1}]}))
-    with pytest.raises(ValueError, match="noseconds.json: epoch record 0 lacks a number for \\['seconds'\\]"):
+    with pytest.raises(
+        ValueError, match="noseconds.json: epoch record 0 lacks a number for \\['seconds'\\]"
+    ):
         History.load(tmp_path / "noseconds.json")
 
 
@@ -233,7 +339,9 @@ def test_load_results_skips_a_bad_file_with_a_note(tmp_path):
 
 
 def test_unknown_model_is_reported_before_the_data(tmp_path, capsys):
-    rc = main(["train", "--model", "resnet21", "--data", str(tmp_path / "nowhere"), "--no-download"])
+    rc = main(
+        ["train", "--model", "resnet21", "--data", str(tmp_path / "nowhere"), "--no-download"]
+    )
     assert rc == 2
     msg = last_error(capsys)
     assert "depth must be 6n+2" in msg and "nowhere" not in msg
@@ -269,7 +377,11 @@ def test_ctrl_c_saves_and_exits_130(image_folder, tmp_path, monkeypatch, capsys)
     assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 1
     monkeypatch.setattr(T, "train_one_epoch", real)
     assert cli_train(image_folder, out, "--epochs", "3", "--resume") == 0
-    assert [r["epoch"] for r in json.loads((out / "history.json").read_text())["epochs"]] == [1, 2, 3]
+    assert [r["epoch"] for r in json.loads((out / "history.json").read_text())["epochs"]] == [
+        1,
+        2,
+        3,
+    ]
 
 
 # ---------------------------------------------------------------------------- minor
@@ -291,7 +403,9 @@ def test_failed_download_leaves_no_new_folder(tmp_path, monkeypatch):
 def test_data_env_pointing_at_a_file(tmp_path, monkeypatch):
     (tmp_path / "cifar.tar").write_text("x")
     monkeypatch.setenv("RESNET_LAB_DATA", str(tmp_path / "cifar.tar"))
-    with pytest.raises(DataError, match="cifar.tar \\(from \\$RESNET_LAB_DATA\\) is a file, not a folder"):
+    with pytest.raises(
+        DataError, match="cifar.tar \\(from \\$RESNET_LAB_DATA\\) is a file, not a folder"
+    ):
         load_cifar10(download=False)
 
 
@@ -310,7 +424,19 @@ def test_num_classes_must_be_positive(n):
 
 
 def test_resume_checks_are_in_train_too(tiny_data, tmp_path):
-    train(cifar_resnet(8, width=4), tiny_data, replace(CFG, batch_size=50), progress=False, checkpoint_dir=tmp_path)
+    train(
+        cifar_resnet(8, width=4),
+        tiny_data,
+        replace(CFG, batch_size=50),
+        progress=False,
+        checkpoint_dir=tmp_path,
+    )
     with pytest.raises(CheckpointMismatch, match="other data"):
-        train(cifar_resnet(8, width=4), tiny_data.subset(100), replace(CFG, batch_size=50, epochs=2),
-              progress=False, checkpoint_dir=tmp_path, resume=True)
+        train(
+            cifar_resnet(8, width=4),
+            tiny_data.subset(100),
+            replace(CFG, batch_size=50, epochs=2),
+            progress=False,
+            checkpoint_dir=tmp_path,
+            resume=True,
+        )

@@ -16,8 +16,10 @@ from resnet_lab.runfolder import LOCK_NAME, RunLock, RunLockedError
 
 pytest.importorskip("fcntl")
 
-HOLD = "import sys, time; from resnet_lab.runfolder import RunLock; RunLock(sys.argv[1]).acquire(); " \
-       "print('locked', flush=True); time.sleep(60)"
+HOLD = (
+    "import sys, time; from resnet_lab.runfolder import RunLock; RunLock(sys.argv[1]).acquire(); "
+    "print('locked', flush=True); time.sleep(60)"
+)
 
 
 def test_a_second_lock_is_refused_naming_the_first(tmp_path):
@@ -32,7 +34,9 @@ def test_a_second_lock_is_refused_naming_the_first(tmp_path):
 
 
 def test_the_lock_is_freed_when_its_process_is_killed(tmp_path):
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(RunLockedError, match=f"process {holder.pid}"):
@@ -46,9 +50,30 @@ def test_the_lock_is_freed_when_its_process_is_killed(tmp_path):
 
 
 def _cli_train(folder, out, epochs):
-    cmd = [sys.executable, "-m", "resnet_lab", "train", "--model", "resnet8", "--data", str(folder),
-           "--no-download", "--epochs", str(epochs), "--batch-size", "10", "--device", "cpu",
-           "--precision", "fp32", "--out", str(out), "--no-progress", "--schedule", "constant"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "resnet_lab",
+        "train",
+        "--model",
+        "resnet8",
+        "--data",
+        str(folder),
+        "--no-download",
+        "--epochs",
+        str(epochs),
+        "--batch-size",
+        "10",
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--schedule",
+        "constant",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
@@ -66,12 +91,18 @@ def test_two_cli_runs_into_one_folder_one_refuses(image_folder, tmp_path):
     assert sorted(codes) == [0, 2], (codes, [r[1][-800:] for r in results])
     winner, loser = (0, 1) if codes[0] == 0 else (1, 0)
     err = results[loser][1].strip().splitlines()[-1]
-    assert err.startswith("error: ") and ("in use by process" in err or "already holds a run" in err), err
+    assert err.startswith("error: ") and (
+        "in use by process" in err or "already holds a run" in err
+    ), err
     assert "checkpoint and history in" not in results[loser][0]
     history = json.loads((out / HISTORY_NAME).read_text())
-    assert len(history["epochs"]) == (25, 3)[winner], "the folder holds the run that said it succeeded"
+    assert len(history["epochs"]) == (25, 3)[winner], (
+        "the folder holds the run that said it succeeded"
+    )
     assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == (25, 3)[winner]
-    assert "in use by process" in err, "the runs overlapped, so the lock, not the overwrite check, refused"
+    assert "in use by process" in err, (
+        "the runs overlapped, so the lock, not the overwrite check, refused"
+    )
 
 
 def test_a_lock_that_fails_for_another_reason_leaves_no_descriptor(tmp_path, monkeypatch):

@@ -8,15 +8,22 @@ import torch
 from torch import nn
 
 from resnet_lab.checkpoints import CHECKPOINT_NAME
+from resnet_lab.config import TrainConfig, low_res_epochs
 from resnet_lab.experiments import EXPERIMENTS, experiment_names
 from resnet_lab.loader import CifarLoader, normalize
 from resnet_lab.models import cifar_resnet
-from resnet_lab.config import TrainConfig, low_res_epochs
 from resnet_lab.optim import parameter_groups
 from resnet_lab.train import EMA_BN_BATCHES, train
 
-CFG = TrainConfig(epochs=3, batch_size=50, lr=0.05, device="cpu", precision="fp32", channels_last=False,
-                  eval_every=1)
+CFG = TrainConfig(
+    epochs=3,
+    batch_size=50,
+    lr=0.05,
+    device="cpu",
+    precision="fp32",
+    channels_last=False,
+    eval_every=1,
+)
 
 
 def small_model():
@@ -37,11 +44,17 @@ def _views_by_image(loader, n, epoch):
 
 def test_alternating_flips_mirror_each_image_every_other_epoch():
     n = 64
-    images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
-    loader = CifarLoader(images, torch.arange(n), 16, device="cpu", seed=3, crop_pad=0, flip="alternate")
+    images = torch.randint(
+        0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1)
+    )
+    loader = CifarLoader(
+        images, torch.arange(n), 16, device="cpu", seed=3, crop_pad=0, flip="alternate"
+    )
     plain = normalize(images)
     epochs = [_views_by_image(loader, n, epoch) for epoch in range(3)]
-    flipped = [torch.tensor([torch.equal(e[i], plain[i].flip(2)) for i in range(n)]) for e in epochs]
+    flipped = [
+        torch.tensor([torch.equal(e[i], plain[i].flip(2)) for i in range(n)]) for e in epochs
+    ]
     unflipped = [torch.tensor([torch.equal(e[i], plain[i]) for i in range(n)]) for e in epochs]
     for f, u in zip(flipped, unflipped):
         assert (f ^ u).all(), "every view is the image or its mirror image"
@@ -49,14 +62,27 @@ def test_alternating_flips_mirror_each_image_every_other_epoch():
     assert torch.equal(flipped[1], ~flipped[0]) and torch.equal(flipped[2], flipped[0])
     # random flips, by contrast, mirror an image twice in a row about a quarter of the time
     rand = CifarLoader(images, torch.arange(n), 16, device="cpu", seed=3, crop_pad=0, flip=True)
-    r = [torch.tensor([torch.equal(v, plain[i].flip(2)) for i, v in sorted(_views_by_image(rand, n, e).items())])
-         for e in range(2)]
+    r = [
+        torch.tensor(
+            [
+                torch.equal(v, plain[i].flip(2))
+                for i, v in sorted(_views_by_image(rand, n, e).items())
+            ]
+        )
+        for e in range(2)
+    ]
     assert (r[0] & r[1]).any()
 
 
 def test_flip_setting_is_checked():
     with pytest.raises(ValueError, match="flip must be"):
-        CifarLoader(torch.zeros(4, 3, 32, 32, dtype=torch.uint8), torch.zeros(4), 2, device="cpu", flip="sometimes")
+        CifarLoader(
+            torch.zeros(4, 3, 32, 32, dtype=torch.uint8),
+            torch.zeros(4),
+            2,
+            device="cpu",
+            flip="sometimes",
+        )
     with pytest.raises(ValueError, match="TrainConfig.flip must be true, false or 'alternate'"):
         TrainConfig(flip="sometimes")
 
@@ -84,9 +110,15 @@ def test_bn_biases_get_a_higher_learning_rate_and_lower_decay():
     for g in groups:
         ids = {id(p) for p in g["params"]}
         if ids <= bn_biases:
-            assert ids == bn_biases and g["lr"] == pytest.approx(0.8) and g["weight_decay"] == pytest.approx(5e-4 / 8)
+            assert (
+                ids == bn_biases
+                and g["lr"] == pytest.approx(0.8)
+                and g["weight_decay"] == pytest.approx(5e-4 / 8)
+            )
         else:
-            assert not ids & bn_biases and g["lr"] == pytest.approx(0.1) and g["weight_decay"] == 5e-4
+            assert (
+                not ids & bn_biases and g["lr"] == pytest.approx(0.1) and g["weight_decay"] == 5e-4
+            )
     # together with per-part scales: the head at 1x, BN biases of the backbone at 0.1 x 8
     both = parameter_groups(model, replace(cfg, lr_scales={"backbone": 0.1}))
     assert sorted(round(g["lr"], 6) for g in both) == [0.01, 0.08, 0.1]
@@ -95,15 +127,21 @@ def test_bn_biases_get_a_higher_learning_rate_and_lower_decay():
 
 def test_bn_weight_decay_off_decays_no_bn_parameter():
     model = small_model()
-    bn_params = {id(p) for m in model.modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters()}
+    bn_params = {
+        id(p) for m in model.modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters()
+    }
     groups = parameter_groups(model, TrainConfig(weight_decay=5e-4, bn_weight_decay=False))
     assert len(groups) == 2
     for g in groups:
         ids = {id(p) for p in g["params"]}
-        assert g["weight_decay"] == (0.0 if ids == bn_params else 5e-4), "BN params alone are undecayed"
+        assert g["weight_decay"] == (0.0 if ids == bn_params else 5e-4), (
+            "BN params alone are undecayed"
+        )
         assert ids == bn_params or not ids & bn_params
     # with BN biases at a higher rate: three groups, every BN parameter still undecayed
-    three = parameter_groups(model, TrainConfig(weight_decay=5e-4, bn_weight_decay=False, bn_bias_lr=4.0))
+    three = parameter_groups(
+        model, TrainConfig(weight_decay=5e-4, bn_weight_decay=False, bn_bias_lr=4.0)
+    )
     assert sorted(g["weight_decay"] for g in three) == [0.0, 0.0, 5e-4]
 
 
@@ -117,7 +155,9 @@ def test_ema_is_what_gets_evaluated_and_resumes(tiny_data, tmp_path):
     ema = {k.removeprefix("module."): v for k, v in state["ema"].items() if k.startswith("module.")}
     assert int(state["ema"]["n_averaged"]) == 3 * len(tiny_data.train_labels) // cfg.batch_size
     raw = full_model.state_dict()
-    assert not torch.equal(ema["fc.weight"], raw["fc.weight"]), "the average is not the last weights"
+    assert not torch.equal(ema["fc.weight"], raw["fc.weight"]), (
+        "the average is not the last weights"
+    )
 
     # interrupted by Ctrl-C in epoch 2 and resumed: the same average as the uninterrupted run
     part, model, calls = tmp_path / "part", small_model(), []
@@ -167,12 +207,28 @@ def test_resume_accepts_a_checkpoint_from_before_the_new_settings(tiny_data, tmp
         state["config"].pop(k)
     state.pop("ema")
     torch.save(state, path)
-    h = train(small_model(), tiny_data, replace(cfg, epochs=2), progress=False, checkpoint_dir=tmp_path, resume=True)
+    h = train(
+        small_model(),
+        tiny_data,
+        replace(cfg, epochs=2),
+        progress=False,
+        checkpoint_dir=tmp_path,
+        resume=True,
+    )
     assert h["epoch"] == [1, 2]
 
 
-@pytest.mark.parametrize("field, bad", [("ema", 1.0), ("ema", -0.1), ("bn_bias_lr", 0), ("low_res", 6),
-                                        ("low_res", 40), ("low_res_fraction", 0)])
+@pytest.mark.parametrize(
+    "field, bad",
+    [
+        ("ema", 1.0),
+        ("ema", -0.1),
+        ("bn_bias_lr", 0),
+        ("low_res", 6),
+        ("low_res", 40),
+        ("low_res_fraction", 0),
+    ],
+)
 def test_technique_settings_are_checked(field, bad):
     with pytest.raises(ValueError, match=f"TrainConfig.{field} must be"):
         TrainConfig(**{field: bad})
@@ -184,6 +240,8 @@ def test_speedrun_sweep_changes_one_thing_at_a_time():
     for name in experiment_names("speedrun"):
         exp = EXPERIMENTS[name]
         assert exp.model == base.model and exp.model_kwargs == base.model_kwargs
-        changed = {k for k in vars(base.config) if getattr(exp.config, k) != getattr(base.config, k)}
+        changed = {
+            k for k in vars(base.config) if getattr(exp.config, k) != getattr(base.config, k)
+        }
         if not name.startswith("speedrun/all"):
             assert 0 < len(changed) <= 3 or name == "speedrun/baseline", (name, changed)

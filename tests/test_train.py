@@ -5,12 +5,12 @@ import pytest
 import torch
 from torch import nn
 
-from resnet_lab.models import cifar_resnet
 from resnet_lab.checkpoints import CheckpointMismatch, History, load_checkpoint
 from resnet_lab.config import TrainConfig, lr_factor
 from resnet_lab.evaluation import evaluate
-from resnet_lab.train import train
 from resnet_lab.loader import CifarLoader
+from resnet_lab.models import cifar_resnet
+from resnet_lab.train import train
 
 CFG = TrainConfig(epochs=3, batch_size=50, lr=0.05, device="cpu", seed=0)
 
@@ -24,7 +24,16 @@ def test_train_returns_history_and_learns(tiny_data):
     h = train(small_model(), tiny_data, replace(CFG, epochs=4), progress=False)
     assert len(h) == 4 and h["epoch"] == [1, 2, 3, 4]
     for r in h.epochs:
-        assert set(r) >= {"epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds", "images_per_sec"}
+        assert set(r) >= {
+            "epoch",
+            "train_loss",
+            "train_acc",
+            "test_loss",
+            "test_acc",
+            "lr",
+            "seconds",
+            "images_per_sec",
+        }
         assert r["images_per_sec"] > 0
     assert h["train_loss"][-1] < h["train_loss"][0]
     meta = h.meta
@@ -80,7 +89,9 @@ def test_checkpoint_resume_equals_uninterrupted(tiny_data, tmp_path):
     assert not list(tmp_path.glob(".*tmp*")), "no temporary files left behind"
 
     resumed_model = small_model()
-    resumed = train(resumed_model, tiny_data, CFG, progress=False, checkpoint_dir=tmp_path, resume=True)
+    resumed = train(
+        resumed_model, tiny_data, CFG, progress=False, checkpoint_dir=tmp_path, resume=True
+    )
     assert resumed["epoch"] == [1, 2, 3]
     assert resumed.meta["resumed_at_epochs"] == [1]
     for (k, a), b in zip(full.state_dict().items(), resumed_model.state_dict().values()):
@@ -90,13 +101,22 @@ def test_checkpoint_resume_equals_uninterrupted(tiny_data, tmp_path):
 def test_resume_with_other_settings_is_refused(tiny_data, tmp_path):
     train(small_model(), tiny_data, replace(CFG, epochs=1), progress=False, checkpoint_dir=tmp_path)
     with pytest.raises(CheckpointMismatch, match="other settings .*lr"):
-        train(small_model(), tiny_data, replace(CFG, lr=0.2), progress=False, checkpoint_dir=tmp_path, resume=True)
+        train(
+            small_model(),
+            tiny_data,
+            replace(CFG, lr=0.2),
+            progress=False,
+            checkpoint_dir=tmp_path,
+            resume=True,
+        )
 
 
 def test_checkpoint_of_another_model_is_refused(tiny_data, tmp_path):
     train(small_model(), tiny_data, replace(CFG, epochs=1), progress=False, checkpoint_dir=tmp_path)
     other = cifar_resnet(14, width=4)
-    with pytest.raises(CheckpointMismatch, match="holds a resnet8 \\(width 4\\) but the model is a resnet14"):
+    with pytest.raises(
+        CheckpointMismatch, match="holds a resnet8 \\(width 4\\) but the model is a resnet14"
+    ):
         load_checkpoint(tmp_path / "checkpoint.pt", other)
     state = load_checkpoint(tmp_path / "checkpoint.pt", small_model())
     assert state["epoch"] == 1
@@ -123,7 +143,9 @@ def test_nan_loss_stops_with_epoch_and_step(tiny_data):
 
 def test_evaluate_and_flip_tta(tiny_data):
     model = small_model()
-    loader = CifarLoader(tiny_data.test_images, tiny_data.test_labels, 30, train=False, device="cpu")
+    loader = CifarLoader(
+        tiny_data.test_images, tiny_data.test_labels, 30, train=False, device="cpu"
+    )
     loss, acc = evaluate(model, loader)
     assert 0 <= acc <= 1 and loss > 0
     assert model.training  # evaluate restores the mode
@@ -143,8 +165,9 @@ def test_batch_larger_than_data(tiny_data):
         train(small_model(), tiny_data, replace(CFG, batch_size=1000), progress=False)
 
 
-def test_ctrl_c_during_a_checkpoint_write_names_the_epoch_resume_starts_from(tiny_data, tmp_path, capsys,
-                                                                             monkeypatch):
+def test_ctrl_c_during_a_checkpoint_write_names_the_epoch_resume_starts_from(
+    tiny_data, tmp_path, capsys, monkeypatch
+):
     """The message used to say 'continues from epoch 3' when the checkpoint held only epoch 1."""
     import resnet_lab.train as T
 
@@ -167,7 +190,9 @@ def test_a_checkpoint_from_before_the_data_digest_still_resumes(tiny_data, tmp_p
     path = tmp_path / "checkpoint.pt"
     state = torch.load(path, weights_only=True)
     assert "; digest " in state["data"]
-    old = state["data"].rsplit("; digest ", 1)[0] + ")"  # the description as resnet_lab wrote it before
+    old = (
+        state["data"].rsplit("; digest ", 1)[0] + ")"
+    )  # the description as resnet_lab wrote it before
     state["data"] = state["history"]["meta"]["data"] = old
     state["epoch"] = 1
     state["history"]["epochs"] = state["history"]["epochs"][:1]
@@ -176,4 +201,11 @@ def test_a_checkpoint_from_before_the_data_digest_still_resumes(tiny_data, tmp_p
     assert h["epoch"] == [1, 2]
     other = tiny_data.subset(100)  # and other data is still refused
     with pytest.raises(CheckpointMismatch, match="other data"):
-        train(small_model(), other, replace(cfg, epochs=2), progress=False, checkpoint_dir=tmp_path, resume=True)
+        train(
+            small_model(),
+            other,
+            replace(cfg, epochs=2),
+            progress=False,
+            checkpoint_dir=tmp_path,
+            resume=True,
+        )

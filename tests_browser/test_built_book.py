@@ -19,7 +19,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
 SHOTS = ROOT / "_build" / "screenshots"
-CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM = (
+    os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+)
 CHAPTERS = sorted((HTML / "book").glob("0*.html"))
 
 playwright = pytest.importorskip("playwright.sync_api")
@@ -34,7 +36,12 @@ def browser():
     with playwright.sync_playwright() as p:
         b = p.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+            ],
         )
         yield b
         b.close()
@@ -56,7 +63,9 @@ def test_every_chapter_renders_and_asks_no_other_host(browser):
         page, requested = open_page(browser, chapter)
         page.screenshot(path=str(SHOTS / f"{chapter.stem}.png"), full_page=False)
         assert page.locator("h1").count() >= 1, f"{chapter.name} has no title"
-        foreign = [u for u in requested if not u.startswith(("file://", "data:", "blob:", "about:"))]
+        foreign = [
+            u for u in requested if not u.startswith(("file://", "data:", "blob:", "about:"))
+        ]
         assert not foreign, f"{chapter.name} requests {foreign[:3]}"
         page.close()
 
@@ -80,7 +89,9 @@ def test_depth_slider_changes_the_figure(browser):
 
 def test_saved_widgets_render_offline(browser):
     page, requested = open_page(browser, HTML / "book" / "02_residual_math.html")
-    assert any("/_static/embed-amd.js" in u for u in requested), "widget JavaScript not loaded from the book"
+    assert any("/_static/embed-amd.js" in u for u in requested), (
+        "widget JavaScript not loaded from the book"
+    )
     rendered = page.locator(".jupyter-widgets, .widget-slider, .widget-selection-slider")
     assert rendered.count() > 0, "no widget rendered from the saved state"
     page.close()
@@ -88,9 +99,13 @@ def test_saved_widgets_render_offline(browser):
 
 def test_math_renders_offline(browser):
     page, requested = open_page(browser, HTML / "book" / "02_residual_math.html")
-    assert any("/_static/mathjax/tex-chtml.js" in u for u in requested), "MathJax not loaded from the book"
+    assert any("/_static/mathjax/tex-chtml.js" in u for u in requested), (
+        "MathJax not loaded from the book"
+    )
     page.wait_for_selector("mjx-container", timeout=10_000)
-    assert page.locator("mjx-container").count() >= 3, "formulas were not typeset"  # the 3 display equations
+    assert page.locator("mjx-container").count() >= 3, (
+        "formulas were not typeset"
+    )  # the 3 display equations
     page.close()
 
 

@@ -33,8 +33,11 @@ from nbclient.exceptions import CellExecutionError
 
 ROOT = Path(__file__).resolve().parents[1]
 # what a chapter prints when a record is missing (chapters 1, 5, 6, 7 and load_results' note)
-FALLBACKS = re.compile(r"no recorded|no pretrained|no usable|no results folder|"
-                       r"nothing is recorded|your own (runs|weights|pretrained)", re.I)
+FALLBACKS = re.compile(
+    r"no recorded|no pretrained|no usable|no results folder|"
+    r"nothing is recorded|your own (runs|weights|pretrained)",
+    re.I,
+)
 FIGURE_MIMES = ("image/png", "image/svg+xml", "image/jpeg")
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 # cells whose printed numbers come from records, not from live training
@@ -58,8 +61,9 @@ def _read(path: Path):
 def execute(nb, cwd: Path) -> str | None:
     """Execute ``nb`` in place in a kernel started in ``cwd``; the error of the cell that
     raised, None when every cell ran (cells tagged raises-exception may raise)."""
-    client = NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
-                            resources={"metadata": {"path": str(cwd)}})
+    client = NotebookClient(
+        nb, timeout=CELL_TIMEOUT, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
+    )
     try:
         client.execute()
     except CellExecutionError as e:
@@ -80,11 +84,15 @@ def probe_installed() -> None:
     executable, package, records = nb.cells[0].outputs[0]["text"].split()
     print(f"probe: kernel {executable}\nprobe: resnet_lab {package}\nprobe: records {records}")
     if not Path(package).resolve().is_relative_to(site):
-        raise SystemExit(f"probe: resnet_lab does not come from the wheel in {site}: "
-                         "PYTHONPATH or an editable install leaks the checkout in")
+        raise SystemExit(
+            f"probe: resnet_lab does not come from the wheel in {site}: "
+            "PYTHONPATH or an editable install leaks the checkout in"
+        )
     if not Path(records).resolve().is_relative_to(site):
-        raise SystemExit(f"probe: records are read from {records}, not from the wheel in "
-                         f"{site}: unset RESNET_LAB_RESULTS")
+        raise SystemExit(
+            f"probe: records are read from {records}, not from the wheel in "
+            f"{site}: unset RESNET_LAB_RESULTS"
+        )
 
 
 def shipped_records_match() -> None:
@@ -93,8 +101,11 @@ def shipped_records_match() -> None:
 
     shipped = records.SHIPPED
     files = [p for p in shipped.rglob("*") if p.is_file()]
-    differ = [str(p.relative_to(shipped)) for p in files
-              if p.read_bytes() != (ROOT / "results" / p.relative_to(shipped)).read_bytes()]
+    differ = [
+        str(p.relative_to(shipped))
+        for p in files
+        if p.read_bytes() != (ROOT / "results" / p.relative_to(shipped)).read_bytes()
+    ]
     if not files or differ:
         raise SystemExit(f"the wheel's records differ from results/: {differ or 'none shipped'}")
     print(f"records: {len(files)} files in {shipped}, identical to results/")
@@ -115,8 +126,11 @@ def run(paths: list[Path], out: Path, alone: bool) -> int:
             error = execute(nb, Path(empty) if alone else path.parent)
         nbformat.write(nb, out / f"{path.stem}.ipynb")
         failed += error is not None
-        print(f"{path.stem}: {time.perf_counter() - t0:.0f} s"
-              + (f", FAILED: {error}" if error else ""), flush=True)
+        print(
+            f"{path.stem}: {time.perf_counter() - t0:.0f} s"
+            + (f", FAILED: {error}" if error else ""),
+            flush=True,
+        )
     return 1 if failed else 0
 
 
@@ -141,13 +155,23 @@ def summary(nb) -> dict:
     outputs = [o for c in code for o in c.get("outputs", [])]
     html = [o["data"].get("text/html", "") for o in outputs if "data" in o]
     return {
-        "errors": [c.source.splitlines()[0] if c.source else "?" for c in code
-                   if any(o.get("output_type") == "error" for o in c.get("outputs", []))
-                   and "raises-exception" not in c.metadata.get("tags", [])],
-        "fallbacks": sorted({line.strip() for c in code for t in _texts(c)
-                             for line in t.splitlines() if FALLBACKS.search(line)}),
+        "errors": [
+            c.source.splitlines()[0] if c.source else "?"
+            for c in code
+            if any(o.get("output_type") == "error" for o in c.get("outputs", []))
+            and "raises-exception" not in c.metadata.get("tags", [])
+        ],
+        "fallbacks": sorted(
+            {
+                line.strip()
+                for c in code
+                for t in _texts(c)
+                for line in t.splitlines()
+                if FALLBACKS.search(line)
+            }
+        ),
         "figures": sum(any(m in o.get("data", {}) for m in FIGURE_MIMES) for o in outputs)
-                   + sum("<img" in (h if isinstance(h, str) else "".join(h)) for h in html),
+        + sum("<img" in (h if isinstance(h, str) else "".join(h)) for h in html),
         "widgets": sum(WIDGET_MIME in o.get("data", {}) for o in outputs),
         "numbers": [_numbers(c) for c in code if READS_RECORDS.search(c.source)],
     }
@@ -169,12 +193,14 @@ def compare(reference: Path, standalone: Path) -> int:
                 problems.append(f"{key} {mine[key]} here, {ref[key]} in the repository")
         if mine["numbers"] != ref["numbers"]:
             problems.append("recorded numbers differ from the repository's")
-        print(f"{path.stem}: fallbacks {len(mine['fallbacks'])}, figures {mine['figures']} "
-              f"(repository {ref['figures']}), widgets {mine['widgets']} "
-              f"(repository {ref['widgets']}), record cells {len(mine['numbers'])} with "
-              f"{sum(map(len, mine['numbers']))} numbers "
-              f"{'equal' if mine['numbers'] == ref['numbers'] else 'DIFFERENT'}"
-              + "".join(f"\n    FAILED: {p}" for p in problems))
+        print(
+            f"{path.stem}: fallbacks {len(mine['fallbacks'])}, figures {mine['figures']} "
+            f"(repository {ref['figures']}), widgets {mine['widgets']} "
+            f"(repository {ref['widgets']}), record cells {len(mine['numbers'])} with "
+            f"{sum(map(len, mine['numbers']))} numbers "
+            f"{'equal' if mine['numbers'] == ref['numbers'] else 'DIFFERENT'}"
+            + "".join(f"\n    FAILED: {p}" for p in problems)
+        )
         failed += bool(problems)
     return 1 if failed else 0
 
@@ -185,8 +211,11 @@ def main(argv: list[str] | None = None) -> int:
     p_run = sub.add_parser("run", help="execute chapters, writing the executed notebooks")
     p_run.add_argument("notebooks", nargs="+", type=Path)
     p_run.add_argument("--out", type=Path, required=True)
-    p_run.add_argument("--alone", action="store_true",
-                       help="each in an empty folder, resnet_lab from site-packages")
+    p_run.add_argument(
+        "--alone",
+        action="store_true",
+        help="each in an empty folder, resnet_lab from site-packages",
+    )
     p_cmp = sub.add_parser("compare", help="check standalone runs against the repository's")
     p_cmp.add_argument("reference", type=Path)
     p_cmp.add_argument("standalone", type=Path)

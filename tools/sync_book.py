@@ -24,10 +24,11 @@ ROOT = Path(__file__).resolve().parents[1]
 # the install lines of the README and the preface: `git+` and the address
 ADDRESS_LINES = (ROOT / "README.md", ROOT / "book" / "index.md")
 GIT_URL = re.compile(r"git\+https?://[^\s\"'`)]+")
-FIRST_CELL = re.compile(r"```\{code-cell\} ipython3\n:tags: \[remove-output, hide-input\]\n.*?\n```",
-                        re.S)
+FIRST_CELL = re.compile(
+    r"```\{code-cell\} ipython3\n:tags: \[remove-output, hide-input\]\n.*?\n```", re.S
+)
 
-INSTALL_CELL = '''\
+INSTALL_CELL = """\
 # Colab or a fresh environment: install only what is missing, never torch.
 # Written by tools/sync_book.py from _config.yml and pyproject.toml.
 import importlib
@@ -81,7 +82,7 @@ cuda = torch.cuda.is_available()
 os.environ.setdefault("RESNET_LAB_PROFILE", "gpu" if cuda else "cpu")
 print(f"installed {{', '.join(installed) or 'nothing'}}; kept "
       + ", ".join(f"{{d}} {{v}}" for d, v in have.items())
-      + f"; profile {{os.environ['RESNET_LAB_PROFILE']}} (CUDA: {{cuda}})")'''
+      + f"; profile {{os.environ['RESNET_LAB_PROFILE']}} (CUDA: {{cuda}})")"""
 
 
 def repository_url() -> str:
@@ -99,7 +100,7 @@ def requirements() -> dict[str, str]:
     if block is None:
         raise SystemExit("pyproject.toml: no `dependencies = [...]` list found")
     reqs = re.findall(r'"([A-Za-z0-9_.-]+)([^"]*)"', block.group(1))
-    return {name: spec for name, spec in reqs}
+    return dict(reqs)
 
 
 def install_cell(url: str | None = None) -> str:
@@ -111,8 +112,11 @@ def install_cell(url: str | None = None) -> str:
 
 
 def chapters() -> list[Path]:
-    return [p for p in sorted((ROOT / "book").glob("[0-9][0-9]_*.md"))
-            if "kernelspec:" in p.read_text(encoding="utf-8")[:600]]
+    return [
+        p
+        for p in sorted((ROOT / "book").glob("[0-9][0-9]_*.md"))
+        if "kernelspec:" in p.read_text(encoding="utf-8")[:600]
+    ]
 
 
 def synced(path: Path, url: str) -> str:
@@ -122,8 +126,10 @@ def synced(path: Path, url: str) -> str:
         return GIT_URL.sub(f"git+{url}", text)
     found = FIRST_CELL.search(text)
     if found is None or found.start() != text.find("```{code-cell}"):
-        raise SystemExit(f"{path.name}: the first code cell is not the install cell (tagged "
-                         "[remove-output, hide-input]): put one before the first section")
+        raise SystemExit(
+            f"{path.name}: the first code cell is not the install cell (tagged "
+            "[remove-output, hide-input]): put one before the first section"
+        )
     return FIRST_CELL.sub(lambda _m: install_cell(url), text, count=1)
 
 
@@ -150,11 +156,16 @@ def main(argv: list[str]) -> int:
             if not check:
                 write_atomic(path, want)
     if check and stale:
-        print(f"out of date with _config.yml/pyproject.toml: {[str(p) for p in stale]}; "
-              "run `make notebooks`", file=sys.stderr)
+        print(
+            f"out of date with _config.yml/pyproject.toml: {[str(p) for p in stale]}; "
+            "run `make notebooks`",
+            file=sys.stderr,
+        )
         return 1
-    print(f"{'checked' if check else 'wrote'} the install cell and lines for {url}"
-          + (f"; updated {[str(p) for p in stale]}" if stale and not check else ""))
+    print(
+        f"{'checked' if check else 'wrote'} the install cell and lines for {url}"
+        + (f"; updated {[str(p) for p in stale]}" if stale and not check else "")
+    )
     return 0
 
 
