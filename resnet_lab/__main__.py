@@ -296,12 +296,10 @@ def _evaluate(args) -> int:
 def _experiment(args) -> int:
     from dataclasses import replace  # here, not at the top: keeps this command's edits local
 
-    from resnet_lab.experiments import (
+    from resnet_lab.experiments import run_id, run_sweep, sweep_status
+    from resnet_lab.transfer import (
         TRANSFER,
-        run_id,
-        run_sweep,
         run_transfer_study,
-        sweep_status,
         transfer_paths,
         transfer_status,
         transfer_summary,

@@ -165,3 +165,24 @@ def claim(folder: Path | None, resume: bool, overwrite: bool, writer: bool = Tru
     with RunLock(check_writable(folder)):  # unwritable: fail now, not after an epoch
         _check_run_folder(folder, resume, overwrite)
         yield
+
+
+def check_results_folder(folder: str | Path) -> Path:
+    """Create ``folder`` if needed and prove that records can be written there, before any
+    training: ``FileExistsError`` if it, or a folder above it, is a file; ``PermissionError``
+    if it cannot be written."""
+    folder = Path(folder)
+    file = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    if file is not None:
+        raise FileExistsError(
+            f"cannot write records to {folder}: {file} is a file, not a folder; "
+            "choose another results folder (--results-dir)"
+        )
+    try:
+        return check_writable(folder)
+    except PermissionError as e:
+        why = e.__cause__.strerror if isinstance(e.__cause__, OSError) else None
+        raise PermissionError(
+            f"cannot write records to {folder} ({why or e}): "
+            "choose another results folder (--results-dir)"
+        ) from e

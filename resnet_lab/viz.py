@@ -266,7 +266,7 @@ def plot_mean_sd(
     scale: float = 100.0,
 ):
     """Horizontal bars of mean ± sd (``{label: (mean, sd, n)}``, as from
-    :func:`resnet_lab.experiments.summarize`), with the number of runs; ``reference`` adds
+    :func:`resnet_lab.results.summarize`), with the number of runs; ``reference`` adds
     published values as black diamonds."""
     labels = list(summary)
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(labels) + 1.4))
@@ -296,7 +296,7 @@ def plot_differences(
     comparison: dict[str, dict], *, xlabel: str, title: str = "", source: str, scale: float = 100.0
 ):
     """Differences from a baseline (``{label: {"diff", "se", "verdict", "n"}}``, as from
-    :func:`resnet_lab.experiments.compare`): a dot at the difference of the means, whiskers of
+    :func:`resnet_lab.results.compare`): a dot at the difference of the means, whiskers of
     twice its standard error, and the verdict. A whisker that crosses zero is noise."""
     labels = list(comparison)
     fig, ax = plt.subplots(figsize=(7, 0.42 * len(labels) + 1.5))

@@ -13,7 +13,9 @@ import resnet_lab.experiments as ex
 from resnet_lab.__main__ import main
 from resnet_lab.checkpoints import History
 from resnet_lab.config import TrainConfig
-from resnet_lab.experiments import EXPERIMENTS, TRANSFER, load_results, run_sweep
+from resnet_lab.experiments import EXPERIMENTS, run_sweep
+from resnet_lab.results import load_results
+from resnet_lab.transfer import TRANSFER
 
 FAST = dict(
     epochs=1, compile=False, precision="fp32", channels_last=False, device="cpu", batch_size=50
@@ -37,7 +39,8 @@ def no_data(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("load_cifar10 called: the command started training")
 
-    monkeypatch.setattr("resnet_lab.cifar10.load_cifar10", refuse)
+    for module in ("experiments", "transfer"):  # the two that load the data to train
+        monkeypatch.setattr(f"resnet_lab.{module}.load_cifar10", refuse)
 
 
 @pytest.fixture
@@ -58,8 +61,8 @@ def tiny_study(tiny_data, monkeypatch):
         steps=2,
         batch_size=8,
     )
-    monkeypatch.setattr("resnet_lab.experiments.TRANSFER", study)
-    monkeypatch.setattr("resnet_lab.cifar10.load_cifar10", lambda *a, **k: tiny_data)
+    monkeypatch.setattr("resnet_lab.transfer.TRANSFER", study)
+    monkeypatch.setattr("resnet_lab.transfer.load_cifar10", lambda *a, **k: tiny_data)
     return study
 
 
@@ -265,7 +268,7 @@ def test_a_results_dir_that_is_a_file_fails_before_any_training(
     def no_training(*args, **kwargs):
         raise AssertionError("trained before the results folder was checked")
 
-    monkeypatch.setattr("resnet_lab.train.train", no_training)
+    monkeypatch.setattr("resnet_lab.experiments.train", no_training)
     with pytest.raises(FileExistsError, match="results.txt is a file, not a folder"):
         run_sweep(
             "degradation/plain20",

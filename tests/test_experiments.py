@@ -7,16 +7,13 @@ import torch
 from resnet_lab.checkpoints import History, load_checkpoint
 from resnet_lab.experiments import (
     EXPERIMENTS,
-    compare,
     experiment_names,
-    load_results,
-    mean_sd,
     run_experiment,
     run_sweep,
-    summarize,
     sweep_runs,
 )
 from resnet_lab.models import build_model
+from resnet_lab.results import compare, load_results, mean_sd, summarize
 
 FAST = dict(
     epochs=1, compile=False, precision="fp32", channels_last=False, device="cpu", batch_size=50

@@ -7,7 +7,6 @@ import torch
 
 from resnet_lab.checkpoints import CheckpointMismatch, load_checkpoint, model_name, model_signature
 from resnet_lab.config import TrainConfig
-from resnet_lab.experiments import TRANSFER, run_transfer_study, transfer_summary
 from resnet_lab.finetune import (
     count_trainable,
     freeze,
@@ -19,6 +18,11 @@ from resnet_lab.finetune import (
 from resnet_lab.models import build_model, cifar_resnet, count_params, resnet18, resnet50
 from resnet_lab.optim import make_optimizer
 from resnet_lab.train import train
+from resnet_lab.transfer import (
+    TRANSFER,
+    run_transfer_study,
+    transfer_summary,
+)
 
 CFG = TrainConfig(
     epochs=1, batch_size=50, lr=0.1, device="cpu", precision="fp32", channels_last=False

@@ -14,13 +14,9 @@ import pytest
 
 import resnet_lab.records as records
 from resnet_lab.checkpoints import History
-from resnet_lab.experiments import (
-    load_results,
-    load_transfer,
-    record_weights,
-    result_path,
-    transfer_paths,
-)
+from resnet_lab.experiments import result_path
+from resnet_lab.results import load_results, record_weights
+from resnet_lab.transfer import load_transfer, transfer_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,8 +15,9 @@ from resnet_lab.__main__ import main
 from resnet_lab.checkpoints import CheckpointMismatch, History, RunExistsError
 from resnet_lab.cifar10 import DataError, load_cifar10
 from resnet_lab.config import TrainConfig
-from resnet_lab.experiments import load_results, run_experiment
+from resnet_lab.experiments import run_experiment
 from resnet_lab.models import build_model, cifar_resnet
+from resnet_lab.results import load_results
 from resnet_lab.train import train
 from tests.conftest import make_archives
 
