@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from resnet_lab.checkpoints import History
 from resnet_lab.cifar10 import MEAN, STD, CifarData
@@ -25,8 +26,8 @@ from resnet_lab.models import resnet18
 from resnet_lab.train import seed_everything, train
 
 
-def use_weights_transforms(model: nn.Module, weights) -> torch.utils.hooks.RemovableHandle:
-    """Make ``model`` see its input as torchvision's ``weights`` were trained to.
+def use_weights_transforms(model: nn.Module, weights) -> RemovableHandle:
+    """Make ``model`` see its input as ``weights`` were trained to.
 
     A forward pre-hook runs ``weights.transforms()`` on every batch
     (ResNet-18: resize to 256, centre crop 224, ImageNet mean and
