@@ -5,6 +5,7 @@ per exercise) are each rejected with the mistake they make; the stubs the chapte
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -23,6 +24,7 @@ from resnet_lab.exercises.full_network import (
     _cifar_count,
     measure_test_loop,
 )
+from resnet_lab.exercises.residual_block import OPTION_C_MISTAKES, _option_c_count
 from resnet_lab.exercises.residual_math import measure_plain110
 from resnet_lab.exercises.tools import judge_prediction
 from resnet_lab.exercises.training import (
@@ -178,6 +180,7 @@ def test_gradient_gain(capsys):
     accepted(capsys, ex.check_gradient_gain, S.gradient_gain)
     accepted(capsys, ex.check_gradient_gain, lambda lam, d: lam**d)  # the derivation itself
     accepted(capsys, ex.check_gradient_gain, gain_with(lambda lam, x: lam * x))
+    accepted(capsys, ex.check_gradient_gain, lambda lam, d: np.float32(lam) ** d)  # numpy
     rejected(ex.check_gradient_gain, stub, mistake="not attempted")
     scaled_branch = gain_with(lambda lam, x: x + lam * torch.zeros_like(x))
     rejected(ex.check_gradient_gain, scaled_branch, mistake="branch scaled")
@@ -252,6 +255,12 @@ def activated_shortcut(m, x):  # the shortcut of PreActBlock's shape-changing bl
     return m.conv3(torch.relu(m.bn3(out))) + a
 
 
+def overwritten_input(m, x):  # x = bn1(x) reuses the name the shortcut needs
+    x = m.bn1(x)
+    out = m.conv2(torch.relu(m.bn2(m.conv1(torch.relu(x)))))
+    return m.conv3(torch.relu(m.bn3(out))) + x
+
+
 def test_preact_bottleneck(capsys):
     accepted(capsys, ex.check_preact_bottleneck, S.MyPreActBottleneck)
     accepted(capsys, ex.check_preact_bottleneck, OwnNames)
@@ -283,6 +292,10 @@ def test_preact_bottleneck(capsys):
         ex.check_preact_bottleneck, bottleneck(activated_shortcut), mistake="activated shortcut"
     )
     rejected(
+        ex.check_preact_bottleneck, bottleneck(overwritten_input), mistake="normalised shortcut"
+    )
+    rejected(ex.check_preact_bottleneck, S.MyPreActBottleneck(64, 16), mistake="instance")
+    rejected(
         ex.check_preact_bottleneck,
         bottleneck(
             lambda m, x: (
@@ -307,11 +320,16 @@ def test_preact_bottleneck(capsys):
 
 def test_option_c(capsys):
     accepted(capsys, ex.check_option_c, S.OPTION_C_PARAMS)
+    assert _option_c_count() == S.OPTION_C_PARAMS  # the formula is the networks' difference
     rejected(ex.check_option_c, None, mistake="not attempted")
-    rejected(ex.check_option_c, 64 * 64, mistake="no bn")
-    rejected(ex.check_option_c, 64 * 64 + 4 * 64, mistake="running stats")
-    rejected(ex.check_option_c, 0, mistake="no projection")
-    rejected(ex.check_option_c, 4000, mistake="wrong")
+    rejected(ex.check_option_c, _option_c_count(bn=0), mistake="no bn")
+    rejected(ex.check_option_c, _option_c_count(bn=4), mistake="running stats")
+    rejected(ex.check_option_c, _option_c_count(every=False), mistake="option B")
+    rejected(ex.check_option_c, _option_c_count(first_in=False), mistake="first block")
+    rejected(ex.check_option_c, 64 * 64 + 2 * 64, mistake="one block")
+    rejected(ex.check_option_c, 14_000, mistake="wrong")
+    counts = [_option_c_count(**flags) for flags, _, _ in OPTION_C_MISTAKES]
+    assert len(set(counts)) == len(counts) and S.OPTION_C_PARAMS not in counts
 
 
 def test_zero_init_prediction(capsys):
@@ -331,7 +349,7 @@ def pair(forward):
 def test_article_pair(capsys):
     accepted(capsys, ex.check_article_pair, S.ArticlePair)
     accepted(capsys, ex.check_article_pair, pair(lambda m, x: x + m.conv2(F.relu(m.conv1(x)))))
-    rejected(ex.check_article_pair, pair(lambda m, x: m.conv2(m.conv1(x))), mistake="unchanged")
+    rejected(ex.check_article_pair, pair(lambda m, x: m.conv2(m.conv1(x))), mistake="not attempted")
     rejected(ex.check_article_pair, pair(lambda m, x: m.conv2(m.conv1(x)) + x), mistake="no relu")
     rejected(
         ex.check_article_pair,
@@ -562,6 +580,7 @@ def test_identity_blocks(capsys):
     rejected(ex.check_identity_blocks, None, mistake="not attempted")
     rejected(ex.check_identity_blocks, {"preact"}, mistake="pre-norm")
     rejected(ex.check_identity_blocks, {"basic", "preact", "pre-norm"}, mistake="basic")
+    rejected(ex.check_identity_blocks, {"bottleneck", "preact", "pre-norm"}, mistake="bottleneck")
     rejected(ex.check_identity_blocks, {"preact", "pre-norm", "post-norm"}, mistake="post-norm")
 
 

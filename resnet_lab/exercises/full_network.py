@@ -41,8 +41,9 @@ def _pair(m, x, *, relu=True, shortcut=True, relu_after=False, relu_end=False, i
 PAIR_VARIANTS: list[Variant] = [
     (
         functools.partial(_pair, relu=False, shortcut=False),
-        "unchanged",
-        "still the article's line: no ReLU between the convolutions and no shortcut",
+        "not attempted",
+        "still the article's line, with no ReLU between the convolutions and no shortcut: "
+        "fix it, then run this cell",
     ),
     (
         functools.partial(_pair, relu=False),

@@ -1,5 +1,5 @@
 """Chapter 3's exercises: a pre-activation bottleneck from its description, option C's
-parameters by hand, and a prediction about zero-initialised plain blocks."""
+parameters in ResNet-20 by hand, and a prediction about zero-initialised plain blocks."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import functools
 import torch
 from torch import nn
 
-from resnet_lab.blocks import PreActBlock, make_shortcut, zero_init_residual_
+from resnet_lab.blocks import PreActBlock, zero_init_residual_
 from resnet_lab.exercises.tools import (
     Measurement,
     Variant,
@@ -21,7 +21,7 @@ from resnet_lab.exercises.tools import (
     passed,
     randomize_,
 )
-from resnet_lab.models import count_params
+from resnet_lab.models import cifar_resnet, count_params
 
 
 def _preact_bottleneck(m, x, *, relus=(True, True, True), shortcut="x", after=None):
@@ -33,6 +33,8 @@ def _preact_bottleneck(m, x, *, relus=(True, True, True), shortcut="x", after=No
         out = out + x
     elif shortcut == "activated":
         out = out + torch.relu(m.bn1(x))
+    elif shortcut == "normalised":
+        out = out + m.bn1(x)
     return after(out) if after else out
 
 
@@ -51,6 +53,12 @@ PREACT_VARIANTS: list[Variant] = [
         functools.partial(_preact_bottleneck, shortcut="activated"),
         "activated shortcut",
         "your shortcut carries relu(bn1(x)); an identity shortcut carries the raw input x",
+    ),
+    (
+        functools.partial(_preact_bottleneck, shortcut="normalised"),
+        "normalised shortcut",
+        "your shortcut carries bn1(x) (did `x = self.bn1(x)` overwrite the input?): the sum "
+        "takes the raw input x",
     ),
 ] + [
     (
@@ -87,37 +95,72 @@ def check_preact_bottleneck(cls) -> None:
     passed("BN-ReLU-conv three times, and nothing after the sum: x_L = x_l + ΣF holds")
 
 
+def _option_c_count(*, bn=2, every=True, kernel=1, first_in=True, bias=False) -> int:
+    """Parameters that option C's projections add to ResNet-20, by formula; the flags make
+    the mistakes."""
+    total, previous = 0, 16
+    for width in (16, 32, 64):
+        for j in range(3):
+            c_in = previous if (first_in and j == 0) else width
+            if every or c_in != width:
+                total += kernel * c_in * width + bn * width + bias * width
+        previous = width
+    return total
+
+
+OPTION_C_MISTAKES = [
+    ({"bn": 0}, "no bn", "each projection has a BN too: a scale and a shift per channel"),
+    (
+        {"bn": 4},
+        "running stats",
+        "BN's running mean and variance are buffers, not "
+        "parameters: a BN has 2 parameters per channel",
+    ),
+    (
+        {"every": False},
+        "option B",
+        "that is option B's count: a projection only where the "
+        "shape changes; option C projects in every block",
+    ),
+    ({"kernel": 9}, "3x3", "a projection is a 1x1 convolution, not a 3x3"),
+    (
+        {"first_in": False},
+        "first block",
+        "the first block of stages 2 and 3 projects from "
+        "the previous stage's width (16 or 32 channels)",
+    ),
+    (
+        {"bias": True},
+        "conv bias",
+        "the 1x1 convolutions have no bias: the BN's shift plays its role",
+    ),
+]
+
+
 def check_option_c(answer) -> None:
-    """Chapter 3, exercise 2: parameters of option C's shortcut in a stride-1, 64-channel block."""
-    want = count_params(make_shortcut(64, 64, 1, "C"))
-    conv = 64 * 64
+    """Chapter 3, exercise 2: the parameters option C's projections add to ResNet-20."""
+    with torch.random.fork_rng(devices=[]):
+        want = count_params(cifar_resnet(20, shortcut="C")) - count_params(cifar_resnet(20))
     judge_number(
         number(answer),
         want,
-        [
-            (conv, "no bn", "the projection has a BN too: a scale and a shift per channel"),
+        [(_option_c_count(**flags), key, msg) for flags, key, msg in OPTION_C_MISTAKES]
+        + [
             (
-                conv + 4 * 64,
-                "running stats",
-                "BN's running mean and variance are buffers, "
-                "not parameters: a BN has 2 parameters per channel",
-            ),
-            (
-                conv + 64 + 2 * 64,
-                "conv bias",
-                "the 1x1 convolution has no bias: the BN's shift plays its role",
-            ),
-            (9 * conv + 2 * 64, "3x3", "the projection is a 1x1 convolution, not a 3x3"),
-            (
-                0,
-                "no projection",
-                "options A and B add nothing where shapes match; option C projects in every block",
-            ),
+                64 * 64 + 2 * 64,
+                "one block",
+                "that is one block's projection, the last "
+                "stage's; ResNet-20 has nine blocks, in three widths",
+            )
         ],
         rel=0,
-        hint="a 1x1 convolution from 64 to 64 channels, then a BN",
+        hint="in each of the nine blocks, a 1x1 convolution from the block's input channels "
+        "to its width, and a BN",
     )
-    passed(f"{want:,} parameters in every block, where options A and B have none")
+    passed(
+        f"{want:,} parameters, about {100 * want / count_params(cifar_resnet(20)):.0f}% "
+        "more than option A's ResNet-20"
+    )
 
 
 ZERO_INIT_CHOICES = ("input", "zeros", "relu", "other")

@@ -66,7 +66,14 @@ class MyPreActBottleneck(nn.Module):
         return out + x
 
 
-OPTION_C_PARAMS = 64 * 64 + 2 * 64  # a 1x1 conv, 64 -> 64, and a BN's scale and shift
+# in every block a 1x1 conv from its input channels to its width, and a BN (scale, shift)
+OPTION_C_PARAMS = (
+    3 * (16 * 16 + 2 * 16)  # stage 1: three blocks, 16 -> 16
+    + (16 * 32 + 2 * 32)
+    + 2 * (32 * 32 + 2 * 32)  # stage 2: 16 -> 32, then 32 -> 32
+    + (32 * 64 + 2 * 64)
+    + 2 * (64 * 64 + 2 * 64)  # stage 3: 32 -> 64, then 64 -> 64
+)
 ZERO_INIT_PREDICTION = "zeros"
 
 # ---------------------------------------------------------------------------- chapter 4

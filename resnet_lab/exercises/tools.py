@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import numbers
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -59,7 +60,9 @@ def attempt(fn: Any, *args: Any, what: str = "your function") -> Any:
     """``fn(*args)``; the stub's NotImplementedError becomes NotAttempted, any other error a
     NotYet that quotes it."""
     if fn is None or not callable(fn):
-        raise NotAttempted(f"{what} is not defined yet: write it in the cell above, then run this")
+        raise NotAttempted(
+            f"{what} is not defined yet: write it in the cell above, then run this cell"
+        )
     try:
         return fn(*args)
     except NotImplementedError:
@@ -78,16 +81,16 @@ def number(value: Any, name: str = "answer") -> float:
         raise NotAttempted(f"set {name} in the cell above, then run this cell")
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         value = value.item()
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
         raise NotYet(f"{name} must be a number, got {value!r}", "not a number")
-    return float(value)
+    return float(value)  # numpy's scalars too
 
 
 def choice(value: Any, choices: Sequence[str], name: str = "prediction") -> str:
     """``value`` as one of ``choices`` (case and spaces ignored); None is NotAttempted."""
     listed = ", ".join(repr(c) for c in choices)
     if value is None:
-        raise NotAttempted(f"set {name} to one of {listed} in the cell above, then run this")
+        raise NotAttempted(f"set {name} to one of {listed} in the cell above, then run this cell")
     key = str(value).strip().lower()
     if key not in choices:
         raise NotYet(f"{name} must be one of {listed}, got {value!r}", "not a choice")
@@ -97,7 +100,9 @@ def choice(value: Any, choices: Sequence[str], name: str = "prediction") -> str:
 def choices(value: Any, options: Sequence[str], name: str = "answer") -> set[str]:
     """``value`` (one option or a collection of them) as a set of ``options``."""
     if value is None:
-        raise NotAttempted(f"set {name} to a set of {sorted(options)} in the cell above")
+        raise NotAttempted(
+            f"set {name} to a set of {sorted(options)} in the cell above, then run this cell"
+        )
     items = [value] if isinstance(value, str) else list(value)
     picked = {str(v).strip().lower() for v in items}
     unknown = sorted(picked - set(options))
@@ -231,6 +236,10 @@ def randomize_(module: nn.Module, generator: torch.Generator) -> nn.Module:
 
 def build(cls: Any, *args: Any, what: str) -> nn.Module:
     """The reader's module, built with the reader's random state left as it was."""
+    if isinstance(cls, nn.Module):
+        raise NotYet(
+            f"pass the class itself, {type(cls).__name__}, not a module built from it", "instance"
+        )
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise NotAttempted(f"{what} is not an nn.Module class yet: write it in the cell above")
     with torch.random.fork_rng(devices=[]):
@@ -292,7 +301,8 @@ def check_block(
                 continue
             for fn, key, message in variants:
                 if same_tensor(got, fn(copy.deepcopy(block).train(mode == "train"), x)):
-                    raise NotYet(message, key)
+                    # the stub itself, where a chapter shows one to fix, is not yet an attempt
+                    raise NotAttempted(message) if key == "not attempted" else NotYet(message, key)
         raise NotYet(
             f"{what} computes something else ({mode} mode): compare it with the "
             "description line by line",

@@ -93,67 +93,73 @@ def _smoothed_target(eps: float, k: int) -> torch.Tensor:
     return (torch.softmax(logits.detach(), 1) - grad)[0]  # the gradient is softmax - target
 
 
+def _smoothing_judgements(eps: float, k: int) -> list[tuple[str, float, list, str]]:
+    """(answer's name, the right value, its mistakes, a hint) for each of the three answers."""
+    target = _smoothed_target(eps, k)
+    t, o = target[0].item(), target[1].item()
+    entropy = -(target * target.log()).sum().item()
+    return [
+        (
+            "true_class",
+            t,
+            [
+                (
+                    1 - eps,
+                    "true class no share",
+                    "the true class gets its share of ε too: 1 - ε + ε/K",
+                ),
+                (eps, "swapped", "that is ε itself: the true class keeps most of the weight"),
+                (1.0, "no smoothing", "that is the target without smoothing"),
+            ],
+            "the true class keeps 1 - ε, and gets its share of ε",
+        ),
+        (
+            "other_class",
+            o,
+            [
+                (
+                    eps / (k - 1),
+                    "others only",
+                    "ε is spread over all K classes, the true one "
+                    "included, not over the K - 1 others",
+                ),
+                (eps, "eps each", "each class gets ε/K, not ε"),
+                (0.0, "other zero", "with smoothing no class gets a target of 0"),
+            ],
+            "ε is spread evenly over the K classes",
+        ),
+        (
+            "lowest_loss",
+            entropy,
+            [
+                (
+                    0.0,
+                    "zero",
+                    "the loss cannot reach 0: the target is no longer one-hot, so the "
+                    "cross-entropy is at least the target's entropy",
+                ),
+                (
+                    -math.log(t),
+                    "true class term only",
+                    "only the true class's term: the other classes' targets add to the loss too",
+                ),
+                (math.log(k), "uniform", "ln K is the loss of a uniform guess, not the lowest"),
+            ],
+            "the cross-entropy is lowest when the prediction equals the target; then it is "
+            "the target's entropy",
+        ),
+    ]
+
+
 def check_label_smoothing(true_class, other_class, lowest_loss, eps=0.1, k=10) -> None:
     """Chapter 5, exercise 2: the smoothed target of one image, and the lowest loss it allows."""
-    t, o, low = (
-        number(v, n)
-        for v, n in (
-            (true_class, "true_class"),
-            (other_class, "other_class"),
-            (lowest_loss, "lowest_loss"),
-        )
-    )
-    target = _smoothed_target(eps, k)
-    want_t, want_o = target[0].item(), target[1].item()
-    judge_number(
-        t,
-        want_t,
-        [
-            (1 - eps, "true class no share", "the true class gets its share of ε too: 1 - ε + ε/K"),
-            (eps, "swapped", "that is ε itself: the true class keeps most of the weight"),
-            (1.0, "no smoothing", "that is the target without smoothing"),
-        ],
-        rel=1e-3,
-        hint="the true class keeps 1 - ε, and gets its share of ε",
-    )
-    judge_number(
-        o,
-        want_o,
-        [
-            (
-                eps / (k - 1),
-                "others only",
-                "ε is spread over all K classes, the true one included, not over the K - 1 others",
-            ),
-            (eps, "eps each", "each class gets ε/K, not ε"),
-            (0.0, "zero", "with smoothing no class gets a target of 0"),
-        ],
-        rel=1e-3,
-        hint="ε is spread evenly over the K classes",
-    )
-    entropy = -(target * target.log()).sum().item()
-    judge_number(
-        low,
-        entropy,
-        [
-            (
-                0.0,
-                "zero",
-                "the loss cannot reach 0: the target is no longer one-hot, so the "
-                "cross-entropy is at least the target's entropy",
-            ),
-            (
-                -math.log(want_t),
-                "true class term only",
-                "only the true class's term: the other classes' targets add to the loss too",
-            ),
-            (math.log(k), "uniform", "ln K is the loss of a uniform guess, not the lowest"),
-        ],
-        rel=1e-3,
-        hint="the lowest cross-entropy is reached when the prediction equals the "
-        "target: then the loss is the target's entropy",
-    )
-    passed(f"target {want_t:.2f} and {want_o:.2f}; the loss cannot go below {entropy:.3f}")
+    answers = {"true_class": true_class, "other_class": other_class, "lowest_loss": lowest_loss}
+    got = {name: number(v, name) for name, v in answers.items()}
+    right = []
+    for name, want, mistakes, hint in _smoothing_judgements(eps, k):
+        judge_number(got[name], want, mistakes, rel=1e-3, hint=hint)
+        right.append(want)
+    passed(f"targets {right[0]:.2f} and {right[1]:.2f}; the loss cannot go below {right[2]:.3f}")
 
 
 def _shortcut_lesion_curve(net: nn.Module, loader) -> list[float]:

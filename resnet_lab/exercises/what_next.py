@@ -9,7 +9,7 @@ import functools
 import torch
 from torch import nn
 
-from resnet_lab.blocks import BasicBlock, PreActBlock, zero_init_residual_
+from resnet_lab.blocks import BasicBlock, Bottleneck, PreActBlock, zero_init_residual_
 from resnet_lab.exercises.tools import (
     Measurement,
     NotYet,
@@ -91,7 +91,7 @@ def check_post_norm_block(cls) -> None:
     )
 
 
-IDENTITY_OPTIONS = ("basic", "preact", "post-norm", "pre-norm")
+IDENTITY_OPTIONS = ("basic", "bottleneck", "preact", "post-norm", "pre-norm")
 
 
 def _zeroed_transformer(norm_first: bool) -> nn.Module:
@@ -105,10 +105,14 @@ def _zeroed_transformer(norm_first: bool) -> nn.Module:
 
 
 def _zeroed(kind: str) -> tuple[nn.Module, torch.Tensor]:
-    if kind in ("basic", "preact"):
-        block = (BasicBlock if kind == "basic" else PreActBlock)(8, 8)
+    if kind in ("basic", "bottleneck", "preact"):
+        block = {
+            "basic": lambda: BasicBlock(8, 8),
+            "bottleneck": lambda: Bottleneck(32, 8),  # 32 -> 8 -> 8 -> 32, identity shortcut
+            "preact": lambda: PreActBlock(8, 8),
+        }[kind]()
         zero_init_residual_(block)
-        return block, torch.randn(2, 8, 6, 6)
+        return block, torch.randn(2, block.conv1.in_channels, 6, 6)
     return _zeroed_transformer(kind == "pre-norm"), torch.randn(2, 5, 16)
 
 
@@ -126,6 +130,7 @@ def check_identity_blocks(answer) -> None:
                     truth.add(kind)
     reasons = {
         "basic": "the basic block's ReLU after the sum remains: relu(x), not x",
+        "bottleneck": "the bottleneck's ReLU after the sum remains: relu(x), not x",
         "preact": "a pre-activation block leaves the sum alone: a zero branch gives x exactly",
         "post-norm": "the post-norm block's LayerNorm after each sum rescales every token",
         "pre-norm": "in a pre-norm block only the additions touch the stream",
