@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from resnet_lab.config import is_int
+
 SHORTCUTS = ("A", "B", "C")
 
 
@@ -39,7 +41,7 @@ def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
 
 def check_num_classes(num_classes) -> None:
     """Refuse a classifier head of no classes (or a float, or a bool), for every network here."""
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+    if not is_int(num_classes) or num_classes < 1:
         raise ValueError(
             f"num_classes must be a positive integer (10 for CIFAR-10), got {num_classes!r}"
         )
