@@ -23,7 +23,8 @@ from resnet_lab.device import hardware_name
 from resnet_lab.distributed import Ranks
 from resnet_lab.experiments import EXPERIMENTS
 from resnet_lab.models import build_model
-from resnet_lab.train import build_run, train_step
+from resnet_lab.run import build_run
+from resnet_lab.train import train_step
 
 
 def sync(device: torch.device) -> None:

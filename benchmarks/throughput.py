@@ -5,7 +5,7 @@ alternating, several rounds; medians are reported. A benchmark, not a test.
 
 - standard: a torchvision-style Dataset of PIL images with RandomCrop(32, padding=4) +
   RandomHorizontalFlip + ToTensor + Normalize, a DataLoader (2 workers), eager fp32 model.
-- resnet_lab: the trainer itself: :func:`resnet_lab.train.build_run` (CifarLoader: the split
+- resnet_lab: the trainer itself: :func:`resnet_lab.run.build_run` (CifarLoader: the split
   as one tensor, crop and flip as batched ops) and its :func:`~resnet_lab.train.train_step`,
   with the fastest settings that help here: bf16 autocast where supported, channels_last,
   torch.compile. So the figure is what a reader's ``train()`` runs, not a copy of it.
@@ -29,7 +29,8 @@ from resnet_lab.config import TrainConfig
 from resnet_lab.device import hardware_name, pick_device
 from resnet_lab.distributed import Ranks
 from resnet_lab.models import resnet20
-from resnet_lab.train import build_run, train_step
+from resnet_lab.run import build_run
+from resnet_lab.train import train_step
 
 
 class StandardCIFAR(torch.utils.data.Dataset):

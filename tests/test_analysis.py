@@ -13,6 +13,7 @@ from resnet_lab.analysis import (
     weight_layers,
 )
 from resnet_lab.blocks import zero_init_residual_
+from resnet_lab.evaluation import evaluate, predict
 from resnet_lab.loader import CifarLoader
 from resnet_lab.models import cifar_resnet, resnet20
 
@@ -99,11 +100,15 @@ def test_lesion_of_zero_branch_block_changes_nothing():
         model.layer2[1]
     )  # this block computes relu(x) = x on its (non-negative) input
     loader = _tiny_loader()
-    from resnet_lab.evaluation import evaluate
-
+    block = model.layer2[1]
     _, intact = evaluate(model, loader)
     assert lesion(model, loader, 3) == intact  # block 3 = layer2[1]
-    assert model.layer2[1].conv1 is not None  # restored
+    assert model.layer2[1] is block  # the very block is back in its place
+    before = predict(model, loader)
+    live = model.layer3[0]  # a block whose branch is not zero
+    lesion(model, loader, 4)  # blocks 0-1: layer1, 2-3: layer2, 4-5: layer3
+    assert model.layer3[0] is live and model.blocks()[4] is live
+    assert torch.equal(predict(model, loader), before)  # the network computes as before
 
 
 def test_lesion_plain_first_block_of_stage_cannot_be_removed():

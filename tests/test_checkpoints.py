@@ -1,6 +1,7 @@
 """Reading and writing runs when things go wrong: files that are not checkpoints, a full disk,
 a History that is not text."""
 
+import json
 import os
 import pickle
 import warnings
@@ -8,7 +9,12 @@ import warnings
 import pytest
 import torch
 
-from resnet_lab.checkpoints import History, atomic_save, load_checkpoint, save_checkpoint
+from resnet_lab.checkpoints import (
+    History,
+    atomic_save,
+    load_checkpoint,
+    save_checkpoint,
+)
 from resnet_lab.config import TrainConfig
 from resnet_lab.models import cifar_resnet
 
@@ -123,3 +129,23 @@ def test_git_commit_says_when_the_package_has_changes(monkeypatch):
     assert ckpt.git_commit() == "abc1234+changes"
     answers["rev-parse"] = ""
     assert ckpt.git_commit() is None
+
+
+# ---------------------------------------------------------------- from the reliability issues
+
+
+def test_history_load_names_the_file_and_the_problem(tmp_path):
+    good = History(epochs=[{"epoch": 1, "seconds": 1.0, "test_acc": 0.5}], meta={"model": "m"})
+    good.save(tmp_path / "good.json")
+    text = (tmp_path / "good.json").read_text()
+    (tmp_path / "cut.json").write_text(text[: len(text) // 2])
+    with pytest.raises(ValueError, match="cut.json is not valid JSON.*truncated"):
+        History.load(tmp_path / "cut.json")
+    (tmp_path / "oops.json").write_text(json.dumps({"meta": {}, "epochs": "oops"}))
+    with pytest.raises(ValueError, match="oops.json: 'epochs' must be a list"):
+        History.load(tmp_path / "oops.json")
+    (tmp_path / "noseconds.json").write_text(json.dumps({"meta": {}, "epochs": [{"epoch": 1}]}))
+    with pytest.raises(
+        ValueError, match="noseconds.json: epoch record 0 lacks a number for \\['seconds'\\]"
+    ):
+        History.load(tmp_path / "noseconds.json")

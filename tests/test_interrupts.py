@@ -2,6 +2,7 @@
 or of one rank under torchrun, ``--resume`` ends with exactly the weights of an uninterrupted
 run (``torch.equal``), because every epoch ends with an atomic checkpoint and the RNG state."""
 
+import json
 import os
 import shutil
 import signal
@@ -11,6 +12,8 @@ import time
 
 import pytest
 import torch
+
+from tests.conftest import cli_train
 
 EPOCHS = "12"
 ARGS = [
@@ -205,3 +208,30 @@ def test_the_launcher_refuses_a_missing_command():
     ]
     with pytest.raises(SystemExit):
         torchrun_args(["--nproc-per-node", "2"])
+
+
+# ---------------------------------------------------------------- from the reliability issues
+
+
+def test_ctrl_c_saves_and_exits_130(image_folder, tmp_path, monkeypatch, capsys):
+    import resnet_lab.train as T
+
+    real = T.train_one_epoch
+
+    def interrupted_in_epoch_2(run, epoch, bar=None):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return real(run, epoch, bar)
+
+    monkeypatch.setattr(T, "train_one_epoch", interrupted_in_epoch_2)
+    out = tmp_path / "run"
+    assert cli_train(image_folder, out, "--epochs", "3") == 130
+    assert "--resume" in capsys.readouterr().err
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    monkeypatch.setattr(T, "train_one_epoch", real)
+    assert cli_train(image_folder, out, "--epochs", "3", "--resume") == 0
+    assert [r["epoch"] for r in json.loads((out / "history.json").read_text())["epochs"]] == [
+        1,
+        2,
+        3,
+    ]

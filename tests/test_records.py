@@ -167,3 +167,17 @@ def test_the_wheel_ships_every_record_and_only_the_weights_the_book_loads(tmp_pa
     assert set(shipped) == want
     assert all(shipped[n] == (results / n).read_bytes() for n in want)  # the same bytes
     shutil.rmtree(ROOT / "build", ignore_errors=True)  # setuptools' work folder
+
+
+# ---------------------------------------------------------------- from the reliability issues
+
+
+def test_load_results_skips_a_bad_file_with_a_note(tmp_path):
+    folder = tmp_path / "degradation"
+    h = History(epochs=[{"epoch": 1, "seconds": 1.0, "test_acc": 0.5}])
+    h.save(folder / "plain20-seed0.json")
+    (folder / "plain20-seed1.json").write_text("{ broken")
+    notes: list[str] = []
+    runs = load_results("degradation/plain20", tmp_path, notes=notes)
+    assert len(runs["degradation/plain20"]) == 1
+    assert len(notes) == 1 and "skipped plain20-seed1.json" in notes[0]

@@ -7,12 +7,17 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 import torch
 
-from resnet_lab.checkpoints import HISTORY_NAME
+from resnet_lab.checkpoints import HISTORY_NAME, RunExistsError
+from resnet_lab.experiments import run_experiment
+from resnet_lab.models import cifar_resnet
 from resnet_lab.runfolder import LOCK_NAME, RunLock, RunLockedError
+from resnet_lab.train import train
+from tests.conftest import ONE_EPOCH
 
 pytest.importorskip("fcntl")
 
@@ -127,3 +132,39 @@ def test_the_launcher_exits_2_without_a_command(capsys):
     with pytest.raises(SystemExit) as stop:
         torchrun_args(["--nproc-per-node", "2"])
     assert stop.value.code == 2 and "name a resnet_lab command" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- from the reliability issues
+
+
+def test_train_and_run_experiment_refuse_to_overwrite(tiny_data, tmp_path):
+    train(
+        cifar_resnet(8, width=4),
+        tiny_data,
+        replace(ONE_EPOCH, batch_size=50),
+        progress=False,
+        checkpoint_dir=tmp_path,
+    )
+    with pytest.raises(RunExistsError, match="resume=True.*overwrite=True"):
+        train(
+            cifar_resnet(8, width=4),
+            tiny_data,
+            replace(ONE_EPOCH, batch_size=50),
+            progress=False,
+            checkpoint_dir=tmp_path,
+        )
+    kw = dict(
+        data=tiny_data,
+        runs_dir=tmp_path / "runs",
+        progress=False,
+        epochs=1,
+        compile=False,
+        precision="fp32",
+        device="cpu",
+        batch_size=50,
+    )
+    out = tmp_path / "results" / "r.json"
+    run_experiment("degradation/plain20", out=out, **kw)
+    with pytest.raises(RunExistsError, match="already recorded"):
+        run_experiment("degradation/plain20", out=out, **kw)
+    run_experiment("degradation/plain20", out=out, overwrite=True, **kw)

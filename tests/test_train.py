@@ -3,14 +3,18 @@ from dataclasses import replace
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from resnet_lab.checkpoints import CheckpointMismatch, History, load_checkpoint
+from resnet_lab.cifar10 import MEAN, STD
 from resnet_lab.config import TrainConfig, lr_factor
+from resnet_lab.device import autocast_context, bf16_supported, resolve_precision
 from resnet_lab.evaluation import evaluate
 from resnet_lab.loader import CifarLoader
 from resnet_lab.models import cifar_resnet
 from resnet_lab.train import train
+from tests.conftest import ONE_EPOCH
 
 CFG = TrainConfig(epochs=3, batch_size=50, lr=0.05, device="cpu", seed=0)
 
@@ -149,15 +153,37 @@ def test_evaluate_and_flip_tta(tiny_data):
     loss, acc = evaluate(model, loader)
     assert 0 <= acc <= 1 and loss > 0
     assert model.training  # evaluate restores the mode
-    _, acc_tta = evaluate(model, loader, tta=True)
-    assert 0 <= acc_tta <= 1
+    # TTA is the mean of the logits of each image and its mirror image: computed by hand here
+    model.eval()
+    with torch.no_grad():
+        x = loader.images.float()  # no crops or flips in a test loader: only normalised
+        x = (x / 255 - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+        plain = model(x)
+        mirrored = 0.5 * (plain + model(x.flip(3)))
+    model.train()
+    y = loader.labels
+    loss_tta, acc_tta = evaluate(model, loader, tta=True)
+    assert loss_tta == pytest.approx(F.cross_entropy(mirrored, y).item(), rel=1e-4)
+    assert acc_tta == pytest.approx((mirrored.argmax(1) == y).float().mean().item())
+    assert loss == pytest.approx(F.cross_entropy(plain, y).item(), rel=1e-4)
+    assert abs(loss_tta - loss) > 1e-4  # the mirror changes the logits: TTA is not ignored
 
 
 def test_bf16_and_fp16_checks():
-    from resnet_lab.device import autocast_context
-
+    cpu = torch.device("cpu")
     with pytest.raises(ValueError, match="fp16' needs a CUDA GPU"):
-        autocast_context(torch.device("cpu"), "fp16")
+        autocast_context(cpu, "fp16")
+    a, b = torch.randn(8, 8), torch.randn(8, 8)
+    with autocast_context(cpu, "fp32"):
+        assert (a @ b).dtype == torch.float32
+    if bf16_supported(cpu):  # the arithmetic really is bf16 inside the context
+        with autocast_context(cpu, "bf16"):
+            assert (a @ b).dtype == torch.bfloat16
+        assert resolve_precision(cpu, "auto") == "bf16"
+    else:
+        with pytest.raises(ValueError, match="does not support bf16 well"):
+            autocast_context(cpu, "bf16")
+        assert resolve_precision(cpu, "auto") == "fp32"
 
 
 def test_batch_larger_than_data(tiny_data):
@@ -169,7 +195,7 @@ def test_ctrl_c_during_a_checkpoint_write_names_the_epoch_resume_starts_from(
     tiny_data, tmp_path, capsys, monkeypatch
 ):
     """The message used to say 'continues from epoch 3' when the checkpoint held only epoch 1."""
-    import resnet_lab.train as T
+    import resnet_lab.run as T  # where save_run writes the checkpoint
 
     real = T.save_checkpoint
 
@@ -205,6 +231,28 @@ def test_a_checkpoint_from_before_the_data_digest_still_resumes(tiny_data, tmp_p
             small_model(),
             other,
             replace(cfg, epochs=2),
+            progress=False,
+            checkpoint_dir=tmp_path,
+            resume=True,
+        )
+
+
+# ---------------------------------------------------------------- from the reliability issues
+
+
+def test_resume_checks_are_in_train_too(tiny_data, tmp_path):
+    train(
+        cifar_resnet(8, width=4),
+        tiny_data,
+        replace(ONE_EPOCH, batch_size=50),
+        progress=False,
+        checkpoint_dir=tmp_path,
+    )
+    with pytest.raises(CheckpointMismatch, match="other data"):
+        train(
+            cifar_resnet(8, width=4),
+            tiny_data.subset(100),
+            replace(ONE_EPOCH, batch_size=50, epochs=2),
             progress=False,
             checkpoint_dir=tmp_path,
             resume=True,
