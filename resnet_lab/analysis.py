@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resnet_lab.evaluation import evaluate
+from resnet_lab.evaluation import eval_mode, evaluate
 from resnet_lab.models import cifar_resnet, count_params
 
 
@@ -37,13 +37,10 @@ def count_macs(model: nn.Module, x: torch.Tensor) -> int:
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     handles = [m.register_forward_hook(conv_hook) for m in convs]
     handles += [m.register_forward_hook(linear_hook) for m in linears]
-    was_training = model.training
     try:
-        model.eval()
-        with torch.no_grad():
+        with eval_mode(model):
             model(x)
     finally:
-        model.train(was_training)
         for h in handles:
             h.remove()
     return total
@@ -76,13 +73,10 @@ def shape_trace(
         handles.append(module.register_forward_hook(post))
     param = next(model.parameters(), None)
     device = param.device if param is not None else "cpu"
-    was_training = model.training
     try:
-        model.eval()
-        with torch.no_grad():
+        with eval_mode(model):
             model(torch.zeros(*input_shape, device=device))
     finally:
-        model.train(was_training)
         for h in handles:
             h.remove()
     return OrderedDict((name, shapes[name]) for name in order if name in shapes)
