@@ -106,29 +106,15 @@ ONE_EPOCH = TrainConfig(
 )
 
 
+# the cheapest `train` command: a resnet8, ten-image batches, on the CPU in fp32, quietly
+TRAIN_ARGS = "--model resnet8 --no-download --batch-size 10 --device cpu --precision fp32".split()
+TRAIN_ARGS.append("--no-progress")
+
+
 def cli_train(folder, out, *extra) -> int:
     """``python -m resnet_lab train`` of a resnet8 for one epoch on ``folder``'s images."""
     return main(
-        [
-            "train",
-            "--model",
-            "resnet8",
-            "--data",
-            str(folder),
-            "--no-download",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "10",
-            "--device",
-            "cpu",
-            "--precision",
-            "fp32",
-            "--out",
-            str(out),
-            "--no-progress",
-            *extra,
-        ]
+        ["train", *TRAIN_ARGS, "--data", str(folder), "--epochs", "1", "--out", str(out), *extra]
     )
 
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 import resnet_lab.cifar10 as D
 from resnet_lab.cifar10 import CLASSES, DataError, balanced_indices, load_cifar10
-from tests.conftest import make_archives
+from tests.conftest import TRAIN_ARGS, make_archives
 
 
 def _check(data, n_train, n_test):
@@ -246,21 +246,7 @@ def test_resume_refuses_other_images_in_a_folder_of_the_same_name(image_folder, 
     from resnet_lab.__main__ import main
 
     other = _copy_with_other_pixels(image_folder, tmp_path / "elsewhere" / image_folder.name)
-    args = [
-        "train",
-        "--model",
-        "resnet8",
-        "--no-download",
-        "--batch-size",
-        "10",
-        "--device",
-        "cpu",
-        "--precision",
-        "fp32",
-        "--out",
-        str(tmp_path / "run"),
-        "--no-progress",
-    ]
+    args = ["train", *TRAIN_ARGS, "--out", str(tmp_path / "run")]
     assert main([*args, "--data", str(image_folder), "--epochs", "1"]) == 0
     capsys.readouterr()
     assert main([*args, "--data", str(other), "--epochs", "2", "--resume"]) == 2

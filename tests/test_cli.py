@@ -9,30 +9,13 @@ from resnet_lab.__main__ import build_parser, main
 from resnet_lab.cifar10 import load_cifar10
 from resnet_lab.models import build_model
 from resnet_lab.train import train
-from tests.conftest import ONE_EPOCH, cli_train, last_error
+from tests.conftest import ONE_EPOCH, TRAIN_ARGS, cli_train, last_error
 
 
 def test_cli_train_and_evaluate(image_folder, tmp_path, capsys):
     out = tmp_path / "run"
-    rc = main(
-        [
-            "train",
-            "--model",
-            "resnet8",
-            "--data",
-            str(image_folder),
-            "--no-download",
-            "--epochs",
-            "2",
-            "--batch-size",
-            "10",
-            "--device",
-            "cpu",
-            "--out",
-            str(out),
-            "--no-progress",
-        ]
-    )
+    train = "train --model resnet8 --no-download --epochs 2 --batch-size 10 --device cpu"
+    rc = main([*train.split(), "--data", str(image_folder), "--out", str(out), "--no-progress"])
     assert rc == 0
     hist = json.loads((out / "history.json").read_text())
     assert [r["epoch"] for r in hist["epochs"]] == [1, 2]
@@ -252,28 +235,8 @@ def test_resume_refuses_another_network_with_the_same_shapes(image_folder, tmp_p
     out = tmp_path / "run"
     assert cli_train(image_folder, out) == 0
     capsys.readouterr()
-    rc = main(
-        [
-            "train",
-            "--model",
-            "plain8",
-            "--data",
-            str(image_folder),
-            "--no-download",
-            "--epochs",
-            "2",
-            "--batch-size",
-            "10",
-            "--device",
-            "cpu",
-            "--precision",
-            "fp32",
-            "--out",
-            str(out),
-            "--resume",
-            "--no-progress",
-        ]
-    )
+    plain = ["--model", "plain8", "--data", str(image_folder), "--epochs", "2", "--resume"]
+    rc = main(["train", *TRAIN_ARGS, *plain, "--out", str(out)])
     assert rc == 2
     msg = last_error(capsys)
     assert "holds a resnet8" in msg and "is a plain8" in msg

@@ -13,26 +13,12 @@ import time
 import pytest
 import torch
 
-from tests.conftest import cli_train
+from tests.conftest import TRAIN_ARGS, cli_train
 
 EPOCHS = "12"
 ARGS = [
-    "--model",
-    "resnet8",
-    "--no-download",
-    "--batch-size",
-    "10",
-    "--device",
-    "cpu",
-    "--precision",
-    "fp32",
-    "--channels-last",
-    "false",
-    "--seed",
-    "0",
-    "--no-progress",
-    "--lr",
-    "0.05",
+    *TRAIN_ARGS,
+    *["--channels-last", "false", "--seed", "0", "--lr", "0.05"],
     "--epochs",
     EPOCHS,
 ]
