@@ -10,6 +10,7 @@ compare with.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import statistics
@@ -122,6 +123,19 @@ def record_weights(name: str, seed: int = 0, *, notes: list[str] | None = None) 
             (print if notes is None else notes.append)(f"your own weights: {name} from {path}")
             return path
     return book if book.is_file() else None
+
+
+def load_note(name: str) -> dict | None:
+    """The book's note ``<name>.json`` of its records folder (a measurement documented beside
+    the runs, not a History: ``cifar10_jpeg_copy``, what the JPEG copy of CIFAR-10 costs
+    published weights), or None when it is not there."""
+    path = record_dirs()[0] / f"{name}.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise ValueError(f"{path} is not valid JSON ({e}): restore it from the repository") from e
 
 
 def mean_sd(values) -> tuple[float, float, int]:

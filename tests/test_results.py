@@ -6,7 +6,13 @@ import pytest
 
 from resnet_lab.config import TrainConfig, lr_factor
 from resnet_lab.experiments import EXPERIMENTS
-from resnet_lab.results import NOT_RECIPE, PAPER_RECIPE, config_differences, load_results
+from resnet_lab.results import (
+    NOT_RECIPE,
+    PAPER_RECIPE,
+    config_differences,
+    load_note,
+    load_results,
+)
 
 
 def test_config_differences_lists_each_changed_field_in_order():
@@ -87,3 +93,16 @@ def test_the_recorded_cpu_recipe_differs_from_the_paper_as_its_definition_does()
     for h in seeds:
         assert config_differences(PAPER_RECIPE, h.meta["config"]) == want
     assert {f for f, _, _ in want} >= {"tta", "label_smoothing", "weight_decay", "nesterov"}
+
+
+def test_the_jpeg_note_quotes_its_numbers():
+    """The JPEG copy's effect on published weights is documented in results/, and the numbers
+    the chapter prints from it are the ones its quoted source states."""
+    note = load_note("cifar10_jpeg_copy")
+    assert note is not None, "results/cifar10_jpeg_copy.json is missing"
+    quote = note["quote"]
+    for key in ("official_test_acc_percent", "jpeg_test_acc_percent"):
+        low, high = note[key]
+        assert low < high and f"{low}-{high}%" in quote, (key, quote)
+    assert note["jpeg_test_acc_percent"][1] < note["official_test_acc_percent"][0]
+    assert load_note("no_such_note") is None
