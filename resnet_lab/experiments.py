@@ -85,8 +85,9 @@ EXPERIMENTS: dict[str, Experiment] = {
         seeds=(0,),
     ),
     # The paper's own schedule on a GPU: batch 128, lr 0.1 divided by 10 at 32k and 48k of 64k
-    # iterations, on a 45k/5k train/validation split (He et al. 2015 §4.2). 64k iterations of
-    # 352 batches are 182 epochs; the "paper" schedule divides at 50% and 75% of them.
+    # iterations, on a 45k/5k train/validation split (He et al. 2015 §4.2). 182 epochs of 351
+    # batches (the last partial one dropped) are 63,882 iterations; the "paper" schedule divides
+    # at 50% and 75% of them. resnet_lab.results.PAPER_RECIPE is this recipe in fp32.
     "gpu_resnet20": Experiment(
         model="resnet20",
         config=TrainConfig(

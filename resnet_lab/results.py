@@ -4,18 +4,23 @@
 reader's own beside them, :mod:`resnet_lab.records`), :func:`summarize` gives the mean and
 standard deviation over seeds of a final metric, :func:`compare` judges each configuration
 against a baseline by the standard error of the difference, and :func:`config_differences`
-lists how two recipes differ, field by field.
+lists how two recipes differ, field by field; :data:`PAPER_RECIPE` is the paper's recipe to
+compare with.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import statistics
+from dataclasses import fields, replace
 from pathlib import Path
+from typing import Any
 
 from resnet_lab.checkpoints import History
-from resnet_lab.experiments import experiment_names, result_path
+from resnet_lab.config import TrainConfig
+from resnet_lab.experiments import EXPERIMENTS, experiment_names, result_path
 from resnet_lab.records import record_dirs
 from resnet_lab.records import results_dir as book_results_dir
 
@@ -120,6 +125,19 @@ def record_weights(name: str, seed: int = 0, *, notes: list[str] | None = None) 
     return book if book.is_file() else None
 
 
+def load_note(name: str) -> dict | None:
+    """The book's note ``<name>.json`` of its records folder (a measurement documented beside
+    the runs, not a History: ``cifar10_jpeg_copy``, what the JPEG copy of CIFAR-10 costs
+    published weights), or None when it is not there."""
+    path = record_dirs()[0] / f"{name}.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise ValueError(f"{path} is not valid JSON ({e}): restore it from the repository") from e
+
+
 def mean_sd(values) -> tuple[float, float, int]:
     """Mean, sample standard deviation (0 for a single value) and count."""
     values = [float(v) for v in values if v is not None and not math.isnan(v)]
@@ -163,3 +181,50 @@ def compare(
             verdict = "better" if diff > 0 else "worse"
         out[name] = {"diff": diff, "se": se, "verdict": verdict, "n": n, "baseline_n": base_n}
     return out
+
+
+# He et al. 2015, §4.2, CIFAR-10, as far as a TrainConfig says it. It is gpu_resnet20's recipe:
+# batch 128, lr 0.1 divided by 10 at 32k and 48k of 64k iterations (182 epochs of the 351 batches
+# of a 45k/5k split, divided at 50% and 75%), momentum 0.9 (not Nesterov), weight decay 1e-4 on
+# every parameter, 4-pixel crops and flips, no label smoothing, one view at test time; in fp32,
+# the paper's arithmetic (gpu_resnet20 takes the hardware's fastest). Not in a TrainConfig: the
+# split (gpu_resnet20's ``validation``), the official data, and the paper's two GPUs.
+PAPER_RECIPE = replace(EXPERIMENTS["gpu_resnet20"].config, precision="fp32")
+
+# Fields that change how fast a run goes or how often it is tested, not what it computes; and
+# the seed, which differs between runs of one recipe by design.
+NOT_RECIPE = ("compile", "channels_last", "device", "eval_every", "seed")
+
+
+def _as_config(config: TrainConfig | dict) -> TrainConfig:
+    if isinstance(config, TrainConfig):
+        return config
+    if not isinstance(config, dict):
+        raise TypeError(f"expected a TrainConfig or a config dict, got {type(config).__name__}")
+    unknown = sorted(set(config) - {f.name for f in fields(TrainConfig)})
+    if unknown:
+        raise ValueError(
+            f"config has fields that TrainConfig lacks: {unknown}; a record of another "
+            "resnet_lab version? Read it with that version, or drop those keys"
+        )
+    return TrainConfig(**config)
+
+
+def config_differences(
+    a: TrainConfig | dict, b: TrainConfig | dict, *, ignore: tuple[str, ...] = NOT_RECIPE
+) -> list[tuple[str, Any, Any]]:
+    """``(field, a's value, b's value)`` for every field of :class:`TrainConfig` in which the
+    recipes ``a`` and ``b`` differ, in the fields' order. Each is a TrainConfig or a config dict,
+    such as a record's ``meta["config"]``, whose missing fields (added after the record was made)
+    take their defaults. The fields in ``ignore`` (default :data:`NOT_RECIPE`: speed settings and
+    the seed) are left out; ``ignore=()`` compares them all."""
+    names = [f.name for f in fields(TrainConfig)]
+    typos = sorted(set(ignore) - set(names))
+    if typos:
+        raise ValueError(f"ignore names no TrainConfig field: {typos}; choose among {names}")
+    a, b = _as_config(a), _as_config(b)
+    return [
+        (n, getattr(a, n), getattr(b, n))
+        for n in names
+        if n not in ignore and getattr(a, n) != getattr(b, n)
+    ]
