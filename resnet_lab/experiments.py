@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from resnet_lab.checkpoints import (
     CHECKPOINT_NAME,
     History,
@@ -420,8 +422,6 @@ def run_sweep(
 ) -> list[History]:
     """Run every experiment of a sweep with every seed, skipping runs already recorded in
     ``results/``, with a progress bar over runs. Returns the Histories of the runs it trained."""
-    from tqdm.auto import tqdm
-
     todo = []
     for exp_name, seed, state in sweep_status(name, seeds, results_dir, overrides.get("epochs")):
         out = result_path(exp_name, seed, results_dir)
