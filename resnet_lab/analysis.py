@@ -1,6 +1,6 @@
 """Pure computations the chapters and explorers print and plot: multiply-adds and shapes,
-gradient norms per layer, signal propagation through the blocks, lesions of trained networks.
-No plotting, no training here."""
+a block's residual branch, gradient norms per layer, signal propagation through the blocks,
+lesions of trained networks. No plotting, no training here."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from resnet_lab.blocks import BasicBlock
 from resnet_lab.evaluation import eval_mode, evaluate
 from resnet_lab.models import cifar_resnet, count_params
 
@@ -90,6 +91,19 @@ def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
         for name, m in model.named_modules()
         if isinstance(m, (nn.Conv2d, nn.Linear)) and ".downsample" not in name
     ]
+
+
+def residual_branch(block: BasicBlock, x: torch.Tensor) -> torch.Tensor:
+    """F(x) of a basic block: its layers before the sum.
+
+    (B, C, H, W) -> (B, planes, H/stride, W/stride). The block's
+    forward adds the shortcut to this, then applies the last ReLU.
+    """
+    if not isinstance(block, BasicBlock):
+        kind = type(block).__name__
+        raise TypeError(f"residual_branch takes a BasicBlock, got {kind}")
+    out = block.relu(block.bn1(block.conv1(x)))
+    return block.bn2(block.conv2(out))
 
 
 def gradient_norms(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> list[float]:

@@ -6,7 +6,7 @@ connections are arguments, not separate classes, so a widget that toggles ``skip
 exactly the code the book explains.
 
 Where a block changes the shape of its input (stride 2, or more channels) the shortcut
-cannot be a bare identity. The paper (§3.3, §4.2) names three options:
+cannot be a bare identity. The paper gives options A and B in §3.3 and adds C in §4.1:
 
 - ``"A"``: identity with 2x subsampling and zero-padded extra channels (no parameters);
   the paper's choice for CIFAR-10.
@@ -50,9 +50,10 @@ def check_num_classes(num_classes) -> None:
 class PadShortcut(nn.Module):
     """Option A: subsample by ``stride`` and zero-pad the new channels, split evenly.
 
-    (B, C_in, H, W) -> (B, C_out, H/stride, W/stride). With C_out = 2 C_in this is
-    exactly the padding of the widely used reproduction akamaster/pytorch_resnet_cifar10
-    (C_in/2 zero channels before and after), so its published weights give the same outputs.
+    (B, C_in, H, W) -> (B, C_out, H/stride, W/stride). The paper does not say where the zeros
+    go; the split is our choice. With C_out = 2 C_in it is exactly the padding of the widely
+    used reproduction akamaster/pytorch_resnet_cifar10 (C_in/2 zero channels before and after),
+    so its published weights give the same outputs. fb.resnet.torch appends all the zeros after.
     """
 
     def __init__(self, in_planes: int, out_planes: int, stride: int) -> None:
@@ -82,7 +83,7 @@ def make_shortcut(in_planes: int, out_planes: int, stride: int, shortcut: str) -
     """
     if shortcut not in SHORTCUTS:
         raise ValueError(
-            f"shortcut must be one of {SHORTCUTS} (see He et al. 2015 §3.3), got {shortcut!r}"
+            f"shortcut must be one of {SHORTCUTS} (He et al. 2015, §3.3, §4.1), got {shortcut!r}"
         )
     same_shape = stride == 1 and in_planes == out_planes
     if shortcut == "C" or (shortcut == "B" and not same_shape):

@@ -104,8 +104,9 @@ def plain_vs_residual_block():
 
 
 def shortcut_options():
-    """The three shortcuts of He et al. (2015, §3.3) for a block that halves the resolution and
-    doubles the channels, with their parameter counts (16 -> 32 channels, computed)."""
+    """The three shortcuts of He et al. (2015: A and B in §3.3, C in §4.1) for a block that halves
+    the resolution and doubles the channels, with their parameter counts (16 -> 32 channels,
+    computed)."""
     params = {o: count_params(BasicBlock(16, 32, 2, shortcut=o).downsample) for o in "ABC"}
     same = {o: BasicBlock(16, 16, 1, shortcut=o).downsample for o in "ABC"}
     fig, axes = _canvas(3, 4)
