@@ -1,7 +1,10 @@
 """Diagrams drawn from code: the blocks, shortcuts and layouts that the chapters explain.
 
-Each function returns a matplotlib figure. Numbers on the diagrams (shapes, parameter counts)
-are computed from the real modules of :mod:`resnet_lab`, not typed in.
+Each function returns a matplotlib figure. Numbers on the diagrams (shapes, parameter counts,
+multiply-adds, path counts) are computed from the real modules of :mod:`resnet_lab`, not typed
+in. A block's boxes are the calls of one forward pass of it, in order
+(:func:`~resnet_lab.analysis.forward_steps`); only :func:`shortcut_options` has boxes typed by
+hand, and its caption claims only its counts as computed.
 """
 
 from __future__ import annotations
