@@ -6,7 +6,7 @@ Every figure gets a caption line saying what produced it (pass ``source=``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -99,6 +99,31 @@ def plot_history(
     caption(
         fig, source if source is not None else "; ".join(history_caption(h) for h in histories[:2])
     )
+    return fig
+
+
+def plot_training_error(runs: Mapping[str, History], *, source: str | None = None):
+    """Training error (%) per epoch of each run, plain networks (names starting "plain") dashed,
+    residual ones solid: He et al.'s Figure 1 (left), from ``runs`` of
+    :meth:`~resnet_lab.widgets.TrainingRace.run` or any ``{name: History}``."""
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for name, h in runs.items():
+        ax.plot(
+            h["epoch"],
+            [100 * (1 - a) for a in h["train_acc"]],
+            "--" if name.startswith("plain") else "-",
+            marker="o",
+            ms=3,
+            label=name,
+        )
+    ax.set(
+        xlabel="epoch",
+        ylabel="training error (%)",
+        title="training error: plain (dashed) vs residual (solid)",
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    caption(fig, source if source is not None else history_caption(next(iter(runs.values()))))
     return fig
 
 

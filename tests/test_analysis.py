@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -17,7 +19,7 @@ from resnet_lab.analysis import (
 from resnet_lab.blocks import BasicBlock, PreActBlock, zero_init_residual_
 from resnet_lab.evaluation import evaluate, predict
 from resnet_lab.loader import CifarLoader
-from resnet_lab.models import cifar_resnet, resnet20
+from resnet_lab.models import cifar_resnet, count_params, resnet20
 
 
 def test_weight_layers_count_depth():
@@ -178,3 +180,115 @@ def test_chapter2_identity_race_claims_hold_for_several_seeds():
         assert err[~passed & (x > 0)].sum() / err.sum() > 0.5, seed
     # by step 300 the race is not decided: from some weights the plain block ends lower
     assert min(finals) < 1 < max(finals), finals
+
+
+# ---------------------------------------------------------------- forward order, stages, paths
+
+
+def test_forward_steps_record_the_order_and_the_shortcut():
+    from resnet_lab.analysis import forward_steps
+    from resnet_lab.blocks import BasicBlock, PreActBlock
+
+    x = torch.randn(2, 16, 8, 8)
+
+    def flow(block):
+        return [(s.name, s.inputs) for s in forward_steps(block, x)]
+
+    basic = [("conv1", (0,)), ("bn1", (1,)), ("relu", (2,)), ("conv2", (3,)), ("bn2", (4,))]
+    assert flow(BasicBlock(16, 16)) == [("input", ()), *basic, ("add", (5, 0)), ("relu", (6,))]
+    assert flow(BasicBlock(16, 16, skip=False)) == [("input", ()), *basic, ("relu", (5,))]
+    pre = ["input", "bn1", "relu", "conv1", "bn2", "relu", "conv2", "add"]
+    steps = forward_steps(PreActBlock(16, 16), x)
+    assert [s.name for s in steps] == pre and steps[-1].inputs == (6, 0)
+    # a shape-changing shortcut is a step of its own, read by the sum
+    down = forward_steps(BasicBlock(16, 32, 2), x)
+    assert [(s.name, s.inputs) for s in down[-3:]] == [
+        ("downsample", (0,)),
+        ("add", (5, 6)),
+        ("relu", (7,)),
+    ]
+
+
+def test_forward_steps_leave_the_module_as_it_was():
+    from resnet_lab.analysis import forward_steps
+    from resnet_lab.blocks import BasicBlock
+
+    block = BasicBlock(16, 16).train()
+    before = block.bn1.running_mean.clone()
+    forward_steps(block, torch.randn(4, 16, 8, 8) + 3)
+    assert block.training and torch.equal(block.bn1.running_mean, before)  # ran in eval mode
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in block.modules())
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_forward_steps_of_torchs_transformer_layer(norm_first):
+    from resnet_lab.analysis import forward_steps
+
+    layer = nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, batch_first=True)
+    layer.norm_first = norm_first
+    steps = [s for s in forward_steps(layer, torch.randn(2, 5, 32)) if "dropout" not in s.name]
+    names = [s.name for s in steps]
+    if norm_first:  # x + attention(norm1(x)), then + mlp(norm2(.)): nothing after the last sum
+        want = "input norm1 self_attn add norm2 linear1 relu linear2 add"
+    else:  # norm1(x + attention(x)), then norm2(. + mlp(.))
+        want = "input self_attn add norm1 linear1 relu linear2 add norm2"
+    assert names == want.split()
+    first_add = names.index("add")
+    assert 0 in steps[first_add].inputs  # the first sum reads the layer's input
+
+
+def test_stage_table_and_the_paper_layout():
+    from resnet_lab.analysis import imagenet_costs, stage_table, stride_on_first_1x1_
+    from resnet_lab.models import imagenet_resnet
+
+    rows = stage_table(resnet20(), (1, 3, 32, 32))
+    assert [(r["output"], r["blocks"]) for r in rows] == [
+        ((16, 32, 32), 3),
+        ((32, 16, 16), 3),
+        ((64, 8, 8), 3),
+    ]
+    assert rows[0]["convs"] == [(3, 16), (3, 16)]
+    model = imagenet_resnet(50)
+    moved = stride_on_first_1x1_(copy.deepcopy(model))
+    assert count_params(moved) == count_params(model)
+    x = torch.randn(1, 3, 64, 64)
+    assert moved(x).shape == model(x).shape
+    assert count_macs(moved, x) < count_macs(model, x)
+    assert moved.layer2[0].conv1.stride == (2, 2) and moved.layer2[0].conv2.stride == (1, 1)
+    costs = imagenet_costs(18)
+    assert costs["conv1_output"] == (64, 112, 112) and costs["maxpool_output"] == (64, 56, 56)
+    assert costs["macs"] == costs["paper_layout_macs"]  # no bottleneck: nothing to move
+
+
+def test_unrolled_paths_count_and_lengths():
+    import math
+
+    from resnet_lab.analysis import path_lengths, unrolled_paths
+
+    for n in range(7):
+        paths = unrolled_paths(n)
+        assert len(paths) == len(set(paths)) == 2**n == sum(path_lengths(n))
+        lengths = [sum(len(p) == k for p in paths) for k in range(n + 1)]
+        assert lengths == path_lengths(n) == [math.comb(n, k) for k in range(n + 1)]
+        # removing block 0 removes the paths through it: half of them
+        assert n == 0 or sum(0 not in p for p in paths) == 2 ** (n - 1)
+    assert unrolled_paths(2) == [(), (0,), (1,), (0, 1)]
+
+
+def test_a_linear_residual_stack_is_the_sum_of_its_paths():
+    from resnet_lab.analysis import unrolled_paths
+
+    torch.manual_seed(0)
+    n, d = 5, 6
+    branches = [torch.randn(d, d, dtype=torch.float64) / d for _ in range(n)]
+    x = torch.randn(d, dtype=torch.float64)
+    y = x
+    for a in branches:  # y <- y + F(y), F linear
+        y = y + a @ y
+    total = torch.zeros(d, dtype=torch.float64)
+    for path in unrolled_paths(n):
+        term = x
+        for i in path:
+            term = branches[i] @ term
+        total += term
+    torch.testing.assert_close(total, y)
