@@ -283,8 +283,10 @@ class InvertedResidual(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.expand(x)  # (B, hidden, H, W)
-        out = self.relu(self.bn2(self.depthwise(out)))  # (B, hidden, H/s, W/s)
-        out = self.bn3(self.project(out))  # (B, out_planes, H/s, W/s), no ReLU
+        out = self.depthwise(out)  # (B, hidden, H/s, W/s)
+        out = self.relu(self.bn2(out))
+        # no ReLU after the projection: a "linear bottleneck"
+        out = self.bn3(self.project(out))  # (B, out_planes, H/s, W/s)
         if self.skip:
             out = out + x
         return out
