@@ -1,7 +1,7 @@
-"""Pure computations the chapters and explorers print and plot: multiply-adds and shapes, the
-order a block runs its layers in, a block's residual branch, the stages of a network, the paths
-through a residual stack, gradient norms per layer, signal propagation through the blocks,
-lesions of trained networks. No plotting, no training here."""
+"""Pure computations the chapters and explorers print and plot: multiply-adds, shapes and
+strides, the order a block runs its layers in, a block's residual branch, the stages of a
+network, the paths through a residual stack, gradient norms per layer, signal propagation
+through the blocks, lesions of trained networks. No plotting, no training here."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import contextlib
 import itertools
 import math
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 import torch
@@ -229,6 +229,29 @@ def path_lengths(n: int) -> list[int]:
     """How many of the 2^n paths through ``n`` residual blocks pass through k residual branches,
     for k = 0..n: the binomial coefficients C(n, k) (Veit et al. 2016, Fig. 6a)."""
     return [math.comb(n, k) for k in range(n + 1)]
+
+
+def feature_strides(features: Mapping[str, torch.Tensor], image: torch.Tensor) -> dict[str, int]:
+    """The stride of each feature map: how many input pixels one step on the map covers.
+
+    ``features`` maps names to (B, C, h, w) maps computed from ``image`` (B, 3, H, W), as a
+    backbone returns them; a map's stride is H / h, and it must be W / w too. An FPN reads a
+    ResNet's four stages at strides 4, 8, 16 and 32 (Lin et al. 2017).
+    """
+    height, width = image.shape[-2:]
+    strides = {}
+    for name, f in features.items():
+        if f.dim() < 3:
+            raise ValueError(f"feature {name!r} has shape {tuple(f.shape)}: not a feature map")
+        h, w = f.shape[-2:]
+        if height % h or width % w or height // h != width // w:
+            raise ValueError(
+                f"feature map {name!r} is {h}x{w} for a {height}x{width} image, not one stride "
+                "on both axes: give the image sides that are multiples of the largest stride "
+                "(32 for a ResNet)"
+            )
+        strides[name] = height // h
+    return strides
 
 
 def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:

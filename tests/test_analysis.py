@@ -4,11 +4,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.models.feature_extraction import create_feature_extractor
 
 from resnet_lab.analysis import (
     activation_stats,
     count_macs,
     depth_profile,
+    feature_strides,
     gradient_norms,
     lesion,
     lesion_curve,
@@ -19,7 +21,7 @@ from resnet_lab.analysis import (
 from resnet_lab.blocks import BasicBlock, PreActBlock, zero_init_residual_
 from resnet_lab.evaluation import evaluate, predict
 from resnet_lab.loader import CifarLoader
-from resnet_lab.models import cifar_resnet, count_params, resnet20
+from resnet_lab.models import cifar_resnet, count_params, resnet18, resnet20
 
 
 def test_weight_layers_count_depth():
@@ -292,3 +294,47 @@ def test_a_linear_residual_stack_is_the_sum_of_its_paths():
             term = branches[i] @ term
         total += term
     torch.testing.assert_close(total, y)
+
+
+def test_count_macs_of_a_depthwise_convolution():
+    """groups=C: each output channel sees one input channel, C * 9 multiply-adds a position."""
+    conv = nn.Conv2d(32, 32, 3, padding=1, groups=32, bias=False)
+    assert count_macs(conv, torch.zeros(1, 32, 10, 10)) == 32 * 9 * 10 * 10
+
+
+def _stages(model, names):
+    """The outputs of the named modules, as torchvision's detectors take them."""
+    return create_feature_extractor(model.eval(), return_nodes={n: n for n in names})
+
+
+def test_feature_strides_of_resnet18_stages_on_a_non_square_image():
+    image = torch.zeros(1, 3, 64, 96)
+    body = _stages(resnet18(), ["layer1", "layer2", "layer3", "layer4"])
+    with torch.no_grad():
+        features = body(image)
+    assert feature_strides(features, image) == {
+        "layer1": 4,
+        "layer2": 8,
+        "layer3": 16,
+        "layer4": 32,
+    }
+    assert [f.shape[1] for f in features.values()] == [64, 128, 256, 512]
+
+
+def test_feature_strides_of_a_cifar_resnet():
+    image = torch.zeros(2, 3, 32, 32)
+    with torch.no_grad():
+        features = _stages(resnet20(), ["conv1", "layer2", "layer3"])(image)
+    assert feature_strides(features, image) == {"conv1": 1, "layer2": 2, "layer3": 4}
+
+
+def test_feature_strides_refuse_maps_that_are_not_one_stride():
+    image = torch.zeros(1, 3, 36, 32)  # 36 is not a multiple of 8
+    with torch.no_grad():
+        features = _stages(resnet18(), ["layer1", "layer2"])(torch.zeros(1, 3, 36, 32))
+    with pytest.raises(ValueError, match="'layer2' is 5x4 for a 36x32 image"):
+        feature_strides(features, image)
+    with pytest.raises(ValueError, match="multiples of the largest stride"):
+        feature_strides({"c": torch.zeros(1, 8, 4, 8)}, torch.zeros(1, 3, 32, 32))
+    with pytest.raises(ValueError, match="not a feature map"):
+        feature_strides({"logits": torch.zeros(1, 10)}, image)
