@@ -99,22 +99,8 @@ def _torchrun_cmd(data, out, *extra, port="29541"):
     )
     if torchrun is None:
         pytest.skip("torchrun is not installed")
-    return [
-        torchrun,
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        port,
-        "-m",
-        "resnet_lab",
-        "train",
-        "--data",
-        str(data),
-        "--out",
-        str(out),
-        *ARGS,
-        *extra,
-    ]
+    python_m = _train_cmd(data, out, *extra)[1:]  # torchrun runs the same "-m resnet_lab train"
+    return [torchrun, "--nproc_per_node", "2", "--master_port", port, *python_m]
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the ranks through /proc")
