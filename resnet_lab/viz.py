@@ -144,28 +144,60 @@ def confusion_matrix(
     return torch.bincount(idx, minlength=num_classes**2).view(num_classes, num_classes)
 
 
-def plot_confusion(counts: torch.Tensor, classes: Sequence[str], *, source: str | None = None):
-    """Row-normalised confusion matrix (each row: where the images of one class went)."""
-    frac = counts.float() / counts.sum(1, keepdim=True).clamp(min=1)
-    fig, ax = plt.subplots(figsize=(6, 5))
-    im = ax.imshow(100 * frac.numpy(), cmap="Blues", vmin=0, vmax=100)
-    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(len(classes)), classes, fontsize=8)
-    ax.set(xlabel="predicted", ylabel="true class")
-    for i in range(len(classes)):
-        for j in range(len(classes)):
+def plot_confusion(
+    counts: torch.Tensor | dict[str, torch.Tensor],
+    classes: Sequence[str],
+    *,
+    source: str | None = None,
+):
+    """Row-normalised confusion matrix (each row: where the images of one class went); a dict
+    ``{title: counts}`` draws one beside the other."""
+    panels = counts if isinstance(counts, dict) else {"": counts}
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5), squeeze=False)
+    for ax, (title, c) in zip(axes.flat, panels.items()):
+        frac = c.float() / c.sum(1, keepdim=True).clamp(min=1)
+        im = ax.imshow(100 * frac.numpy(), cmap="Blues", vmin=0, vmax=100)
+        ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(range(len(classes)), classes, fontsize=8)
+        ax.set(xlabel="predicted", ylabel="true class", title=title)
+        for i, j in np.ndindex(len(classes), len(classes)):
             v = 100 * frac[i, j].item()
             if v >= 1:
-                ax.text(
-                    j,
-                    i,
-                    f"{v:.0f}",
-                    ha="center",
-                    va="center",
-                    fontsize=7,
-                    color="white" if v > 50 else "black",
-                )
-    fig.colorbar(im, ax=ax, label="% of the true class")
+                color = "white" if v > 50 else "black"
+                ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=7, color=color)
+    fig.colorbar(im, ax=list(axes.flat), label="% of the true class")
+    if source:
+        caption(fig, source)
+    return fig
+
+
+def show_mistakes(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    predictions: torch.Tensor,
+    classes: Sequence[str],
+    *,
+    n: int = 16,
+    source: str | None = None,
+):
+    """The first ``n`` images whose prediction is wrong, titled "true→predicted"; images
+    (N, 3, H, W), labels and predictions (N,)."""
+    wrong = torch.nonzero(predictions != labels).flatten()[:n]
+    titles = [f"{classes[labels[i]]}→{classes[predictions[i]]}" for i in wrong]
+    return show_images(images[wrong], ncols=8, titles=titles, source=source)
+
+
+def plot_lr_schedules(
+    curves: dict[str, Sequence[float]], *, steps_per_epoch: int, source: str | None = None
+):
+    """Learning rate per optimiser step, one line per schedule (``{label: [lr per step]}``),
+    against epochs."""
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for label, lrs in curves.items():
+        ax.plot(np.arange(len(lrs)) / steps_per_epoch, lrs, label=label)
+    ax.set(xlabel="epoch", ylabel="learning rate")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     if source:
         caption(fig, source)
