@@ -229,6 +229,21 @@ def standard_error(sd_a: float, n_a: int, sd_b: float, n_b: int) -> float:
 # split (gpu_resnet20's ``validation``), the official data, and the paper's two GPUs.
 PAPER_RECIPE = replace(EXPERIMENTS["gpu_resnet20"].config, precision="fp32")
 
+
+def paper_protocol(train_images: int = 50_000) -> str:
+    """What the paper's CIFAR-10 protocol holds beyond :data:`PAPER_RECIPE`, in one line: its
+    epochs as iterations on its train/validation split (``train_images`` in all), and its test
+    views."""
+    held_out = EXPERIMENTS["gpu_resnet20"].validation
+    kept = train_images - held_out
+    steps = kept // PAPER_RECIPE.batch_size  # the last partial batch dropped
+    return (
+        f"paper: {PAPER_RECIPE.epochs} epochs of {steps} batches = "
+        f"{PAPER_RECIPE.epochs * steps:,} iterations, schedule chosen on a "
+        f"{kept:,}/{held_out:,} train/validation split; one view of each test image"
+    )
+
+
 # Fields that change how fast a run goes or how often it is tested, not what it computes; and
 # the seed, which differs between runs of one recipe by design.
 NOT_RECIPE = ("compile", "channels_last", "device", "eval_every", "seed")

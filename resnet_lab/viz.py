@@ -21,6 +21,12 @@ PAPER_ERRORS = {  # He et al. 2015, Table 6: CIFAR-10 test error (%), official d
     "resnet56": 6.97,
     "resnet110": 6.43,
 }
+# Published CIFAR-10 test errors (%) to set beside a result: the paper's, and the README of a
+# well-known reproduction (akamaster/pytorch_resnet_cifar10: 200 epochs, official data, one view)
+REPRODUCTIONS = {
+    "He et al. 2015, Table 6, one view": PAPER_ERRORS,
+    "akamaster reproduction": {"resnet20": 8.27},
+}
 
 
 def caption(fig, text: str) -> None:
@@ -142,6 +148,15 @@ def confusion_matrix(
     """counts[i, j] = images of class i predicted as class j."""
     idx = labels.long() * num_classes + predictions.long()
     return torch.bincount(idx, minlength=num_classes**2).view(num_classes, num_classes)
+
+
+def most_confused(counts: torch.Tensor) -> tuple[int, int, int]:
+    """``(i, j, n)``: the two classes of a confusion matrix (``counts[true, predicted]``) most
+    often taken for each other, counted both ways (i for j plus j for i), with ``i < j``."""
+    both_ways = counts + counts.T
+    both_ways.fill_diagonal_(0)
+    i, j = divmod(int(both_ways.argmax()), len(counts))
+    return min(i, j), max(i, j), int(both_ways[i, j])
 
 
 def plot_confusion(

@@ -22,6 +22,7 @@ from resnet_lab.results import (
     format_differences,
     load_note,
     load_results,
+    paper_protocol,
     record_weights,
     recorded_model,
     standard_error,
@@ -195,3 +196,11 @@ def test_best_run_takes_the_highest_final_accuracy():
     assert best_run([a, b, untested]) is b
     with pytest.raises(ValueError, match="no run has a final 'test_acc'"):
         best_run([untested])
+
+
+def test_paper_protocol_counts_the_papers_iterations_on_its_split():
+    line = paper_protocol()
+    assert "45,000/5,000 train/validation split" in line and "one view" in line
+    iterations = int(line.split(" = ")[1].split()[0].replace(",", ""))
+    assert abs(iterations - 64_000) < 351  # 64k, to the nearest epoch of 351 batches
+    assert "40,000/5,000" in paper_protocol(45_000)

@@ -4,7 +4,13 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from resnet_lab.viz import confusion_matrix, plot_confusion, plot_lr_schedules, show_mistakes
+from resnet_lab.viz import (
+    confusion_matrix,
+    most_confused,
+    plot_confusion,
+    plot_lr_schedules,
+    show_mistakes,
+)
 
 CLASSES = [f"c{i}" for i in range(10)]
 
@@ -51,3 +57,14 @@ def test_plot_lr_schedules_puts_steps_on_an_epoch_axis():
     (line,) = fig.axes[0].get_lines()
     assert list(line.get_xdata()) == [0, 0.5, 1, 1.5]
     assert list(line.get_ydata()) == [0.1, 0.2, 0.3, 0.4]
+
+
+def test_most_confused_counts_both_ways():
+    counts = torch.zeros(4, 4, dtype=torch.long)
+    counts[0, 1], counts[1, 0] = 3, 3  # 0 and 1: 6 both ways
+    counts[2, 3] = 5  # 2 for 3: 5, one way only
+    counts.fill_diagonal_(50)
+    assert most_confused(counts) == (0, 1, 6)
+    counts[3, 2] = 2
+    assert most_confused(counts) == (2, 3, 7)
+    assert counts[0, 0] == 50  # the caller's matrix is left as it was
