@@ -21,6 +21,12 @@ PAPER_ERRORS = {  # He et al. 2015, Table 6: CIFAR-10 test error (%), official d
     "resnet56": 6.97,
     "resnet110": 6.43,
 }
+# Published CIFAR-10 test errors (%) to set beside a result: the paper's, and the README of a
+# well-known reproduction (akamaster/pytorch_resnet_cifar10: 200 epochs, official data, one view)
+REPRODUCTIONS = {
+    "He et al. 2015, Table 6, one view": PAPER_ERRORS,
+    "akamaster reproduction": {"resnet20": 8.27},
+}
 
 
 def caption(fig, text: str) -> None:
@@ -169,28 +175,69 @@ def confusion_matrix(
     return torch.bincount(idx, minlength=num_classes**2).view(num_classes, num_classes)
 
 
-def plot_confusion(counts: torch.Tensor, classes: Sequence[str], *, source: str | None = None):
-    """Row-normalised confusion matrix (each row: where the images of one class went)."""
-    frac = counts.float() / counts.sum(1, keepdim=True).clamp(min=1)
-    fig, ax = plt.subplots(figsize=(6, 5))
-    im = ax.imshow(100 * frac.numpy(), cmap="Blues", vmin=0, vmax=100)
-    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(len(classes)), classes, fontsize=8)
-    ax.set(xlabel="predicted", ylabel="true class")
-    for i in range(len(classes)):
-        for j in range(len(classes)):
+def most_confused(counts: torch.Tensor) -> tuple[int, int, int]:
+    """``(i, j, n)``: the two classes of a confusion matrix (``counts[true, predicted]``) most
+    often taken for each other, counted both ways (i for j plus j for i), with ``i < j``."""
+    both_ways = counts + counts.T
+    both_ways.fill_diagonal_(0)
+    i, j = divmod(int(both_ways.argmax()), len(counts))
+    return min(i, j), max(i, j), int(both_ways[i, j])
+
+
+def plot_confusion(
+    counts: torch.Tensor | dict[str, torch.Tensor],
+    classes: Sequence[str],
+    *,
+    source: str | None = None,
+):
+    """Row-normalised confusion matrix (each row: where the images of one class went); a dict
+    ``{title: counts}`` draws one beside the other."""
+    panels = counts if isinstance(counts, dict) else {"": counts}
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5), squeeze=False)
+    for ax, (title, c) in zip(axes.flat, panels.items()):
+        frac = c.float() / c.sum(1, keepdim=True).clamp(min=1)
+        im = ax.imshow(100 * frac.numpy(), cmap="Blues", vmin=0, vmax=100)
+        ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(range(len(classes)), classes, fontsize=8)
+        ax.set(xlabel="predicted", ylabel="true class", title=title)
+        for i, j in np.ndindex(len(classes), len(classes)):
             v = 100 * frac[i, j].item()
             if v >= 1:
-                ax.text(
-                    j,
-                    i,
-                    f"{v:.0f}",
-                    ha="center",
-                    va="center",
-                    fontsize=7,
-                    color="white" if v > 50 else "black",
-                )
-    fig.colorbar(im, ax=ax, label="% of the true class")
+                color = "white" if v > 50 else "black"
+                ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=7, color=color)
+    fig.colorbar(im, ax=list(axes.flat), label="% of the true class")
+    if source:
+        caption(fig, source)
+    return fig
+
+
+def show_mistakes(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    predictions: torch.Tensor,
+    classes: Sequence[str],
+    *,
+    n: int = 16,
+    source: str | None = None,
+):
+    """The first ``n`` images whose prediction is wrong, titled "true→predicted"; images
+    (N, 3, H, W), labels and predictions (N,)."""
+    wrong = torch.nonzero(predictions != labels).flatten()[:n]
+    titles = [f"{classes[labels[i]]}→{classes[predictions[i]]}" for i in wrong]
+    return show_images(images[wrong], ncols=8, titles=titles, source=source)
+
+
+def plot_lr_schedules(
+    curves: dict[str, Sequence[float]], *, steps_per_epoch: int, source: str | None = None
+):
+    """Learning rate per optimiser step, one line per schedule (``{label: [lr per step]}``),
+    against epochs."""
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for label, lrs in curves.items():
+        ax.plot(np.arange(len(lrs)) / steps_per_epoch, lrs, label=label)
+    ax.set(xlabel="epoch", ylabel="learning rate")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     if source:
         caption(fig, source)

@@ -127,7 +127,8 @@ def test_load_transfer_skips_a_damaged_file_with_a_note(installed):
 def test_chapters_never_open_the_repositorys_files():
     """A chapter opened alone (Colab) has no repository beside it: records come from the
     package, never from ../results."""
-    for chapter in sorted((ROOT / "book").glob("[0-9][0-9]_*.md")):
+    pages = [*(ROOT / "book").glob("[0-9][0-9]_*.md"), *(ROOT / "book").glob("appendix_*.md")]
+    for chapter in sorted(pages):
         code = "\n".join(
             part.split("```", 1)[0]
             for part in chapter.read_text(encoding="utf-8").split("```{code-cell}")[1:]
