@@ -8,10 +8,12 @@ when CUDA is available, else ``cpu``).
 - ``cpu``: ``make book`` runs every chapter in at most 10 minutes on a 2-core CPU (training at
   most :data:`CPU_TRAIN_SECONDS` of it, at :data:`CPU_RATE`); results that show the effects.
 - ``gpu``: each chapter in at most 5 minutes on a T4-class GPU (Colab's free one), training at
-  most :data:`GPU_TRAIN_SECONDS` per chapter at :data:`T4_RATE`.
+  most :data:`GPU_TRAIN_SECONDS` per chapter at :data:`T4_RATE`, an estimate (see below).
 
 The work is counted, not guessed: :func:`training_work` adds up images x epochs x network cost
-for every training cell of every chapter, and a test keeps each profile inside its budget.
+for every training cell of every chapter, and a test keeps each profile inside its budget. The
+rates it divides by are not both measured: :data:`CPU_RATE` is below a measured figure, and
+:data:`T4_RATE` is an estimate that no T4 has measured yet.
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ PROFILE_NAMES = ("smoke", "cpu", "gpu")
 # CPU: 2 cores with bf16 (AVX-512/AMX), bf16 autocast + channels_last, eager: 830 img/s measured on
 # the project's 2-core machine (shared/GUIDE.md); we budget with 700 to leave room for noise.
 CPU_RATE = 700
-# T4: about a fifth of an H100 (fp16 + GradScaler, no bf16 tensor cores). An H200 trained ResNet-20
-# at about 20,000 img/s with this trainer (GUIDE.md); a fifth of the slower H100 is taken as 3,000.
+# T4: an estimate, not a measurement (no T4 has run this trainer). A T4 is taken to be about a
+# fifth of an H100 (fp16 + GradScaler, no bf16 tensor cores); an H200 trained ResNet-20 at about
+# 20,000 img/s with this trainer (GUIDE.md), and a fifth of the slower H100 is taken as 3,000.
+# Replace it with a measured figure when a T4 measures one.
 T4_RATE = 3000
 CPU_TRAIN_SECONDS = (
     6 * 60

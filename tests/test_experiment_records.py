@@ -61,7 +61,7 @@ def tiny_study(tiny_data, monkeypatch):
         steps=2,
         batch_size=8,
     )
-    monkeypatch.setattr("resnet_lab.transfer.TRANSFER", study)
+    monkeypatch.setattr("resnet_lab.__main__.TRANSFER", study)
     monkeypatch.setattr("resnet_lab.transfer.load_cifar10", lambda *a, **k: tiny_data)
     return study
 
