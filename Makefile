@@ -52,7 +52,7 @@ format: $(BIN)/.installed
 # the chapters' .ipynb pairs are written again (--update: cell ids kept, diffs small)
 notebooks: $(BIN)/.installed
 	$(BIN)/python tools/sync_book.py
-	$(BIN)/jupytext --update --to ipynb $$(grep -l '^kernelspec:' book/[0-9]*.md)
+	$(BIN)/jupytext --update --to ipynb $$(grep -l '^kernelspec:' book/[0-9]*.md book/appendix_*.md)
 
 # every chapter as a reader runs it: the wheel in a fresh venv, each .ipynb pair alone in an
 # empty folder, compared with the strict build (or an in-repository run) in .ci/standalone

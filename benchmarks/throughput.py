@@ -5,9 +5,10 @@ alternating, several rounds; medians are reported. A benchmark, not a test.
 
 - standard: a torchvision-style Dataset of PIL images with RandomCrop(32, padding=4) +
   RandomHorizontalFlip + ToTensor + Normalize, a DataLoader (2 workers), eager fp32 model.
-- resnet_lab: CifarLoader (the split as one tensor, crop and flip as batched ops) feeding a
-  train step with the fastest settings that help here: bf16 autocast where supported,
-  channels_last, torch.compile.
+- resnet_lab: the trainer itself: :func:`resnet_lab.run.build_run` (CifarLoader: the split
+  as one tensor, crop and flip as batched ops) and its :func:`~resnet_lab.train.train_step`,
+  with the fastest settings that help here: bf16 autocast where supported, channels_last,
+  torch.compile. So the figure is what a reader's ``train()`` runs, not a copy of it.
 
     python benchmarks/throughput.py [--batch-size 128] [--steps 40] [--rounds 3]
 
@@ -24,9 +25,12 @@ import torch
 import torch.nn.functional as F
 
 from resnet_lab.cifar10 import MEAN, STD, load_cifar10
-from resnet_lab.device import autocast_context, hardware_name, pick_device, resolve_precision
-from resnet_lab.loader import CifarLoader
+from resnet_lab.config import TrainConfig
+from resnet_lab.device import hardware_name, pick_device
+from resnet_lab.distributed import Ranks
 from resnet_lab.models import resnet20
+from resnet_lab.run import build_run
+from resnet_lab.train import train_step
 
 
 class StandardCIFAR(torch.utils.data.Dataset):
@@ -67,23 +71,15 @@ def forever(loader):
         yield from loader
 
 
-def make_step(model, optimizer, precision: str, device, channels_last: bool):
-    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
+def standard_step(model, optimizer, device):
+    """The training step a reader writes first: fp32, eager, one batch at a time."""
 
     def step(x, y):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast_context(device, precision):
-            loss = F.cross_entropy(model(x).float(), y)
+        loss = F.cross_entropy(model(x), y)
         optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:  # fp16 needs its gradients scaled
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
+        loss.backward()
+        optimizer.step()
 
     return step
 
@@ -120,23 +116,30 @@ def main() -> None:
     )
     torch.manual_seed(0)
     std_model = resnet20().to(device)
-    std_step = make_step(
-        std_model,
-        torch.optim.SGD(std_model.parameters(), lr=0.05, momentum=0.9),
-        "fp32",
-        device,
-        False,
-    )
+    std_opt = torch.optim.SGD(std_model.parameters(), lr=0.05, momentum=0.9)
+    std_step = standard_step(std_model, std_opt, device)
 
-    precision = resolve_precision(device, "auto")  # bf16 where fast, fp16 on older GPUs, else fp32
-    fast_loader = CifarLoader(
-        data.train_images, data.train_labels, args.batch_size, device=device, channels_last=True
+    # the trainer's own run and step; precision "auto": bf16 where fast, fp16 on older GPUs
+    cfg = TrainConfig(
+        epochs=1,
+        batch_size=args.batch_size,
+        lr=0.05,
+        weight_decay=0.0,
+        schedule="constant",
+        channels_last=True,
+        compile=True,
     )
     torch.manual_seed(0)
-    fast_model = resnet20().to(device).to(memory_format=torch.channels_last)
-    fast_opt = torch.optim.SGD(fast_model.parameters(), lr=0.05, momentum=0.9)
-    fast_step = make_step(torch.compile(fast_model), fast_opt, precision, device, False)
-    print(f"resnet_lab settings: CifarLoader, {precision} autocast, channels_last, torch.compile")
+    run = build_run(resnet20(), data, cfg, Ranks(), folder=None)
+    fast_loader = run.train_loader
+
+    def fast_step(x, y):
+        train_step(run, x, y)
+
+    print(
+        f"resnet_lab settings: build_run + train_step, {run.precision} autocast, "
+        "channels_last, torch.compile"
+    )
 
     t0 = time.perf_counter()
     time_steps(fast_step, forever(fast_loader), 1, 2)  # compile outside the timed rounds

@@ -16,10 +16,28 @@ import argparse
 import json
 import re
 import sys
-from dataclasses import MISSING, fields
+from dataclasses import MISSING, fields, replace
 from pathlib import Path
 
 from torch import nn
+
+from resnet_lab.checkpoints import CheckpointMismatch, load_checkpoint
+from resnet_lab.cifar10 import DataError, load_cifar10
+from resnet_lab.config import TrainConfig
+from resnet_lab.device import pick_device
+from resnet_lab.evaluation import evaluate
+from resnet_lab.experiments import run_id, run_sweep, sweep_status
+from resnet_lab.loader import CifarLoader
+from resnet_lab.models import build_model, check_model_name
+from resnet_lab.runfolder import RunLockedError
+from resnet_lab.train import seed_everything, train
+from resnet_lab.transfer import (
+    TRANSFER,
+    run_transfer_study,
+    transfer_paths,
+    transfer_status,
+    transfer_summary,
+)
 
 TRUE, FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
 
@@ -88,7 +106,6 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 
 
 def _load_data(args):
-    from resnet_lab.cifar10 import load_cifar10
 
     root = None if args.data == "auto" else args.data
     return load_cifar10(
@@ -105,7 +122,6 @@ SPECIAL_TYPES = {
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
-    from resnet_lab.config import TrainConfig
 
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
@@ -195,10 +211,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args) -> int:
-    from resnet_lab.config import TrainConfig
-    from resnet_lab.device import pick_device
-    from resnet_lab.models import build_model, check_model_name
-    from resnet_lab.train import seed_everything, train
 
     overrides = {
         f.name: getattr(args, f.name)
@@ -260,11 +272,6 @@ def _trained_classes(state: dict) -> list[str] | None:
 
 
 def _evaluate(args) -> int:
-    from resnet_lab.checkpoints import load_checkpoint
-    from resnet_lab.device import pick_device
-    from resnet_lab.evaluation import evaluate
-    from resnet_lab.loader import CifarLoader
-    from resnet_lab.models import build_model, check_model_name
 
     state = load_checkpoint(args.checkpoint)
     build = state.get("build")
@@ -301,16 +308,6 @@ def _evaluate(args) -> int:
 
 
 def _experiment(args) -> int:
-    from dataclasses import replace  # here, not at the top: keeps this command's edits local
-
-    from resnet_lab.experiments import run_id, run_sweep, sweep_status
-    from resnet_lab.transfer import (
-        TRANSFER,
-        run_transfer_study,
-        transfer_paths,
-        transfer_status,
-        transfer_summary,
-    )
 
     if args.results_dir == "":
         raise ValueError(
@@ -369,9 +366,6 @@ def _experiment(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from resnet_lab.checkpoints import CheckpointMismatch
-    from resnet_lab.cifar10 import DataError
-    from resnet_lab.runfolder import RunLockedError
 
     expected = (
         DataError,

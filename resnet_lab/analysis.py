@@ -1,19 +1,25 @@
-"""Pure computations the chapters and explorers print and plot: multiply-adds and shapes,
-gradient norms per layer, signal propagation through the blocks, lesions of trained networks.
-No plotting, no training here."""
+"""Pure computations the chapters and explorers print and plot: multiply-adds, shapes and
+strides, the order a block runs its layers in, a block's residual branch, the stages of a
+network, the paths through a residual stack, gradient norms per layer, signal propagation
+through the blocks, lesions of trained networks. No plotting, no training here."""
 
 from __future__ import annotations
 
 import contextlib
+import itertools
+import math
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
-from resnet_lab.evaluation import evaluate
-from resnet_lab.models import cifar_resnet, count_params
+from resnet_lab.blocks import BasicBlock
+from resnet_lab.evaluation import eval_mode, evaluate
+from resnet_lab.models import cifar_resnet, count_params, imagenet_resnet
 
 
 def count_macs(model: nn.Module, x: torch.Tensor) -> int:
@@ -37,13 +43,10 @@ def count_macs(model: nn.Module, x: torch.Tensor) -> int:
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     handles = [m.register_forward_hook(conv_hook) for m in convs]
     handles += [m.register_forward_hook(linear_hook) for m in linears]
-    was_training = model.training
     try:
-        model.eval()
-        with torch.no_grad():
+        with eval_mode(model):
             model(x)
     finally:
-        model.train(was_training)
         for h in handles:
             h.remove()
     return total
@@ -76,16 +79,179 @@ def shape_trace(
         handles.append(module.register_forward_hook(post))
     param = next(model.parameters(), None)
     device = param.device if param is not None else "cpu"
-    was_training = model.training
     try:
-        model.eval()
-        with torch.no_grad():
+        with eval_mode(model):
             model(torch.zeros(*input_shape, device=device))
     finally:
-        model.train(was_training)
         for h in handles:
             h.remove()
     return OrderedDict((name, shapes[name]) for name in order if name in shapes)
+
+
+class Step(NamedTuple):
+    """One operation of a module's forward pass, as :func:`forward_steps` records it."""
+
+    name: str  # the child's attribute name ("conv1"), or the function's ("add", "relu")
+    module: nn.Module | None  # the child module, or None for a function or the input
+    inputs: tuple[int, ...]  # the steps whose outputs it reads (0 is the module's input)
+
+
+ADDS = {"add", "__add__", "__radd__", "add_", "__iadd__"}
+
+
+def forward_steps(module: nn.Module, x: torch.Tensor) -> list[Step]:
+    """The operations of one ``module(x)`` at its own level, in the order they ran: each call of
+    a direct child, and each tensor function called in ``forward`` itself (an addition ``out +
+    identity`` becomes a step named ``"add"``), with the steps each one read. Step 0 is ``x``.
+
+    ``forward_steps(BasicBlock(16, 16), x)``: x, conv1, bn1, relu, conv2, bn2, add (reading bn2
+    and x), relu. Runs the module once in eval mode, with gradients on (so torch's fused fast
+    paths stay off and every child is called).
+    """
+    steps = [Step("input", None, ())]
+    made = {id(x): 0}  # id of a tensor -> the step that produced it
+    alive = [x]  # every tensor recorded stays alive, so no id is reused
+    depth = 0  # > 0 while inside a child
+
+    def record(name, child, args, out) -> None:
+        flat = [a for a in _tensors(args) if id(a) in made]
+        outs = _tensors(out)
+        if outs and flat:
+            steps.append(Step(name, child, tuple(dict.fromkeys(made[id(a)] for a in flat))))
+            made.update((id(t), len(steps) - 1) for t in outs)
+            alive.extend(outs)
+
+    class Recorder(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if depth == 0:
+                name = getattr(func, "__name__", str(func))
+                record("add" if name in ADDS else name, None, (args, kwargs), out)
+            return out
+
+    def pre(_child, _args, _kwargs):
+        nonlocal depth
+        depth += 1
+
+    def post(child, args, kwargs, out):
+        nonlocal depth
+        depth -= 1
+        if depth == 0:
+            record(names[id(child)], child, (args, kwargs), out)
+
+    names = {id(m): n for n, m in module.named_children()}
+    handles = []
+    for _, child in module.named_children():
+        handles.append(child.register_forward_pre_hook(pre, with_kwargs=True))
+        handles.append(child.register_forward_hook(post, with_kwargs=True))
+    try:
+        with eval_mode(module), torch.enable_grad(), Recorder():
+            module(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return steps
+
+
+def _tensors(obj) -> list[torch.Tensor]:
+    """The tensors in a nest of tuples, lists and dicts, in order."""
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, dict):
+        obj = list(obj.values())
+    if isinstance(obj, (tuple, list)):
+        return [t for o in obj for t in _tensors(o)]
+    return []
+
+
+def stage_table(model: nn.Module, input_shape: Sequence[int]) -> list[dict]:
+    """The stages of a :class:`~resnet_lab.models.ResNet` as the paper's Table 1 lists them: per
+    stage its output shape (traced on ``input_shape``), its number of blocks, and the
+    convolutions of one block as ``(kernel, out_channels)`` pairs, in the order they run."""
+    shapes = shape_trace(model, input_shape, depth=1)
+    return [
+        {
+            "stage": f"layer{i}",
+            "output": shapes[f"layer{i}"][1:],
+            "blocks": len(stage),
+            "convs": [
+                (m.kernel_size[0], m.out_channels)
+                for _, m in weight_layers(stage[-1])
+                if isinstance(m, nn.Conv2d)
+            ],
+        }
+        for i, stage in enumerate(model.stages(), start=1)
+    ]
+
+
+def stride_on_first_1x1_(model: nn.Module) -> nn.Module:
+    """Move the stride of every strided bottleneck from its 3x3 to its first 1x1, in place.
+
+    That is the paper's ResNet-50 (He et al. 2015, "v1"); torchvision and resnet_lab stride
+    the 3x3 ("v1.5"), which costs more multiply-adds. Parameters are unchanged."""
+    for block in model.blocks():
+        if hasattr(block, "conv3") and block.conv2.stride != (1, 1):
+            block.conv1.stride, block.conv2.stride = block.conv2.stride, (1, 1)
+    return model
+
+
+def imagenet_costs(depth: int) -> dict:
+    """What the paper's Table 1 lists for the ImageNet ResNet-``depth``, computed from
+    :func:`~resnet_lab.models.imagenet_resnet` on one 224x224 image: the stem (``(kernel,
+    channels, stride)`` of its conv, ``(kernel, stride)`` of its max-pool, their output shapes),
+    the stages (:func:`stage_table`), the classes, the parameters and the multiply-adds, of our
+    network and of the paper's layout (:func:`stride_on_first_1x1_`)."""
+    model = imagenet_resnet(depth)
+    x = torch.zeros(1, 3, 224, 224)
+    shapes = shape_trace(model, x.shape, depth=1)
+    conv, pool = model.conv1, model.maxpool
+    return {
+        "conv1": (conv.kernel_size[0], conv.out_channels, conv.stride[0]),
+        "conv1_output": shapes["conv1"][1:],
+        "maxpool": (pool.kernel_size, pool.stride),
+        "maxpool_output": shapes["maxpool"][1:],
+        "stages": stage_table(model, x.shape),
+        "classes": model.fc.out_features,
+        "params": count_params(model),
+        "macs": count_macs(model, x),
+        "paper_layout_macs": count_macs(stride_on_first_1x1_(imagenet_resnet(depth)), x),
+    }
+
+
+def unrolled_paths(n: int) -> list[tuple[int, ...]]:
+    """The 2^n paths through a stack of ``n`` residual blocks (Veit et al. 2016): each path is
+    the tuple of blocks whose residual branch it passes through (the rest it skips), shortest
+    first. ``unrolled_paths(2)``: (), (0,), (1,), (0, 1)."""
+    return [p for k in range(n + 1) for p in itertools.combinations(range(n), k)]
+
+
+def path_lengths(n: int) -> list[int]:
+    """How many of the 2^n paths through ``n`` residual blocks pass through k residual branches,
+    for k = 0..n: the binomial coefficients C(n, k) (Veit et al. 2016, Fig. 6a)."""
+    return [math.comb(n, k) for k in range(n + 1)]
+
+
+def feature_strides(features: Mapping[str, torch.Tensor], image: torch.Tensor) -> dict[str, int]:
+    """The stride of each feature map: how many input pixels one step on the map covers.
+
+    ``features`` maps names to (B, C, h, w) maps computed from ``image`` (B, 3, H, W), as a
+    backbone returns them; a map's stride is H / h, and it must be W / w too. An FPN reads a
+    ResNet's four stages at strides 4, 8, 16 and 32 (Lin et al. 2017).
+    """
+    height, width = image.shape[-2:]
+    strides = {}
+    for name, f in features.items():
+        if f.dim() < 3:
+            raise ValueError(f"feature {name!r} has shape {tuple(f.shape)}: not a feature map")
+        h, w = f.shape[-2:]
+        if height % h or width % w or height // h != width // w:
+            raise ValueError(
+                f"feature map {name!r} is {h}x{w} for a {height}x{width} image, not one stride "
+                "on both axes: give the image sides that are multiples of the largest stride "
+                "(32 for a ResNet)"
+            )
+        strides[name] = height // h
+    return strides
 
 
 def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -96,6 +262,19 @@ def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
         for name, m in model.named_modules()
         if isinstance(m, (nn.Conv2d, nn.Linear)) and ".downsample" not in name
     ]
+
+
+def residual_branch(block: BasicBlock, x: torch.Tensor) -> torch.Tensor:
+    """F(x) of a basic block: its layers before the sum.
+
+    (B, C, H, W) -> (B, planes, H/stride, W/stride). The block's
+    forward adds the shortcut to this, then applies the last ReLU.
+    """
+    if not isinstance(block, BasicBlock):
+        kind = type(block).__name__
+        raise TypeError(f"residual_branch takes a BasicBlock, got {kind}")
+    out = block.relu(block.bn1(block.conv1(x)))
+    return block.bn2(block.conv2(out))
 
 
 def gradient_norms(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> list[float]:

@@ -1,4 +1,5 @@
-"""Residual blocks: the basic block, the bottleneck and the pre-activation block.
+"""Residual blocks: the basic block, the bottleneck and the pre-activation block, and
+MobileNetV2's inverted residual (chapter 7), which the CIFAR and ImageNet ResNets do not use.
 
 Every block takes ``skip``: ``skip=True`` is the residual block of He et al. (2015),
 ``skip=False`` its *plain twin*, the same layers with the shortcut removed. Depth and skip
@@ -6,7 +7,7 @@ connections are arguments, not separate classes, so a widget that toggles ``skip
 exactly the code the book explains.
 
 Where a block changes the shape of its input (stride 2, or more channels) the shortcut
-cannot be a bare identity. The paper (§3.3, §4.2) names three options:
+cannot be a bare identity. The paper gives options A and B in §3.3 and adds C in §4.1:
 
 - ``"A"``: identity with 2x subsampling and zero-padded extra channels (no parameters);
   the paper's choice for CIFAR-10.
@@ -24,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from resnet_lab.config import is_int
+
 SHORTCUTS = ("A", "B", "C")
 
 
@@ -39,7 +42,7 @@ def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
 
 def check_num_classes(num_classes) -> None:
     """Refuse a classifier head of no classes (or a float, or a bool), for every network here."""
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+    if not is_int(num_classes) or num_classes < 1:
         raise ValueError(
             f"num_classes must be a positive integer (10 for CIFAR-10), got {num_classes!r}"
         )
@@ -48,9 +51,10 @@ def check_num_classes(num_classes) -> None:
 class PadShortcut(nn.Module):
     """Option A: subsample by ``stride`` and zero-pad the new channels, split evenly.
 
-    (B, C_in, H, W) -> (B, C_out, H/stride, W/stride). With C_out = 2 C_in this is
-    exactly the padding of the widely used reproduction akamaster/pytorch_resnet_cifar10
-    (C_in/2 zero channels before and after), so its published weights give the same outputs.
+    (B, C_in, H, W) -> (B, C_out, H/stride, W/stride). The paper does not say where the zeros
+    go; the split is our choice. With C_out = 2 C_in it is exactly the padding of the widely
+    used reproduction akamaster/pytorch_resnet_cifar10 (C_in/2 zero channels before and after),
+    so its published weights give the same outputs. fb.resnet.torch appends all the zeros after.
     """
 
     def __init__(self, in_planes: int, out_planes: int, stride: int) -> None:
@@ -80,7 +84,7 @@ def make_shortcut(in_planes: int, out_planes: int, stride: int, shortcut: str) -
     """
     if shortcut not in SHORTCUTS:
         raise ValueError(
-            f"shortcut must be one of {SHORTCUTS} (see He et al. 2015 §3.3), got {shortcut!r}"
+            f"shortcut must be one of {SHORTCUTS} (He et al. 2015, §3.3, §4.1), got {shortcut!r}"
         )
     same_shape = stride == 1 and in_planes == out_planes
     if shortcut == "C" or (shortcut == "B" and not same_shape):
@@ -228,6 +232,65 @@ class PreActBlock(nn.Module):
 
     def last_bn(self) -> None:
         return None  # the residual branch ends in a conv; zero-init sets conv2's weight instead
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2's block (Sandler et al. 2018): the bottleneck turned inside out.
+
+    1x1 (expand by ``expand``) -> 3x3 *depthwise* -> 1x1 (project), each with BN. The narrow
+    ends carry the stream and the shortcut; the wide middle is where the block computes, and
+    its 3x3 filters each see one channel (``groups=hidden``), so a wide middle stays cheap. No
+    ReLU after the projection (a "linear bottleneck"), and ReLU6 elsewhere, as in the paper.
+    The shortcut exists only where the shape is kept (stride 1, in_planes == out_planes), and
+    ``skip=False`` removes it there too; ``expand=1`` drops the first 1x1, as torchvision's
+    ``mobilenet_v2`` does.
+
+    (B, in_planes, H, W) -> (B, out_planes, H/stride, W/stride).
+    """
+
+    def __init__(
+        self,
+        in_planes: int,
+        out_planes: int,
+        stride: int = 1,
+        *,
+        expand: int = 6,
+        skip: bool = True,
+    ) -> None:
+        super().__init__()
+        for name, value in (("in_planes", in_planes), ("out_planes", out_planes)):
+            if not is_int(value) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not is_int(expand) or expand < 1:
+            raise ValueError(
+                f"expand must be a positive integer (6 in MobileNetV2), got {expand!r}"
+            )
+        if stride not in (1, 2):
+            raise ValueError(f"stride must be 1 or 2, got {stride!r}")
+        hidden = in_planes * expand
+        self.skip = skip and stride == 1 and in_planes == out_planes
+        self.expand = nn.Identity()
+        if expand > 1:
+            self.expand = nn.Sequential(
+                conv1x1(in_planes, hidden), nn.BatchNorm2d(hidden), nn.ReLU6(inplace=True)
+            )
+        self.depthwise = nn.Conv2d(
+            hidden, hidden, 3, stride=stride, padding=1, groups=hidden, bias=False
+        )
+        self.bn2 = nn.BatchNorm2d(hidden)
+        self.relu = nn.ReLU6(inplace=True)
+        self.project = conv1x1(hidden, out_planes)
+        self.bn3 = nn.BatchNorm2d(out_planes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.expand(x)  # (B, hidden, H, W)
+        out = self.depthwise(out)  # (B, hidden, H/s, W/s)
+        out = self.relu(self.bn2(out))
+        # no ReLU after the projection: a "linear bottleneck"
+        out = self.bn3(self.project(out))  # (B, out_planes, H/s, W/s)
+        if self.skip:
+            out = out + x
+        return out
 
 
 BLOCKS: dict[str, type[nn.Module]] = {

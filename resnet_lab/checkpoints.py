@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import errno
 import json
-import math
 import os
 import pickle
 import re
@@ -27,6 +26,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from resnet_lab.config import is_real
 
 CHECKPOINT_NAME = "checkpoint.pt"
 HISTORY_NAME = "history.json"
@@ -179,7 +180,7 @@ class History:
         if not isinstance(meta, dict):
             raise ValueError(f"{path}: 'meta' must be a JSON object, got {type(meta).__name__}")
         for i, r in enumerate(epochs):
-            bad = [k for k in ("epoch", "seconds") if not _is_number(r.get(k))]
+            bad = [k for k in ("epoch", "seconds") if not is_real(r.get(k))]
             if bad:
                 raise ValueError(f"{path}: epoch record {i} lacks a number for {bad}")
         return cls(epochs=list(epochs), meta=dict(meta))
@@ -192,10 +193,6 @@ class History:
             f"{self.meta.get('model', '?')}: test accuracy {acc_s} after {len(self)} epochs, "
             f"{self.train_seconds / 60:.1f} min of training on {self.meta.get('hardware', '?')}"
         )
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 # ---------------------------------------------------------------------------- checkpoints

@@ -107,7 +107,8 @@ class TrainConfig:
     # "paper": lr/10 at 50% and 75%; "onecycle": up, then down
     # linearly to 0; "constant"
     schedule: str = "paper"
-    # epochs of linear warm-up: at lr/10 ("paper"), from 0 ("onecycle")
+    # epochs of warm-up: held at lr/10 ("paper"); a linear ramp
+    # ("onecycle"): over W steps, step 0 at lr/W, step W - 1 at lr
     warmup: float = 0.0
     label_smoothing: float = 0.0  # 0.1 is common (Szegedy et al. 2016)
     # NHWC memory layout; "auto": on CPUs and CUDA GPUs

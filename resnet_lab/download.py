@@ -17,6 +17,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 CHUNK = 1 << 16
 SLOW_AFTER_SECONDS = 30  # judge the rate after this long
 
@@ -43,8 +45,6 @@ def _open(url: str, start: int, stall_seconds: float):
 def _copy(response, part: Path, start: int, deadline: float, progress: bool) -> None:
     """Append the body of ``response`` to ``part`` (from byte ``start``) with a progress bar;
     a line when the rate means a long wait; DownloadError at ``deadline`` seconds."""
-    from tqdm.auto import tqdm  # here, as in train.py: in a notebook it imports ipywidgets
-
     size = response.headers.get("Content-Length")
     total = int(size) + start if size else None
     t0, warned = time.monotonic(), False

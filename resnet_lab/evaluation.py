@@ -7,12 +7,29 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from resnet_lab.device import autocast_context
 from resnet_lab.loader import CifarLoader
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode and without gradients inside the block; afterwards every module
+    is back in its own mode (a frozen BN that was in eval mode stays so), whatever happened."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield model
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 def _shift(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
@@ -40,7 +57,6 @@ def tta_logits(
     return logits
 
 
-@torch.no_grad()
 def evaluate(
     model: nn.Module,
     loader: CifarLoader,
@@ -54,30 +70,20 @@ def evaluate(
     ``tta=True`` averages the logits of each image and its mirror image; ``tta_translate``
     adds 1-pixel translations (see :func:`tta_logits`).
     """
-    was_training = model.training
-    model.eval()
     device = loader.device
     total_loss = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     n = 0
-    try:
-        with autocast_context(device, precision):
-            for x, y in loader:
-                logits = tta_logits(model, x, flip=tta, translate=tta_translate)
-                total_loss += F.cross_entropy(logits, y, reduction="sum")
-                correct += (logits.argmax(1) == y).sum()
-                n += len(y)
-    finally:
-        model.train(was_training)
+    with eval_mode(model), autocast_context(device, precision):
+        for x, y in loader:
+            logits = tta_logits(model, x, flip=tta, translate=tta_translate)
+            total_loss += F.cross_entropy(logits, y, reduction="sum")
+            correct += (logits.argmax(1) == y).sum()
+            n += len(y)
     return total_loss.item() / max(n, 1), correct.item() / max(n, 1)
 
 
-@torch.no_grad()
 def predict(model: nn.Module, loader: CifarLoader, *, tta: bool = False) -> torch.Tensor:
     """Logits for every image of ``loader`` in order, on the CPU: (N, num_classes)."""
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         return torch.cat([tta_logits(model, x, flip=tta).cpu() for x, _ in loader])
-    finally:
-        model.train(was_training)

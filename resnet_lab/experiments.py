@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from resnet_lab.checkpoints import (
     CHECKPOINT_NAME,
     History,
@@ -85,8 +87,9 @@ EXPERIMENTS: dict[str, Experiment] = {
         seeds=(0,),
     ),
     # The paper's own schedule on a GPU: batch 128, lr 0.1 divided by 10 at 32k and 48k of 64k
-    # iterations, on a 45k/5k train/validation split (He et al. 2015 §4.2). 64k iterations of
-    # 352 batches are 182 epochs; the "paper" schedule divides at 50% and 75% of them.
+    # iterations, on a 45k/5k train/validation split (He et al. 2015 §4.2). 182 epochs of 351
+    # batches (the last partial one dropped) are 63,882 iterations; the "paper" schedule divides
+    # at 50% and 75% of them. resnet_lab.results.PAPER_RECIPE is this recipe in fp32.
     "gpu_resnet20": Experiment(
         model="resnet20",
         config=TrainConfig(
@@ -120,18 +123,22 @@ DEGRADATION = TrainConfig(
     precision="bf16",
     eval_every=3,
 )
-for _name in ("plain20", "plain56", "resnet20", "resnet56"):
-    EXPERIMENTS[f"degradation/{_name}"] = Experiment(
-        model=_name,
-        config=DEGRADATION,
-        subset=10_000,
-        keep_weights=_name.endswith("20"),
-        description="degradation problem at CPU scale (He et al. 2015, Fig. 1)",
-    )
+EXPERIMENTS.update(
+    {
+        f"degradation/{name}": Experiment(
+            model=name,
+            config=DEGRADATION,
+            subset=10_000,
+            keep_weights=name.endswith("20"),
+            description="degradation problem at CPU scale (He et al. 2015, Fig. 1)",
+        )
+        for name in ("plain20", "plain56", "resnet20", "resnet56")
+    }
+)
 
 # Ablations of ResNet-20 on the degradation experiment's scale; degradation/resnet20 is the
 # baseline (shortcut A, post-activation blocks, standard initialisation).
-for _name, _kw, _what in (
+ABLATIONS = (  # (name, model changes, what they are)
     ("shortcut_B", {"shortcut": "B"}, "shortcut B: 1x1 projections where the shape changes"),
     ("shortcut_C", {"shortcut": "C"}, "shortcut C: projections in every block"),
     ("preact", {"block": "preact"}, "pre-activation blocks (He et al. 2016)"),
@@ -140,24 +147,34 @@ for _name, _kw, _what in (
         {"zero_init_residual": True},
         "last BN of each residual branch initialised to zero",
     ),
-):
-    EXPERIMENTS[f"ablation/{_name}"] = Experiment(
-        model="resnet20",
-        model_kwargs=_kw,
-        config=DEGRADATION,
-        subset=10_000,
-        description=f"ablation of ResNet-20: {_what}",
-    )
+)
+EXPERIMENTS.update(
+    {
+        f"ablation/{name}": Experiment(
+            model="resnet20",
+            model_kwargs=changes,
+            config=DEGRADATION,
+            subset=10_000,
+            description=f"ablation of ResNet-20: {what}",
+        )
+        for name, changes, what in ABLATIONS
+    }
+)
 # Zero-init's confound: weight decay 5e-4 pulls the zero-initialised BN scales back toward zero.
 # The same two networks with no weight decay on any BN parameter tell which it was.
-for _name, _kw in (("bn_nowd", {}), ("zero_init_bn_nowd", {"zero_init_residual": True})):
-    EXPERIMENTS[f"ablation/{_name}"] = Experiment(
-        model="resnet20",
-        model_kwargs=_kw,
-        config=replace(DEGRADATION, bn_weight_decay=False),
-        subset=10_000,
-        description=f"ablation of ResNet-20: {'zero-init, ' * bool(_kw)}no weight decay on BN",
-    )
+EXPERIMENTS.update(
+    {
+        f"ablation/{name}": Experiment(
+            model="resnet20",
+            model_kwargs=changes,
+            config=replace(DEGRADATION, bn_weight_decay=False),
+            subset=10_000,
+            description="ablation of ResNet-20: "
+            f"{'zero-init, ' * bool(changes)}no weight decay on BN",
+        )
+        for name, changes in (("bn_nowd", {}), ("zero_init_bn_nowd", {"zero_init_residual": True}))
+    }
+)
 
 # The article trains with Adam (lr 1e-3, constant, no weight decay). The same ResNet-20, data
 # and length as degradation/resnet20 (the paper's SGD recipe), with the article's optimiser.
@@ -182,12 +199,11 @@ EXPERIMENTS["optimizer/adam_article"] = Experiment(
 # epoch on the CPU is measured by benchmarks/speedrun_costs.py. "all" combines the techniques
 # that did not hurt; "all_long" spends the time they save (batch 512 and the first half of the
 # epochs at 24x24 pixels train faster on the CPU) on more epochs: cpu_speedrun_plus's recipe.
-_SPEED = EXPERIMENTS["cpu_speedrun"]
 _ALL = dict(flip="alternate", bn_bias_lr=4.0, low_res=24, batch_size=512, lr=0.4)
 # On the 2-core AMD EPYC (no AMX) an epoch of this network costs 68 s at 32x32 and 34 s at
 # 24x24 (benchmarks/speedrun_costs.py): 22 epochs, half of them small, fill 20 minutes.
 SPEEDRUN_PLUS_EPOCHS = 22
-for _name, _kw, _what in (
+SPEEDRUN_TECHNIQUES = (  # (name, config changes, what they are)
     ("baseline", {}, "cpu_speedrun's recipe"),
     ("ema99", {"ema": 0.99}, "evaluate an EMA of the weights (decay 0.99 per step)"),
     ("ema999", {"ema": 0.999}, "evaluate an EMA of the weights (decay 0.999 per step)"),
@@ -208,13 +224,18 @@ for _name, _kw, _what in (
         dict(_ALL, epochs=SPEEDRUN_PLUS_EPOCHS),
         f"all, for {SPEEDRUN_PLUS_EPOCHS} epochs",
     ),
-):
-    EXPERIMENTS[f"speedrun/{_name}"] = Experiment(
-        model=_SPEED.model,
-        model_kwargs=_SPEED.model_kwargs,
-        config=replace(_SPEED.config, **_kw),
-        description=f"speed-run technique: {_what}",
-    )
+)
+EXPERIMENTS.update(
+    {
+        f"speedrun/{name}": Experiment(
+            model=EXPERIMENTS["cpu_speedrun"].model,
+            model_kwargs=EXPERIMENTS["cpu_speedrun"].model_kwargs,
+            config=replace(EXPERIMENTS["cpu_speedrun"].config, **changes),
+            description=f"speed-run technique: {what}",
+        )
+        for name, changes, what in SPEEDRUN_TECHNIQUES
+    }
+)
 EXPERIMENTS["cpu_speedrun_plus"] = replace(
     EXPERIMENTS["speedrun/all_long"],
     seeds=(0,),
@@ -401,8 +422,6 @@ def run_sweep(
 ) -> list[History]:
     """Run every experiment of a sweep with every seed, skipping runs already recorded in
     ``results/``, with a progress bar over runs. Returns the Histories of the runs it trained."""
-    from tqdm.auto import tqdm
-
     todo = []
     for exp_name, seed, state in sweep_status(name, seeds, results_dir, overrides.get("epochs")):
         out = result_path(exp_name, seed, results_dir)

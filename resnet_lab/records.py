@@ -26,8 +26,9 @@ from pathlib import Path
 ENV = "RESNET_LAB_RESULTS"
 PACKAGE = Path(__file__).resolve().parent
 SHIPPED = PACKAGE / "_results"  # only in an installed wheel
-# The weights the book loads: chapter 5's lesion study and chapter 6's transfer study. The wheel
-# ships every JSON record and these; the other recorded weights stay in the repository.
+# The weights the book loads: chapter 5's error analysis and lesion study, and chapter 6's transfer
+# study. The wheel ships every JSON record and these; the other recorded weights stay in the
+# repository.
 SHIPPED_WEIGHTS = (
     "degradation/resnet20-seed0.pt",
     "degradation/plain20-seed0.pt",

@@ -4,18 +4,28 @@
 reader's own beside them, :mod:`resnet_lab.records`), :func:`summarize` gives the mean and
 standard deviation over seeds of a final metric, :func:`compare` judges each configuration
 against a baseline by the standard error of the difference, and :func:`config_differences`
-lists how two recipes differ, field by field.
+lists how two recipes differ, field by field; :data:`PAPER_RECIPE` is the paper's recipe to
+compare with. :func:`recorded_model` rebuilds a recorded network with its shipped weights;
+:func:`epoch_costs`, :func:`technique_runs` and :func:`best_run` read the speed runs'
+records for the book's appendix.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import statistics
+from dataclasses import fields, replace
 from pathlib import Path
+from typing import Any
 
-from resnet_lab.checkpoints import History
-from resnet_lab.experiments import experiment_names, result_path
+from torch import nn
+
+from resnet_lab.checkpoints import History, load_checkpoint
+from resnet_lab.config import TrainConfig, low_res_epochs
+from resnet_lab.experiments import EXPERIMENTS, experiment_names, result_path
+from resnet_lab.models import build_model
 from resnet_lab.records import record_dirs
 from resnet_lab.records import results_dir as book_results_dir
 
@@ -120,6 +130,43 @@ def record_weights(name: str, seed: int = 0, *, notes: list[str] | None = None) 
     return book if book.is_file() else None
 
 
+def recorded_model(name: str, seed: int = 0, *, notes: list[str] | None = None) -> nn.Module | None:
+    """The network of experiment ``name`` (run ``seed``) with its recorded weights
+    (:func:`record_weights`: the reader's own, else the book's), on the CPU; None when no
+    weights are recorded (only experiments with ``keep_weights`` record them)."""
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; choose one of {sorted(EXPERIMENTS)}")
+    path = record_weights(name, seed, notes=notes)
+    if path is None:
+        return None
+    exp = EXPERIMENTS[name]
+    model = build_model(exp.model, **exp.model_kwargs)
+    load_checkpoint(path, model)
+    return model
+
+
+def data_copy(histories: list[History]) -> str:
+    """Which CIFAR-10 the runs were trained on, as a figure label says it: "JPEG copy",
+    "official data", or "mixed data" when they differ (read from each record's ``meta``)."""
+    jpeg = {"JPEG" in h.meta.get("data", "") for h in histories}
+    if len(jpeg) != 1:
+        return "mixed data" if jpeg else "no data"
+    return "JPEG copy" if jpeg.pop() else "official data"
+
+
+def load_note(name: str) -> dict | None:
+    """The book's note ``<name>.json`` of its records folder (a measurement documented beside
+    the runs, not a History: ``cifar10_jpeg_copy``, what the JPEG copy of CIFAR-10 costs
+    published weights), or None when it is not there."""
+    path = record_dirs()[0] / f"{name}.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise ValueError(f"{path} is not valid JSON ({e}): restore it from the repository") from e
+
+
 def mean_sd(values) -> tuple[float, float, int]:
     """Mean, sample standard deviation (0 for a single value) and count."""
     values = [float(v) for v in values if v is not None and not math.isnan(v)]
@@ -154,7 +201,7 @@ def compare(
         if name == baseline:
             continue
         diff = m - base
-        se = math.sqrt(base_sd**2 / base_n + sd**2 / n) if n > 1 and base_n > 1 else float("nan")
+        se = standard_error(base_sd, base_n, sd, n)
         if math.isnan(se):
             verdict = "one seed: no spread to judge by"
         elif abs(diff) < 2 * se:
@@ -163,3 +210,119 @@ def compare(
             verdict = "better" if diff > 0 else "worse"
         out[name] = {"diff": diff, "se": se, "verdict": verdict, "n": n, "baseline_n": base_n}
     return out
+
+
+def standard_error(sd_a: float, n_a: int, sd_b: float, n_b: int) -> float:
+    """The standard error of a difference of two means, sqrt(sd_a²/n_a + sd_b²/n_b), from each
+    side's sample standard deviation and count; NaN when a side has fewer than two runs (one run
+    has no spread to measure)."""
+    if n_a < 2 or n_b < 2:
+        return float("nan")
+    return math.sqrt(sd_a**2 / n_a + sd_b**2 / n_b)
+
+
+# He et al. 2015, §4.2, CIFAR-10, as far as a TrainConfig says it. It is gpu_resnet20's recipe:
+# batch 128, lr 0.1 divided by 10 at 32k and 48k of 64k iterations (182 epochs of the 351 batches
+# of a 45k/5k split, divided at 50% and 75%), momentum 0.9 (not Nesterov), weight decay 1e-4 on
+# every parameter, 4-pixel crops and flips, no label smoothing, one view at test time; in fp32,
+# the paper's arithmetic (gpu_resnet20 takes the hardware's fastest). Not in a TrainConfig: the
+# split (gpu_resnet20's ``validation``), the official data, and the paper's two GPUs.
+PAPER_RECIPE = replace(EXPERIMENTS["gpu_resnet20"].config, precision="fp32")
+
+
+def paper_protocol(train_images: int = 50_000) -> str:
+    """What the paper's CIFAR-10 protocol holds beyond :data:`PAPER_RECIPE`, in one line: its
+    epochs as iterations on its train/validation split (``train_images`` in all), and its test
+    views."""
+    held_out = EXPERIMENTS["gpu_resnet20"].validation
+    kept = train_images - held_out
+    steps = kept // PAPER_RECIPE.batch_size  # the last partial batch dropped
+    return (
+        f"paper: {PAPER_RECIPE.epochs} epochs of {steps} batches = "
+        f"{PAPER_RECIPE.epochs * steps:,} iterations, schedule chosen on a "
+        f"{kept:,}/{held_out:,} train/validation split; one view of each test image"
+    )
+
+
+# Fields that change how fast a run goes or how often it is tested, not what it computes; and
+# the seed, which differs between runs of one recipe by design.
+NOT_RECIPE = ("compile", "channels_last", "device", "eval_every", "seed")
+
+
+def _as_config(config: TrainConfig | dict) -> TrainConfig:
+    if isinstance(config, TrainConfig):
+        return config
+    if not isinstance(config, dict):
+        raise TypeError(f"expected a TrainConfig or a config dict, got {type(config).__name__}")
+    unknown = sorted(set(config) - {f.name for f in fields(TrainConfig)})
+    if unknown:
+        raise ValueError(
+            f"config has fields that TrainConfig lacks: {unknown}; a record of another "
+            "resnet_lab version? Read it with that version, or drop those keys"
+        )
+    return TrainConfig(**config)
+
+
+def config_differences(
+    a: TrainConfig | dict, b: TrainConfig | dict, *, ignore: tuple[str, ...] = NOT_RECIPE
+) -> list[tuple[str, Any, Any]]:
+    """``(field, a's value, b's value)`` for every field of :class:`TrainConfig` in which the
+    recipes ``a`` and ``b`` differ, in the fields' order. Each is a TrainConfig or a config dict,
+    such as a record's ``meta["config"]``, whose missing fields (added after the record was made)
+    take their defaults. The fields in ``ignore`` (default :data:`NOT_RECIPE`: speed settings and
+    the seed) are left out; ``ignore=()`` compares them all."""
+    names = [f.name for f in fields(TrainConfig)]
+    typos = sorted(set(ignore) - set(names))
+    if typos:
+        raise ValueError(f"ignore names no TrainConfig field: {typos}; choose among {names}")
+    a, b = _as_config(a), _as_config(b)
+    return [
+        (n, getattr(a, n), getattr(b, n))
+        for n in names
+        if n not in ignore and getattr(a, n) != getattr(b, n)
+    ]
+
+
+def format_differences(rows: list[tuple[str, Any, Any]], left: str, right: str) -> str:
+    """:func:`config_differences`' rows as a table of three columns: field, ``left``'s value and
+    ``right``'s."""
+    lines = [f"{'field':16s} {left:>8s} {right:>8s}"]
+    lines += [f"{name:16s} {a!s:>8s} {b!s:>8s}" for name, a, b in rows]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- the speed runs
+
+
+def epoch_costs(h: History) -> dict[str, float | None]:
+    """Seconds an epoch of run ``h`` took: ``first`` (compiling included, with
+    ``TrainConfig.compile``), and the median of the other epochs at full size (``full``) and at
+    the low resolution of progressive resizing (``low_res``, None without it). The first epoch
+    of each size is left out of its median: it compiles the network for that size."""
+    small = low_res_epochs(_as_config(h.meta.get("config", {})))
+    secs = [r["seconds"] for r in h.epochs]
+    full = secs[small + 1 :] if len(secs) > small + 1 else secs[small:]
+    return {
+        "first": secs[0],
+        "full": statistics.median(full),
+        "low_res": statistics.median(secs[1:small]) if small > 1 else None,
+    }
+
+
+def technique_runs(sweep: dict[str, list[History]]) -> dict[str, list[History]]:
+    """The speed-run sweep's runs (``load_results("speedrun")``) by what each technique is (its
+    experiment's description, less "speed-run technique: "), in the order the experiments are
+    defined: the baseline, each technique alone, then all together."""
+    return {
+        EXPERIMENTS[name].description.removeprefix("speed-run technique: "): sweep[name]
+        for name in EXPERIMENTS
+        if name in sweep
+    }
+
+
+def best_run(histories: list[History], metric: str = "test_acc") -> History:
+    """The run of ``histories`` with the highest final ``metric``."""
+    scored = [h for h in histories if h.final.get(metric) is not None]
+    if not scored:
+        raise ValueError(f"no run has a final {metric!r}: pass finished, tested runs")
+    return max(scored, key=lambda h: h.final[metric])

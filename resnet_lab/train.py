@@ -3,9 +3,10 @@
 >>> from resnet_lab.cifar10 import load_cifar10                        # doctest: +SKIP
 >>> history = train(resnet20(), load_cifar10(), TrainConfig(epochs=30))  # doctest: +SKIP
 
-``train`` reads as its steps: build the run (:func:`build_run`: device, loaders, optimiser,
-schedule), start or resume it, then for every epoch train (:func:`train_one_epoch`, which calls
-:func:`train_step` per batch), evaluate (:func:`evaluate_epoch`) and save a checkpoint. With
+``train`` reads as its steps: build the run (:func:`resnet_lab.run.build_run`: device, loaders,
+optimiser, schedule), start or resume it (:mod:`resnet_lab.run`), then for every epoch train
+(:func:`train_one_epoch`, which calls :func:`train_step` per batch), evaluate
+(:func:`evaluate_epoch`) and save a checkpoint. With
 ``checkpoint_dir`` a checkpoint is written atomically after every epoch; ``resume=True``
 continues from it, and an interrupted and resumed run ends with exactly the weights of an
 uninterrupted one. Ctrl-C stops cleanly and returns the History so far. A NaN or infinite loss
@@ -18,46 +19,27 @@ process), gradients are averaged, and rank 0 alone writes the History and the ch
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import random
-import re
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
+from torch.optim.swa_utils import update_bn
 from tqdm.auto import tqdm
 
 from resnet_lab.checkpoints import (
-    CHECKPOINT_NAME,
-    HISTORY_NAME,
-    CheckpointMismatch,
     History,
-    git_commit,
-    load_checkpoint,
     model_name,
-    save_checkpoint,
 )
 from resnet_lab.cifar10 import CifarData
-from resnet_lab.config import TrainConfig, low_res_epochs, lr_factor
-from resnet_lab.device import (
-    autocast_context,
-    hardware_name,
-    pick_device,
-    resolve_channels_last,
-    resolve_precision,
-)
-from resnet_lab.distributed import Ranks, all_sum, barrier, distributed_setup, global_batchnorm
+from resnet_lab.config import TrainConfig, low_res_epochs
+from resnet_lab.distributed import Ranks, all_sum, barrier, distributed_setup
 from resnet_lab.evaluation import evaluate
-from resnet_lab.loader import CifarLoader
-from resnet_lab.models import count_params
-from resnet_lab.optim import make_optimizer
+from resnet_lab.run import Run, build_run, new_history, resume_run, save_run
 from resnet_lab.runfolder import claim, run_folder
 
 NAN_CHECK_STEPS = 50  # the loss is read on the host once per this many steps (and at epoch end)
@@ -83,127 +65,6 @@ def set_train_mode(model: nn.Module) -> None:
             and not m.weight.requires_grad
         ):
             m.eval()
-
-
-# ---------------------------------------------------------------------------- the run
-
-
-@dataclass
-class Run:
-    """One training run, built once by :func:`build_run`."""
-
-    cfg: TrainConfig
-    model: nn.Module  # the network: its weights are saved, averaged, evaluated
-    step_model: nn.Module  # what a step calls: ``model`` compiled and/or wrapped in DDP
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LambdaLR
-    scaler: torch.amp.GradScaler  # loss scaling for fp16 on CUDA; otherwise disabled, a no-op
-    autocast: contextlib.AbstractContextManager
-    criterion: nn.Module
-    train_loader: CifarLoader
-    test_loader: CifarLoader
-    ranks: Ranks
-    precision: str
-    checkpoint: Path | None = None
-    ema: AveragedModel | None = None  # the average of the weights (TrainConfig.ema)
-    bn_loader: CifarLoader | None = None  # training images that refit the average's BN statistics
-    saved_epochs: int = 0  # the epochs the checkpoint on disk holds
-
-    @property
-    def device(self) -> torch.device:
-        return self.train_loader.device
-
-    def lr(self) -> float:
-        """The learning rate of the next step (the base rate: parts with a scale differ)."""
-        return self.cfg.lr * self.scheduler.lr_lambdas[0](self.scheduler.last_epoch)
-
-
-def build_run(
-    model: nn.Module, data: CifarData, cfg: TrainConfig, ranks: Ranks, folder: Path | None
-) -> Run:
-    """Place the model, make the loaders, the optimiser, the schedule and the EMA."""
-    device = pick_device(cfg.device)
-    if device.type == "cuda" and ranks.world > 1:
-        device = torch.device("cuda", ranks.local)
-    precision = resolve_precision(device, cfg.precision)
-    channels_last = resolve_channels_last(device, cfg.channels_last)
-    autocast = autocast_context(device, precision)  # validates precision for the device
-    torch.manual_seed(cfg.seed)
-    model = model.to(
-        device, memory_format=torch.channels_last if channels_last else torch.preserve_format
-    )
-    loader = dict(device=device, channels_last=channels_last)
-    train_loader = CifarLoader(
-        data.train_images,
-        data.train_labels,
-        cfg.batch_size,
-        train=True,
-        seed=cfg.seed,
-        crop_pad=cfg.crop_pad,
-        flip=cfg.flip,
-        **loader,
-    )
-    test_loader = CifarLoader(data.test_images, data.test_labels, 1000, train=False, **loader)
-    steps = len(train_loader)
-    if steps == 0:
-        raise ValueError(
-            f"batch_size {cfg.batch_size} is larger than the training set "
-            f"({len(data.train_labels)} images)"
-        )
-    if cfg.batch_size % ranks.world:
-        raise ValueError(
-            f"batch_size {cfg.batch_size} must be divisible by the {ranks.world} processes"
-        )
-    optimizer = make_optimizer(model, cfg)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(cfg, step, cfg.epochs * steps, steps)
-    )
-    run = Run(
-        cfg=cfg,
-        model=model,
-        step_model=_step_model(model, cfg, ranks, device),
-        optimizer=optimizer,
-        scheduler=scheduler,
-        scaler=torch.amp.GradScaler(device.type, enabled=precision == "fp16"),
-        autocast=autocast,
-        criterion=nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing),
-        train_loader=train_loader,
-        test_loader=test_loader,
-        ranks=ranks,
-        precision=precision,
-        checkpoint=folder / CHECKPOINT_NAME if folder is not None else None,
-    )
-    if cfg.ema:  # weights only: BN statistics are refit for the averaged weights before a test
-        run.ema = AveragedModel(
-            model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=False
-        )
-        run.bn_loader = CifarLoader(
-            data.train_images,
-            data.train_labels,
-            500,
-            train=True,
-            seed=cfg.seed + 1,
-            crop_pad=cfg.crop_pad,
-            drop_last=False,
-            **loader,
-        )
-    return run
-
-
-def _step_model(
-    model: nn.Module, cfg: TrainConfig, ranks: Ranks, device: torch.device
-) -> nn.Module:
-    """What a training step calls: the model, with BN over the global batch and DDP under
-    torchrun, compiled if asked (one static graph per image size with progressive resizing)."""
-    if ranks.world > 1:
-        model = global_batchnorm(model, device)
-        model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    if cfg.compile:
-        mode = None if cfg.compile in (True, "default") else cfg.compile
-        model = torch.compile(model, mode=mode, dynamic=False if cfg.low_res else None)
-    return model
 
 
 # ---------------------------------------------------------------------------- one step, one epoch
@@ -343,118 +204,6 @@ def epoch_record(run: Run, epoch: int, bar=None) -> dict:
         record["seconds"] += tested.pop("refit_seconds")
         record.update(tested)
     return record
-
-
-# ---------------------------------------------------------------------------- start, resume, save
-
-
-def new_history(run: Run, data: CifarData) -> History:
-    """An empty History whose meta says what trains on what, where, with which code."""
-    return History(
-        meta={
-            "model": model_name(run.model),
-            "build": getattr(run.model, "build_spec", None),
-            "parameters": count_params(run.model),
-            "trainable_parameters": count_params(run.model, trainable_only=True),
-            "data": data.describe(),
-            "classes": list(data.classes),
-            "device": str(run.device),
-            "hardware": hardware_name(run.device)
-            + (f" x {run.ranks.world} processes" if run.ranks.world > 1 else ""),
-            "precision": run.precision,
-            "channels_last": run.train_loader.channels_last,
-            "torch": str(torch.__version__),
-            "git_commit": git_commit(),
-            "config": asdict(run.cfg),
-            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-            "seconds_note": "per-epoch seconds count training only; evaluation is excluded",
-        }
-    )
-
-
-def _check_resumable(path: Path, state: dict, cfg: TrainConfig, data_desc: str) -> None:
-    """Refuse a checkpoint of another recipe, other data, or a schedule laid out over another
-    length (a longer resume of the paper's schedule would restart it part way)."""
-    defaults = asdict(TrainConfig())  # fields added since an older checkpoint was written
-    saved = {
-        k: state["config"].get(k, defaults[k]) for k in defaults if k not in ("epochs", "device")
-    }
-    ours = {k: v for k, v in asdict(cfg).items() if k not in ("epochs", "device")}
-    changed = {k: (saved[k], v) for k, v in ours.items() if saved[k] != v}
-    if changed:
-        raise CheckpointMismatch(
-            f"{path} was trained with other settings {changed} (saved, now): "
-            "resume with the same TrainConfig, or use a new checkpoint_dir"
-        )
-    saved_data = state.get("data") or state["history"]["meta"].get("data")
-    if saved_data is not None and not _same_data(saved_data, data_desc):
-        raise CheckpointMismatch(
-            f"{path} was trained on other data: saved '{saved_data}', now '{data_desc}'. Resume "
-            "with the same data (--subset, --test-subset, --data), or use a new checkpoint_dir"
-        )
-    n = state["config"].get("epochs", cfg.epochs)
-    if n != cfg.epochs and (cfg.schedule != "constant" or cfg.low_res):
-        resizing = ", with progressive resizing" if cfg.low_res else ""
-        raise CheckpointMismatch(
-            f"{path} is a {n}-epoch run whose learning-rate schedule ('{cfg.schedule}'{resizing}) "
-            f"is laid out over those {n} epochs; resuming it for {cfg.epochs} would restart the "
-            f"schedule part way. Resume with --epochs {n}, or train {cfg.epochs} epochs from the "
-            "start in another folder (--out)"
-        )
-    if state["epoch"] > cfg.epochs:
-        raise CheckpointMismatch(
-            f"{path} holds {state['epoch']} finished epochs, more than the "
-            f"{cfg.epochs} asked for: resume with --epochs {state['epoch']} or more"
-        )
-
-
-def resume_run(run: Run, data_desc: str) -> tuple[int, History]:
-    """Load the run's checkpoint into the model, optimiser, schedule, scaler, average and RNG,
-    after checking that it belongs to this network, this recipe and this data."""
-    state = load_checkpoint(run.checkpoint, run.model, map_location=run.device)
-    _check_resumable(run.checkpoint, state, run.cfg, data_desc)
-    run.optimizer.load_state_dict(state["optimizer"])
-    run.scheduler.load_state_dict(state["scheduler"])
-    if state.get("scaler"):
-        run.scaler.load_state_dict(state["scaler"])
-    if run.ema is not None:
-        run.ema.load_state_dict(state["ema"])
-    torch.set_rng_state(state["torch_rng"])
-    if torch.cuda.is_available() and state.get("cuda_rng"):
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
-    history = History(epochs=list(state["history"]["epochs"]), meta=dict(state["history"]["meta"]))
-    history.meta.setdefault("resumed_at_epochs", []).append(state["epoch"])
-    run.saved_epochs = state["epoch"]
-    return state["epoch"], history
-
-
-def save_run(run: Run, history: History, checkpoint: bool = True) -> None:
-    """The checkpoint (unless ``checkpoint=False``) and the History; rank 0 alone writes."""
-    if run.checkpoint is None or not run.ranks.is_main:
-        return
-    if checkpoint:
-        scaler = run.scaler if run.scaler.is_enabled() else None
-        save_checkpoint(
-            run.checkpoint,
-            run.model,
-            run.optimizer,
-            run.scheduler,
-            len(history),
-            run.cfg,
-            history,
-            scaler,
-            ema=run.ema,
-        )
-        run.saved_epochs = len(history)
-    history.save(run.checkpoint.parent / HISTORY_NAME)
-
-
-def _same_data(saved: str, ours: str) -> bool:
-    """Whether two data descriptions name the same data. Descriptions written before they
-    carried a content digest are compared without it (such checkpoints still resume)."""
-    if saved == ours or "; digest " in saved:
-        return saved == ours
-    return re.sub(r"; digest [0-9a-f]+\)$", ")", ours) == saved
 
 
 def _progress_bar(run: Run, start: int, progress: bool):

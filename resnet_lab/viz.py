@@ -6,7 +6,7 @@ Every figure gets a caption line saying what produced it (pass ``source=``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -20,6 +20,12 @@ PAPER_ERRORS = {  # He et al. 2015, Table 6: CIFAR-10 test error (%), official d
     "resnet44": 7.17,
     "resnet56": 6.97,
     "resnet110": 6.43,
+}
+# Published CIFAR-10 test errors (%) to set beside a result: the paper's, and the README of a
+# well-known reproduction (akamaster/pytorch_resnet_cifar10: 200 epochs, official data, one view)
+REPRODUCTIONS = {
+    "He et al. 2015, Table 6, one view": PAPER_ERRORS,
+    "akamaster reproduction": {"resnet20": 8.27},
 }
 
 
@@ -102,6 +108,31 @@ def plot_history(
     return fig
 
 
+def plot_training_error(runs: Mapping[str, History], *, source: str | None = None):
+    """Training error (%) per epoch of each run, plain networks (names starting "plain") dashed,
+    residual ones solid: He et al.'s Figure 1 (left), from ``runs`` of
+    :meth:`~resnet_lab.widgets.TrainingRace.run` or any ``{name: History}``."""
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for name, h in runs.items():
+        ax.plot(
+            h["epoch"],
+            [100 * (1 - a) for a in h["train_acc"]],
+            "--" if name.startswith("plain") else "-",
+            marker="o",
+            ms=3,
+            label=name,
+        )
+    ax.set(
+        xlabel="epoch",
+        ylabel="training error (%)",
+        title="training error: plain (dashed) vs residual (solid)",
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    caption(fig, source if source is not None else history_caption(next(iter(runs.values()))))
+    return fig
+
+
 def show_images(
     images: torch.Tensor,
     labels: torch.Tensor | None = None,
@@ -144,28 +175,69 @@ def confusion_matrix(
     return torch.bincount(idx, minlength=num_classes**2).view(num_classes, num_classes)
 
 
-def plot_confusion(counts: torch.Tensor, classes: Sequence[str], *, source: str | None = None):
-    """Row-normalised confusion matrix (each row: where the images of one class went)."""
-    frac = counts.float() / counts.sum(1, keepdim=True).clamp(min=1)
-    fig, ax = plt.subplots(figsize=(6, 5))
-    im = ax.imshow(100 * frac.numpy(), cmap="Blues", vmin=0, vmax=100)
-    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(len(classes)), classes, fontsize=8)
-    ax.set(xlabel="predicted", ylabel="true class")
-    for i in range(len(classes)):
-        for j in range(len(classes)):
+def most_confused(counts: torch.Tensor) -> tuple[int, int, int]:
+    """``(i, j, n)``: the two classes of a confusion matrix (``counts[true, predicted]``) most
+    often taken for each other, counted both ways (i for j plus j for i), with ``i < j``."""
+    both_ways = counts + counts.T
+    both_ways.fill_diagonal_(0)
+    i, j = divmod(int(both_ways.argmax()), len(counts))
+    return min(i, j), max(i, j), int(both_ways[i, j])
+
+
+def plot_confusion(
+    counts: torch.Tensor | dict[str, torch.Tensor],
+    classes: Sequence[str],
+    *,
+    source: str | None = None,
+):
+    """Row-normalised confusion matrix (each row: where the images of one class went); a dict
+    ``{title: counts}`` draws one beside the other."""
+    panels = counts if isinstance(counts, dict) else {"": counts}
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5), squeeze=False)
+    for ax, (title, c) in zip(axes.flat, panels.items()):
+        frac = c.float() / c.sum(1, keepdim=True).clamp(min=1)
+        im = ax.imshow(100 * frac.numpy(), cmap="Blues", vmin=0, vmax=100)
+        ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(range(len(classes)), classes, fontsize=8)
+        ax.set(xlabel="predicted", ylabel="true class", title=title)
+        for i, j in np.ndindex(len(classes), len(classes)):
             v = 100 * frac[i, j].item()
             if v >= 1:
-                ax.text(
-                    j,
-                    i,
-                    f"{v:.0f}",
-                    ha="center",
-                    va="center",
-                    fontsize=7,
-                    color="white" if v > 50 else "black",
-                )
-    fig.colorbar(im, ax=ax, label="% of the true class")
+                color = "white" if v > 50 else "black"
+                ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=7, color=color)
+    fig.colorbar(im, ax=list(axes.flat), label="% of the true class")
+    if source:
+        caption(fig, source)
+    return fig
+
+
+def show_mistakes(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    predictions: torch.Tensor,
+    classes: Sequence[str],
+    *,
+    n: int = 16,
+    source: str | None = None,
+):
+    """The first ``n`` images whose prediction is wrong, titled "true→predicted"; images
+    (N, 3, H, W), labels and predictions (N,)."""
+    wrong = torch.nonzero(predictions != labels).flatten()[:n]
+    titles = [f"{classes[labels[i]]}→{classes[predictions[i]]}" for i in wrong]
+    return show_images(images[wrong], ncols=8, titles=titles, source=source)
+
+
+def plot_lr_schedules(
+    curves: dict[str, Sequence[float]], *, steps_per_epoch: int, source: str | None = None
+):
+    """Learning rate per optimiser step, one line per schedule (``{label: [lr per step]}``),
+    against epochs."""
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for label, lrs in curves.items():
+        ax.plot(np.arange(len(lrs)) / steps_per_epoch, lrs, label=label)
+    ax.set(xlabel="epoch", ylabel="learning rate")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     if source:
         caption(fig, source)

@@ -344,6 +344,11 @@ class LesionExplorer(_Explorer):
     def current(self) -> dict[str, float | None]:
         return {k: v[self.block.value] for k, v in self.curves.items()}
 
+    def mean_after(self) -> dict[str, float]:
+        """Per network, the mean accuracy after removing one block, over the removable ones."""
+        kept = {k: [a for a in v if a is not None] for k, v in self.curves.items()}
+        return {k: sum(v) / len(v) for k, v in kept.items()}
+
     def update(self) -> None:
         cur = self.current()
 

@@ -10,7 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
+from resnet_lab.__main__ import main
 from resnet_lab.cifar10 import CLASSES, CifarData
+from resnet_lab.config import TrainConfig
 
 
 def _image(rng, label):
@@ -94,3 +96,30 @@ def tiny_data():
     xtr, ytr = make(200)
     xte, yte = make(100)
     return CifarData(xtr, ytr, xte, yte, CLASSES, "synthetic test data")
+
+
+# ---------------------------------------------------------------------------- shared helpers
+
+# one epoch of ten-image batches on the CPU in fp32: the cheapest real run
+ONE_EPOCH = TrainConfig(
+    epochs=1, batch_size=10, lr=0.05, device="cpu", precision="fp32", channels_last=False
+)
+
+
+# the cheapest `train` command: a resnet8, ten-image batches, on the CPU in fp32, quietly
+TRAIN_ARGS = "--model resnet8 --no-download --batch-size 10 --device cpu --precision fp32".split()
+TRAIN_ARGS.append("--no-progress")
+
+
+def cli_train(folder, out, *extra) -> int:
+    """``python -m resnet_lab train`` of a resnet8 for one epoch on ``folder``'s images."""
+    return main(
+        ["train", *TRAIN_ARGS, "--data", str(folder), "--epochs", "1", "--out", str(out), *extra]
+    )
+
+
+def last_error(capsys) -> str:
+    """The CLI's error, which must be one line starting ``error: ``."""
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), f"expected a one-line error, got {err}"
+    return err[0]

@@ -60,3 +60,40 @@ def test_article_networks_build_by_name_with_their_state_dict_keys():
     keys = list(ArticleNetFixed().state_dict())
     assert keys[:2] == ["features.0.weight", "features.1.weight"]
     assert "features.6.downsample.0.weight" in keys and keys[-2:] == ["fc.weight", "fc.bias"]
+
+
+def _article_test_loop(model, batches):
+    """The article's test loop as chapter 4 runs it, counting its comparisons as well."""
+    correct = total = comparisons = 0
+    shapes = set()
+    with torch.no_grad():
+        for data, target in batches:
+            outputs = model(data)
+            _, predicted = torch.max(outputs.data, 1)
+            total += target.size(0)
+            correct += (predicted == target).sum().item()
+            comparisons += (predicted == target).numel()
+            shapes.add(tuple(predicted.shape))
+    return 100 * correct / total, comparisons, total, shapes
+
+
+def test_article_test_loop_counts_pixels_against_images_for_every_seed():
+    # chapter 4: the "accuracy" of the article's loop depends on the weights; its cause does not
+    g = torch.Generator().manual_seed(0)
+    batches = [
+        (torch.randn(32, 3, 32, 32, generator=g), torch.randint(0, 10, (32,), generator=g))
+        for _ in range(2)
+    ]
+    accuracies = []
+    for seed in range(6):
+        torch.manual_seed(seed)
+        accuracy, comparisons, total, shapes = _article_test_loop(ArticleNet(), batches)
+        assert shapes == {(32, 32, 32)}  # one "class" per pixel
+        assert total == 64 and comparisons == 32 * 32 * total  # 32 x 32 x 32 per batch of 32
+        accuracies.append(accuracy)
+    print("printed 'accuracy' by seed:", [f"{a:.0f}%" for a in accuracies])
+    assert len(set(accuracies)) > 1
+    assert min(accuracies) < 100 < max(accuracies)  # the chapter: above 100% and below
+    # the broadcast is silent only because the batch (32) equals the maps' width
+    with pytest.raises(RuntimeError, match="must match"):
+        _article_test_loop(ArticleNet(), [(batches[0][0][:16], batches[0][1][:16])])

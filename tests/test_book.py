@@ -1,5 +1,5 @@
-"""The book's structure: every chapter in the table of contents exists, and each chapter's
-output-less .ipynb pair (for the Colab and Binder buttons) holds the same cells."""
+"""The book's structure: every chapter and appendix in the table of contents exists, and each
+one's output-less .ipynb pair (for the Colab and Binder buttons) holds the same cells."""
 
 import ast
 import re
@@ -12,8 +12,13 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = sorted((ROOT / "book").glob("[0-9][0-9]_*.md"))
-# chapters that are notebooks (a jupytext header with a kernelspec) get an .ipynb pair
+# the chapters (NN_topic.md) and the appendices (appendix_topic.md)
+PAGES = [
+    p
+    for pattern in ("[0-9][0-9]_*.md", "appendix_*.md")
+    for p in sorted((ROOT / "book").glob(pattern))
+]
+# pages that are notebooks (a jupytext header with a kernelspec) get an .ipynb pair
 CHAPTERS = [p for p in PAGES if "kernelspec:" in p.read_text(encoding="utf-8")[:600]]
 
 
@@ -27,6 +32,13 @@ def _toc_files():
 
 
 def test_toc_lists_every_chapter_and_nothing_missing():
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    captions = [part["caption"] for part in toc.get("parts", [])]
+    assert captions[:1] == ["Chapters"] and "Appendix" in captions, captions
+    appendix = next(p for p in toc["parts"] if p["caption"] == "Appendix")
+    assert {c["file"] for c in appendix["chapters"]} >= {
+        f"book/{p.stem}" for p in PAGES if p.name.startswith("appendix_")
+    }, "every appendix is listed in the toc's Appendix part"
     listed = set(_toc_files())
     for f in listed:
         assert (ROOT / f"{f}.md").exists(), f"_toc.yml lists {f} but {f}.md does not exist"
@@ -100,8 +112,10 @@ def test_the_included_objects_are_found():
     assert {"train", "train_step", "TrainConfig", "BasicBlock.forward"} <= found, found
 
 
-@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.name)
-def test_every_exercise_has_a_check_that_fails_until_answered(chapter):
+@pytest.mark.parametrize(
+    "chapter", [c for c in CHAPTERS if c.name[:2].isdigit()], ids=lambda p: p.name
+)
+def test_every_exercise_has_a_check_that_fails_until_answered(chapter):  # appendices: none
     text = chapter.read_text(encoding="utf-8")
     if "## Exercises" not in text:
         pytest.fail(f"{chapter.name} has no exercises")
@@ -120,6 +134,13 @@ def test_every_exercise_has_a_check_that_fails_until_answered(chapter):
 
 sys.path.insert(0, str(ROOT / "tools"))
 import sync_book  # noqa: E402  (tools/ is not a package)
+
+
+def test_the_appendix_is_a_page_like_the_chapters():
+    """tools/sync_book.py writes the install cell into the same pages this file checks, the
+    appendices included (they are globbed by name, not by a chapter number)."""
+    assert sync_book.chapters() == CHAPTERS
+    assert any(p.name.startswith("appendix_") for p in CHAPTERS), "no appendix page found"
 
 
 def test_install_cells_and_lines_follow_config():

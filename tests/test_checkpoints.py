@@ -1,16 +1,27 @@
 """Reading and writing runs when things go wrong: files that are not checkpoints, a full disk,
 a History that is not text."""
 
+import json
 import os
 import pickle
+import shutil
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
 
-from resnet_lab.checkpoints import History, atomic_save, load_checkpoint, save_checkpoint
+from resnet_lab.checkpoints import (
+    History,
+    atomic_save,
+    load_checkpoint,
+    save_checkpoint,
+)
 from resnet_lab.config import TrainConfig
 from resnet_lab.models import cifar_resnet
+from resnet_lab.train import seed_everything, train
+
+DATA = Path(__file__).parent / "data"
 
 
 class _Payload:
@@ -123,3 +134,61 @@ def test_git_commit_says_when_the_package_has_changes(monkeypatch):
     assert ckpt.git_commit() == "abc1234+changes"
     answers["rev-parse"] = ""
     assert ckpt.git_commit() is None
+
+
+# ---------------------------------------------------------------- from the reliability issues
+
+
+def test_history_load_names_the_file_and_the_problem(tmp_path):
+    good = History(epochs=[{"epoch": 1, "seconds": 1.0, "test_acc": 0.5}], meta={"model": "m"})
+    good.save(tmp_path / "good.json")
+    text = (tmp_path / "good.json").read_text()
+    (tmp_path / "cut.json").write_text(text[: len(text) // 2])
+    with pytest.raises(ValueError, match="cut.json is not valid JSON.*truncated"):
+        History.load(tmp_path / "cut.json")
+    (tmp_path / "oops.json").write_text(json.dumps({"meta": {}, "epochs": "oops"}))
+    with pytest.raises(ValueError, match="oops.json: 'epochs' must be a list"):
+        History.load(tmp_path / "oops.json")
+    (tmp_path / "noseconds.json").write_text(json.dumps({"meta": {}, "epochs": [{"epoch": 1}]}))
+    with pytest.raises(
+        ValueError, match="noseconds.json: epoch record 0 lacks a number for \\['seconds'\\]"
+    ):
+        History.load(tmp_path / "noseconds.json")
+
+
+def test_a_checkpoint_of_the_trainer_before_the_split_resumes_to_the_same_weights(
+    tiny_data, tmp_path
+):
+    """tests/data holds epoch 1 of a 2-epoch run written by commit f3a07df, before the trainer
+    was split (tests/data/make_old_checkpoint.py): resuming it with today's code ends with the
+    weights, the average and the History of an uninterrupted run of today's code."""
+    cfg = TrainConfig(
+        epochs=2,
+        batch_size=50,
+        lr=0.05,
+        device="cpu",
+        precision="fp32",
+        channels_last=False,
+        schedule="onecycle",
+        warmup=1,
+        label_smoothing=0.1,
+        ema=0.9,
+    )
+    old = tmp_path / "old"
+    old.mkdir()
+    shutil.copy(DATA / "resnet8_epoch1_of_2_f3a07df.pt", old / "checkpoint.pt")
+    resumed_model = cifar_resnet(8, width=4)
+    resumed = train(resumed_model, tiny_data, cfg, progress=False, checkpoint_dir=old, resume=True)
+    assert resumed.meta["resumed_at_epochs"] == [1]
+    seed_everything(0)
+    fresh_model = cifar_resnet(8, width=4)
+    fresh = train(fresh_model, tiny_data, cfg, progress=False, checkpoint_dir=tmp_path / "new")
+    for k, v in fresh_model.state_dict().items():
+        assert torch.equal(resumed_model.state_dict()[k], v), k
+    new_ckpt = load_checkpoint(tmp_path / "new" / "checkpoint.pt")
+    old_ckpt = load_checkpoint(old / "checkpoint.pt")
+    for k, v in new_ckpt["ema"].items():
+        assert torch.equal(old_ckpt["ema"][k], v), k
+    strip = ("seconds", "images_per_sec", "eval_seconds")
+    same = [[r[k] for k in r if k not in strip] for r in fresh.epochs]
+    assert [[r[k] for k in r if k not in strip] for r in resumed.epochs] == same

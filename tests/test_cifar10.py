@@ -13,7 +13,7 @@ from PIL import Image
 
 import resnet_lab.cifar10 as D
 from resnet_lab.cifar10 import CLASSES, DataError, balanced_indices, load_cifar10
-from tests.conftest import make_archives
+from tests.conftest import TRAIN_ARGS, make_archives
 
 
 def _check(data, n_train, n_test):
@@ -246,21 +246,7 @@ def test_resume_refuses_other_images_in_a_folder_of_the_same_name(image_folder, 
     from resnet_lab.__main__ import main
 
     other = _copy_with_other_pixels(image_folder, tmp_path / "elsewhere" / image_folder.name)
-    args = [
-        "train",
-        "--model",
-        "resnet8",
-        "--no-download",
-        "--batch-size",
-        "10",
-        "--device",
-        "cpu",
-        "--precision",
-        "fp32",
-        "--out",
-        str(tmp_path / "run"),
-        "--no-progress",
-    ]
+    args = ["train", *TRAIN_ARGS, "--out", str(tmp_path / "run")]
     assert main([*args, "--data", str(image_folder), "--epochs", "1"]) == 0
     capsys.readouterr()
     assert main([*args, "--data", str(other), "--epochs", "2", "--resume"]) == 2
@@ -441,3 +427,63 @@ def test_failed_cache_write_is_one_line_and_the_data_still_loads(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "could not write the CIFAR-10 cache" in err[0], err
     assert not list((image_folder / ".resnet_lab_cache").glob("*"))
+
+
+# ---------------------------------------------------------------- from the reliability issues
+
+
+def test_cache_follows_a_replaced_test_archive(image_folder, tmp_path):
+    root = make_archives(image_folder, tmp_path / "arch", sums=False)
+    first = load_cifar10(root, download=False)
+    # replace the test archive: one image fewer in one class
+    (image_folder / "test" / "cat" / "0000.png").unlink()
+    make_archives(image_folder, tmp_path / "new", sums=False)
+    shutil.copy(tmp_path / "new" / "test.tar.gz", root / "test.tar.gz")
+    second = load_cifar10(root, download=False)
+    assert len(first.test_labels) == 20 and len(second.test_labels) == 19
+
+
+def test_cache_follows_a_changed_image_folder(image_folder):
+    first = load_cifar10(image_folder, download=False)
+    (image_folder / "test" / "dog" / "0001.png").unlink()
+    assert len(load_cifar10(image_folder, download=False).test_labels) == len(first.test_labels) - 1
+
+
+@pytest.mark.parametrize("where", [0.5, 0.9])
+def test_flipped_byte_without_checksums_is_reported_as_corruption(image_folder, tmp_path, where):
+    root = make_archives(image_folder, tmp_path / "arch", sums=False)
+    blob = bytearray((root / "train.tar.gz").read_bytes())
+    blob[int(len(blob) * where)] ^= 0xFF
+    (root / "train.tar.gz").write_bytes(bytes(blob))
+    with pytest.raises(DataError, match="train.tar.gz is corrupted"):
+        load_cifar10(root, download=False, cache=False)
+
+
+def test_failed_download_leaves_no_new_folder(tmp_path, monkeypatch):
+    from resnet_lab.download import DownloadError
+
+    def offline(*a, **k):
+        raise DownloadError("no network")
+
+    monkeypatch.setattr("resnet_lab.cifar10.fetch", offline)
+    target = tmp_path / "typo" / "cifar"
+    with pytest.raises(DataError, match="CIFAR-10 download: no network. To retry"):
+        load_cifar10(target, download=True)
+    assert not (tmp_path / "typo").exists()
+
+
+def test_data_env_pointing_at_a_file(tmp_path, monkeypatch):
+    (tmp_path / "cifar.tar").write_text("x")
+    monkeypatch.setenv("RESNET_LAB_DATA", str(tmp_path / "cifar.tar"))
+    with pytest.raises(
+        DataError, match="cifar.tar \\(from \\$RESNET_LAB_DATA\\) is a file, not a folder"
+    ):
+        load_cifar10(download=False)
+
+
+def test_python_batch_of_the_wrong_size_names_the_file(python_batches):
+    path = python_batches / "cifar-10-batches-py" / "data_batch_3"
+    with open(path, "wb") as f:
+        pickle.dump({"data": np.zeros((10, 100), dtype=np.uint8), "labels": list(range(10))}, f)
+    with pytest.raises(DataError, match="data_batch_3 is not a CIFAR-10 python batch"):
+        load_cifar10(python_batches, download=False)

@@ -6,29 +6,16 @@ import pytest
 import torch
 
 from resnet_lab.__main__ import build_parser, main
+from resnet_lab.cifar10 import load_cifar10
+from resnet_lab.models import build_model
+from resnet_lab.train import train
+from tests.conftest import ONE_EPOCH, TRAIN_ARGS, cli_train, last_error
 
 
 def test_cli_train_and_evaluate(image_folder, tmp_path, capsys):
     out = tmp_path / "run"
-    rc = main(
-        [
-            "train",
-            "--model",
-            "resnet8",
-            "--data",
-            str(image_folder),
-            "--no-download",
-            "--epochs",
-            "2",
-            "--batch-size",
-            "10",
-            "--device",
-            "cpu",
-            "--out",
-            str(out),
-            "--no-progress",
-        ]
-    )
+    train = "train --model resnet8 --no-download --epochs 2 --batch-size 10 --device cpu"
+    rc = main([*train.split(), "--data", str(image_folder), "--out", str(out), "--no-progress"])
     assert rc == 0
     hist = json.loads((out / "history.json").read_text())
     assert [r["epoch"] for r in hist["epochs"]] == [1, 2]
@@ -52,37 +39,6 @@ def test_cli_train_and_evaluate(image_folder, tmp_path, capsys):
 
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def cli_train(folder, out, *extra):
-    return main(
-        [
-            "train",
-            "--model",
-            "resnet8",
-            "--data",
-            str(folder),
-            "--no-download",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "10",
-            "--device",
-            "cpu",
-            "--precision",
-            "fp32",
-            "--out",
-            str(out),
-            "--no-progress",
-            *extra,
-        ]
-    )
-
-
-def last_error(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: "), f"expected a one-line error, got {err}"
-    return err[0]
 
 
 def test_resume_refuses_a_folder_with_another_runs_history_only(image_folder, tmp_path, capsys):
@@ -239,3 +195,147 @@ def test_evaluate_refuses_a_head_of_unknown_classes(image_folder, tmp_path, caps
         == 2
     )
     assert "6-class head and does not record its classes" in last_error(capsys)
+
+
+# ---------------------------------------------------------------- from the reliability issues
+
+
+def test_cli_refuses_to_overwrite_a_run(image_folder, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli_train(image_folder, out) == 0
+    before = (out / "checkpoint.pt").read_bytes()
+    capsys.readouterr()
+    assert cli_train(image_folder, out, "--lr", "0.2") == 2
+    msg = last_error(capsys)
+    assert (
+        "already holds a run" in msg
+        and "--resume" in msg
+        and "--out" in msg
+        and "--overwrite" in msg
+    )
+    assert (out / "checkpoint.pt").read_bytes() == before  # untouched
+    assert cli_train(image_folder, out, "--lr", "0.2", "--overwrite") == 0
+
+
+def _without_times(h: dict) -> list[dict]:
+    return [{k: v for k, v in r.items() if "sec" not in k} for r in h["epochs"]]
+
+
+def test_same_seed_same_history_from_the_cli(image_folder, tmp_path):
+    for name in ("a", "b"):
+        assert cli_train(image_folder, tmp_path / name, "--seed", "3", "--epochs", "2") == 0
+    a, b = (json.loads((tmp_path / n / "history.json").read_text()) for n in ("a", "b"))
+    assert _without_times(a) == _without_times(b)
+    sa = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)["model"]
+    sb = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_resume_refuses_another_network_with_the_same_shapes(image_folder, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli_train(image_folder, out) == 0
+    capsys.readouterr()
+    plain = ["--model", "plain8", "--data", str(image_folder), "--epochs", "2", "--resume"]
+    rc = main(["train", *TRAIN_ARGS, *plain, "--out", str(out)])
+    assert rc == 2
+    msg = last_error(capsys)
+    assert "holds a resnet8" in msg and "is a plain8" in msg
+
+
+def test_resume_refuses_other_data(image_folder, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli_train(image_folder, out, "--subset", "20") == 0
+    capsys.readouterr()
+    assert cli_train(image_folder, out, "--subset", "10", "--resume", "--epochs", "2") == 2
+    msg = last_error(capsys)
+    assert "other data" in msg and "10 train" in msg and "20 train" in msg
+
+
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("resnet14", {"width": 32}),
+        ("article_fixed", {"skip": False}),
+        ("resnet8", {"shortcut": "B"}),
+    ],
+)
+def test_evaluate_rebuilds_every_model_train_can_save(image_folder, tmp_path, capsys, name, kwargs):
+    data = load_cifar10(image_folder, download=False)
+    model = build_model(name, **kwargs)
+    train(model, data, ONE_EPOCH, progress=False, checkpoint_dir=tmp_path)
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(tmp_path / "checkpoint.pt"),
+                "--data",
+                str(image_folder),
+                "--no-download",
+            ]
+        )
+        == 0
+    )
+    assert f"{model.name} after 1 epochs" in capsys.readouterr().out
+
+
+def test_unwritable_out_fails_before_training(image_folder, tmp_path, capsys, monkeypatch):
+    import resnet_lab.train as T
+
+    (tmp_path / "afile").write_text("a file, not a folder")
+    out = tmp_path / "afile" / "run"
+    monkeypatch.setattr(
+        T, "train_one_epoch", lambda *a, **k: pytest.fail("trained before checking --out")
+    )
+    assert cli_train(image_folder, out) == 2
+    msg = last_error(capsys)
+    assert f"cannot write to {out}" in msg
+
+
+@pytest.mark.parametrize(
+    "flag, value", [("--nesterov", "ture"), ("--flip", "maybe"), ("--tta", "2")]
+)
+def test_boolean_flags_refuse_anything_but_booleans(flag, value, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", flag, value])
+    assert e.value.code == 2
+    assert "expected true or false" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "flag, value", [("--nesterov", "yes"), ("--flip", "0"), ("--tta", "FALSE")]
+)
+def test_boolean_flags_accept_the_usual_spellings(flag, value):
+    from resnet_lab.__main__ import build_parser
+
+    args = build_parser().parse_args(["train", flag, value])
+    assert getattr(args, flag[2:]) is (value.lower() in ("yes", "true", "1"))
+
+
+def test_cli_bad_setting_is_one_line_before_any_data(tmp_path, capsys):
+    rc = main(["train", "--eval-every", "0", "--data", str(tmp_path / "nowhere"), "--no-download"])
+    assert rc == 2
+    assert "TrainConfig.eval_every must be a positive integer, got 0" in last_error(capsys)
+
+
+def test_unknown_model_is_reported_before_the_data(tmp_path, capsys):
+    rc = main(
+        ["train", "--model", "resnet21", "--data", str(tmp_path / "nowhere"), "--no-download"]
+    )
+    assert rc == 2
+    msg = last_error(capsys)
+    assert "depth must be 6n+2" in msg and "nowhere" not in msg
+
+
+def test_bad_data_and_bad_checkpoint_are_one_line(tmp_path, capsys):
+    assert main(["train", "--data", str(tmp_path / "nowhere"), "--no-download"]) == 2
+    assert "CIFAR-10 not found" in last_error(capsys)
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "junk.pt")]) == 2
+    assert "not a readable checkpoint" in last_error(capsys)
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    with pytest.raises(ValueError, match="6n\\+2"):
+        main(["--debug", "train", "--model", "resnet21"])

@@ -11,24 +11,11 @@ import pytest
 import torch
 
 from resnet_lab.__main__ import main
+from tests.conftest import TRAIN_ARGS
 
 ARGS = [
-    "--model",
-    "resnet8",
-    "--no-download",
-    "--batch-size",
-    "10",
-    "--device",
-    "cpu",
-    "--precision",
-    "fp32",
-    "--channels-last",
-    "false",
-    "--seed",
-    "0",
-    "--no-progress",
-    "--lr",
-    "0.05",
+    *TRAIN_ARGS,
+    *["--channels-last", "false", "--seed", "0", "--lr", "0.05"],
 ]
 
 

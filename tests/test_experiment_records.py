@@ -64,7 +64,7 @@ def tiny_study(tiny_data, monkeypatch):
         scratch_lrs=(0.1,),
         finetune_lrs=(0.02, 0.05),
     )
-    monkeypatch.setattr("resnet_lab.transfer.TRANSFER", study)
+    monkeypatch.setattr("resnet_lab.__main__.TRANSFER", study)
     monkeypatch.setattr("resnet_lab.transfer.load_cifar10", lambda *a, **k: tiny_data)
     return study
 

@@ -7,7 +7,8 @@ import torch
 
 from resnet_lab import transfer
 from resnet_lab.checkpoints import CheckpointMismatch, load_checkpoint, model_name, model_signature
-from resnet_lab.config import TrainConfig
+from resnet_lab.config import TrainConfig, lr_factor
+from resnet_lab.distributed import Ranks
 from resnet_lab.evaluation import predict
 from resnet_lab.finetune import (
     count_trainable,
@@ -22,6 +23,7 @@ from resnet_lab.loader import CifarLoader, normalize
 from resnet_lab.models import build_model, cifar_resnet, count_params, resnet18, resnet50
 from resnet_lab.optim import make_optimizer
 from resnet_lab.probe import choose_probe, fit_linear_head, fold_ids, pooled_features
+from resnet_lab.run import build_run
 from resnet_lab.train import train
 from resnet_lab.transfer import (
     PROTOCOL,
@@ -109,14 +111,25 @@ def test_parameter_group_learning_rates():
         make_optimizer(model, TrainConfig(lr_scales={"trunk": 0.1}))
 
 
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler")  # stepped alone here
 def test_lr_scales_keep_their_ratio_through_the_schedule(tiny_data):
-    model = cifar_resnet(8, width=4)
+    """At every step the head trains at the schedule's rate and the backbone at a tenth of it;
+    the record's "lr" is the head's (the base rate of the next step), not the backbone's."""
     cfg = replace(CFG, epochs=2, schedule="onecycle", warmup=1, lr_scales={"backbone": 0.1})
-    seen = []
-    train(model, tiny_data, cfg, progress=False, on_epoch=lambda h: seen.append(h.final["lr"]))
-    assert len(seen) == 2  # the head's group is reported; the backbone's is a tenth of it
-    opt = make_optimizer(model, cfg)
-    assert sorted(g["lr"] for g in opt.param_groups) == pytest.approx([0.01, 0.1])
+    run = build_run(cifar_resnet(8, width=4), tiny_data, cfg, Ranks(), None)
+    steps = len(run.train_loader)
+    total = cfg.epochs * steps
+    groups = {g["lr_scale"]: g for g in run.optimizer.param_groups}
+    assert sorted(groups) == [0.1, 1.0]
+    for step in range(total):
+        head = cfg.lr * lr_factor(cfg, step, total, steps)
+        assert groups[1.0]["lr"] == pytest.approx(head)
+        assert groups[0.1]["lr"] == pytest.approx(0.1 * head)
+        run.scheduler.step()
+    h = train(cifar_resnet(8, width=4), tiny_data, cfg, progress=False)
+    expected = [cfg.lr * lr_factor(cfg, e * steps, total, steps) for e in (1, 2)]
+    assert [r["lr"] for r in h.epochs] == pytest.approx(expected)
+    assert expected[0] > 0  # a rate the backbone's group (a tenth) cannot be mistaken for
 
 
 def test_checkpoint_loads_into_a_model_with_a_new_head(tiny_data, tmp_path):

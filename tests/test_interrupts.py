@@ -2,6 +2,7 @@
 or of one rank under torchrun, ``--resume`` ends with exactly the weights of an uninterrupted
 run (``torch.equal``), because every epoch ends with an atomic checkpoint and the RNG state."""
 
+import json
 import os
 import shutil
 import signal
@@ -12,24 +13,12 @@ import time
 import pytest
 import torch
 
+from tests.conftest import TRAIN_ARGS, cli_train
+
 EPOCHS = "12"
 ARGS = [
-    "--model",
-    "resnet8",
-    "--no-download",
-    "--batch-size",
-    "10",
-    "--device",
-    "cpu",
-    "--precision",
-    "fp32",
-    "--channels-last",
-    "false",
-    "--seed",
-    "0",
-    "--no-progress",
-    "--lr",
-    "0.05",
+    *TRAIN_ARGS,
+    *["--channels-last", "false", "--seed", "0", "--lr", "0.05"],
     "--epochs",
     EPOCHS,
 ]
@@ -110,22 +99,8 @@ def _torchrun_cmd(data, out, *extra, port="29541"):
     )
     if torchrun is None:
         pytest.skip("torchrun is not installed")
-    return [
-        torchrun,
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        port,
-        "-m",
-        "resnet_lab",
-        "train",
-        "--data",
-        str(data),
-        "--out",
-        str(out),
-        *ARGS,
-        *extra,
-    ]
+    python_m = _train_cmd(data, out, *extra)[1:]  # torchrun runs the same "-m resnet_lab train"
+    return [torchrun, "--nproc_per_node", "2", "--master_port", port, *python_m]
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the ranks through /proc")
@@ -205,3 +180,30 @@ def test_the_launcher_refuses_a_missing_command():
     ]
     with pytest.raises(SystemExit):
         torchrun_args(["--nproc-per-node", "2"])
+
+
+# ---------------------------------------------------------------- from the reliability issues
+
+
+def test_ctrl_c_saves_and_exits_130(image_folder, tmp_path, monkeypatch, capsys):
+    import resnet_lab.train as T
+
+    real = T.train_one_epoch
+
+    def interrupted_in_epoch_2(run, epoch, bar=None):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return real(run, epoch, bar)
+
+    monkeypatch.setattr(T, "train_one_epoch", interrupted_in_epoch_2)
+    out = tmp_path / "run"
+    assert cli_train(image_folder, out, "--epochs", "3") == 130
+    assert "--resume" in capsys.readouterr().err
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    monkeypatch.setattr(T, "train_one_epoch", real)
+    assert cli_train(image_folder, out, "--epochs", "3", "--resume") == 0
+    assert [r["epoch"] for r in json.loads((out / "history.json").read_text())["epochs"]] == [
+        1,
+        2,
+        3,
+    ]

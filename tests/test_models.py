@@ -237,3 +237,12 @@ def test_unknown_build_arguments_name_them(tmp_path, capsys):
     assert main(["evaluate", "--checkpoint", str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "has no argument 'foo'" in err[0] and "another version" in err[0]
+
+
+# ---------------------------------------------------------------- from the reliability issues
+
+
+@pytest.mark.parametrize("n", [0, -3, 2.5])
+def test_num_classes_must_be_positive(n):
+    with pytest.raises(ValueError, match="num_classes must be a positive integer"):
+        cifar_resnet(20, num_classes=n)

@@ -48,10 +48,16 @@ def test_training_work_fits_each_profile_budget():
     )  # CI: a tenth of the cpu book at most
 
 
-def test_relative_cost_is_computed_from_the_networks():
+@pytest.mark.parametrize("depth", [8, 56, 110])
+def test_relative_cost_is_the_networks_arithmetic(depth):
+    """Counted by hand: every 3x3 conv of the body costs the same (channels double as the map
+    shrinks fourfold), 9*16*16*32*32 multiply-adds, but the two that downsample (16 -> 32 and
+    32 -> 64 channels, stride 2) cost half of it; the stem 9*3*16*32*32; the head 64*10."""
     from resnet_lab.profiles import relative_cost
 
-    assert relative_cost(20) == 1.0
-    assert (
-        2.9 < relative_cost(56) < 3.2
-    )  # 9 blocks per stage against 3: about three times the arithmetic
+    conv, stem, head = 9 * 16 * 16 * 32 * 32, 9 * 3 * 16 * 32 * 32, 64 * 10
+
+    def macs(d):
+        return stem + (d - 3) * conv + head  # d - 2 body convs, two of them at half the cost
+
+    assert relative_cost(depth) == pytest.approx(macs(depth) / macs(20), rel=1e-3)

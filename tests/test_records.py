@@ -16,7 +16,7 @@ import resnet_lab.records as records
 from resnet_lab.checkpoints import History
 from resnet_lab.experiments import result_path
 from resnet_lab.results import load_results, record_weights
-from resnet_lab.transfer import load_transfer, transfer_paths
+from resnet_lab.transfer import PROTOCOL, load_transfer, transfer_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -100,6 +100,7 @@ def test_record_weights_prefers_the_readers_own(installed):
 def test_load_transfer_puts_the_readers_runs_in_place_of_the_books(installed):
     shipped, own = installed
     run = {"method": "scratch", "labels_per_class": 10, "seed": 0, "test_acc": 0.5}
+    run["protocol"] = PROTOCOL
     (shipped / "finetune").mkdir()
     (shipped / "finetune.json").write_text(json.dumps([run, {**run, "seed": 1}]))
     (shipped / "finetune" / "pretrained.pt").write_bytes(b"book")
@@ -127,7 +128,8 @@ def test_load_transfer_skips_a_damaged_file_with_a_note(installed):
 def test_chapters_never_open_the_repositorys_files():
     """A chapter opened alone (Colab) has no repository beside it: records come from the
     package, never from ../results."""
-    for chapter in sorted((ROOT / "book").glob("[0-9][0-9]_*.md")):
+    pages = [*(ROOT / "book").glob("[0-9][0-9]_*.md"), *(ROOT / "book").glob("appendix_*.md")]
+    for chapter in sorted(pages):
         code = "\n".join(
             part.split("```", 1)[0]
             for part in chapter.read_text(encoding="utf-8").split("```{code-cell}")[1:]
@@ -167,3 +169,17 @@ def test_the_wheel_ships_every_record_and_only_the_weights_the_book_loads(tmp_pa
     assert set(shipped) == want
     assert all(shipped[n] == (results / n).read_bytes() for n in want)  # the same bytes
     shutil.rmtree(ROOT / "build", ignore_errors=True)  # setuptools' work folder
+
+
+# ---------------------------------------------------------------- from the reliability issues
+
+
+def test_load_results_skips_a_bad_file_with_a_note(tmp_path):
+    folder = tmp_path / "degradation"
+    h = History(epochs=[{"epoch": 1, "seconds": 1.0, "test_acc": 0.5}])
+    h.save(folder / "plain20-seed0.json")
+    (folder / "plain20-seed1.json").write_text("{ broken")
+    notes: list[str] = []
+    runs = load_results("degradation/plain20", tmp_path, notes=notes)
+    assert len(runs["degradation/plain20"]) == 1
+    assert len(notes) == 1 and "skipped plain20-seed1.json" in notes[0]

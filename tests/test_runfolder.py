@@ -7,12 +7,17 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 import torch
 
-from resnet_lab.checkpoints import HISTORY_NAME
+from resnet_lab.checkpoints import HISTORY_NAME, RunExistsError
+from resnet_lab.experiments import run_experiment
+from resnet_lab.models import cifar_resnet
 from resnet_lab.runfolder import LOCK_NAME, RunLock, RunLockedError
+from resnet_lab.train import train
+from tests.conftest import ONE_EPOCH, TRAIN_ARGS
 
 pytest.importorskip("fcntl")
 
@@ -55,24 +60,9 @@ def _cli_train(folder, out, epochs):
         "-m",
         "resnet_lab",
         "train",
-        "--model",
-        "resnet8",
-        "--data",
-        str(folder),
-        "--no-download",
-        "--epochs",
-        str(epochs),
-        "--batch-size",
-        "10",
-        "--device",
-        "cpu",
-        "--precision",
-        "fp32",
-        "--out",
-        str(out),
-        "--no-progress",
-        "--schedule",
-        "constant",
+        *TRAIN_ARGS,
+        *("--data", str(folder), "--epochs", str(epochs), "--out", str(out)),
+        *("--schedule", "constant"),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -127,3 +117,31 @@ def test_the_launcher_exits_2_without_a_command(capsys):
     with pytest.raises(SystemExit) as stop:
         torchrun_args(["--nproc-per-node", "2"])
     assert stop.value.code == 2 and "name a resnet_lab command" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- from the reliability issues
+
+
+def test_train_and_run_experiment_refuse_to_overwrite(tiny_data, tmp_path):
+    def train_once():
+        cfg = replace(ONE_EPOCH, batch_size=50)
+        train(cifar_resnet(8, width=4), tiny_data, cfg, progress=False, checkpoint_dir=tmp_path)
+
+    train_once()
+    with pytest.raises(RunExistsError, match="resume=True.*overwrite=True"):
+        train_once()
+    kw = dict(
+        data=tiny_data,
+        runs_dir=tmp_path / "runs",
+        progress=False,
+        epochs=1,
+        compile=False,
+        precision="fp32",
+        device="cpu",
+        batch_size=50,
+    )
+    out = tmp_path / "results" / "r.json"
+    run_experiment("degradation/plain20", out=out, **kw)
+    with pytest.raises(RunExistsError, match="already recorded"):
+        run_experiment("degradation/plain20", out=out, **kw)
+    run_experiment("degradation/plain20", out=out, overwrite=True, **kw)

@@ -3,10 +3,13 @@ from dataclasses import replace
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from resnet_lab.checkpoints import CheckpointMismatch, History, load_checkpoint
+from resnet_lab.cifar10 import MEAN, STD
 from resnet_lab.config import TrainConfig, lr_factor
+from resnet_lab.device import autocast_context, bf16_supported, resolve_precision
 from resnet_lab.evaluation import evaluate
 from resnet_lab.loader import CifarLoader
 from resnet_lab.models import cifar_resnet
@@ -149,15 +152,40 @@ def test_evaluate_and_flip_tta(tiny_data):
     loss, acc = evaluate(model, loader)
     assert 0 <= acc <= 1 and loss > 0
     assert model.training  # evaluate restores the mode
-    _, acc_tta = evaluate(model, loader, tta=True)
-    assert 0 <= acc_tta <= 1
+    # TTA is the mean of the logits of each image and its mirror image: computed by hand, on a
+    # linear model whose logits are large and far from mirror-symmetric
+    torch.manual_seed(0)
+    linear = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10))
+    nn.init.normal_(linear[1].weight, std=0.05)
+    with torch.no_grad():
+        x = loader.images.float()  # no crops or flips in a test loader: only normalised
+        x = (x / 255 - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+        plain = linear(x)
+        mirrored = 0.5 * (plain + linear(x.flip(3)))
+    y = loader.labels
+    loss_plain, _ = evaluate(linear, loader)
+    loss_tta, acc_tta = evaluate(linear, loader, tta=True)
+    assert loss_plain == pytest.approx(F.cross_entropy(plain, y).item(), rel=1e-5)
+    assert loss_tta == pytest.approx(F.cross_entropy(mirrored, y).item(), rel=1e-5)
+    assert acc_tta == pytest.approx((mirrored.argmax(1) == y).float().mean().item())
+    assert abs(loss_tta - loss_plain) > 0.05 * loss_plain  # the mirror matters for this model
 
 
 def test_bf16_and_fp16_checks():
-    from resnet_lab.device import autocast_context
-
+    cpu = torch.device("cpu")
     with pytest.raises(ValueError, match="fp16' needs a CUDA GPU"):
-        autocast_context(torch.device("cpu"), "fp16")
+        autocast_context(cpu, "fp16")
+    a, b = torch.randn(8, 8), torch.randn(8, 8)
+    with autocast_context(cpu, "fp32"):
+        assert (a @ b).dtype == torch.float32
+    if bf16_supported(cpu):  # the arithmetic really is bf16 inside the context
+        with autocast_context(cpu, "bf16"):
+            assert (a @ b).dtype == torch.bfloat16
+        assert resolve_precision(cpu, "auto") == "bf16"
+    else:
+        with pytest.raises(ValueError, match="does not support bf16 well"):
+            autocast_context(cpu, "bf16")
+        assert resolve_precision(cpu, "auto") == "fp32"
 
 
 def test_batch_larger_than_data(tiny_data):
@@ -169,7 +197,7 @@ def test_ctrl_c_during_a_checkpoint_write_names_the_epoch_resume_starts_from(
     tiny_data, tmp_path, capsys, monkeypatch
 ):
     """The message used to say 'continues from epoch 3' when the checkpoint held only epoch 1."""
-    import resnet_lab.train as T
+    import resnet_lab.run as T  # where save_run writes the checkpoint
 
     real = T.save_checkpoint
 

@@ -87,3 +87,6 @@ def test_lesion_explorer():
     assert ex.current()["plain"] is None and "cannot be removed" in ex.info.value
     ex.block.value = 1
     assert ex.current()["plain"] is not None and "block 1 removed" in ex.info.value
+    # the mean over removable blocks leaves out those that cannot be removed
+    ex.curves = {"resnet": [0.5, 0.7, 0.9], "plain": [None, 0.2, 0.4]}
+    assert ex.mean_after() == pytest.approx({"resnet": 0.7, "plain": 0.3})

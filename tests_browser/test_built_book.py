@@ -22,7 +22,7 @@ SHOTS = ROOT / "_build" / "screenshots"
 CHROMIUM = (
     os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 )
-CHAPTERS = sorted((HTML / "book").glob("0*.html"))
+CHAPTERS = sorted((HTML / "book").glob("0*.html")) + sorted((HTML / "book").glob("appendix_*.html"))
 
 playwright = pytest.importorskip("playwright.sync_api")
 

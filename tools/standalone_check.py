@@ -3,7 +3,7 @@
 ``.ci/standalone`` (``make standalone``) builds the wheel, installs it into a fresh virtual
 environment and calls this script twice:
 
-    python tools/standalone_check.py run --alone --out DIR book/NN_*.ipynb
+    python tools/standalone_check.py run --alone --out DIR book/NN_*.ipynb book/appendix_*.ipynb
         each .ipynb pair copied alone into an empty folder and executed there (as Colab
         does), after a probe proves that the kernel imports resnet_lab from site-packages;
     python tools/standalone_check.py compare REFERENCE DIR
@@ -41,7 +41,7 @@ FALLBACKS = re.compile(
 FIGURE_MIMES = ("image/png", "image/svg+xml", "image/jpeg")
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 # cells whose printed numbers come from records, not from live training
-READS_RECORDS = re.compile(r"\b(load_results|load_transfer|record_weights)\(")
+READS_RECORDS = re.compile(r"\b(load_results|load_transfer|record_weights|recorded_model)\(")
 CELL_TIMEOUT = 900
 
 PROBE = """import sys, resnet_lab, resnet_lab.records as r
@@ -179,7 +179,10 @@ def summary(nb) -> dict:
 
 def compare(reference: Path, standalone: Path) -> int:
     failed = 0
-    for path in sorted(standalone.glob("[0-9][0-9]_*.ipynb")):
+    pages = [
+        p for g in ("[0-9][0-9]_*.ipynb", "appendix_*.ipynb") for p in sorted(standalone.glob(g))
+    ]
+    for path in pages:
         ref_path = reference / path.name
         if not ref_path.is_file():
             print(f"{path.stem}: no in-repository run in {reference}: FAILED")

@@ -2,10 +2,10 @@
 
 ``_config.yml``'s ``repository.url`` is the one home of the address (the launch buttons read it
 there) and ``pyproject.toml``'s ``dependencies`` the one list of requirements. This script
-writes both into the first cell of every chapter (the install cell, :func:`install_cell`) and
-the address into the README's and the preface's install lines. ``make notebooks`` runs it,
-then regenerates the ``.ipynb`` pairs; ``--check`` changes nothing and exits 1 when a copy
-differs (tests/test_book.py runs the same check).
+writes both into the first cell of every chapter and appendix (the install cell,
+:func:`install_cell`) and the address into the README's and the preface's install lines.
+``make notebooks`` runs it, then regenerates the ``.ipynb`` pairs; ``--check`` changes nothing
+and exits 1 when a copy differs (tests/test_book.py runs the same check).
 
     python tools/sync_book.py [--check]
 """
@@ -111,10 +111,17 @@ def install_cell(url: str | None = None) -> str:
     return "```{code-cell} ipython3\n:tags: [remove-output, hide-input]\n\n" + body + "\n```"
 
 
+# the book's notebook pages: the chapters (NN_topic.md), then the appendices (appendix_topic.md)
+PAGE_GLOBS = ("[0-9][0-9]_*.md", "appendix_*.md")
+
+
 def chapters() -> list[Path]:
+    """Every notebook page of the book (a jupytext header with a kernelspec), chapters first,
+    then appendices: the pages that get the install cell and an .ipynb pair."""
     return [
         p
-        for p in sorted((ROOT / "book").glob("[0-9][0-9]_*.md"))
+        for pattern in PAGE_GLOBS
+        for p in sorted((ROOT / "book").glob(pattern))
         if "kernelspec:" in p.read_text(encoding="utf-8")[:600]
     ]
 

@@ -1,0 +1,310 @@
+"""What the checks behind the chapters' exercises share.
+
+One pattern in every chapter: the reader's cell holds a stub (``answer = None``, or a function
+whose body is ``raise NotImplementedError``); the check cell below it, tagged
+``raises-exception``, calls ``check_...(answer)``. A check
+
+- raises :class:`NotAttempted` while the stub is unchanged;
+- raises :class:`NotYet` for a wrong answer, with the mistake it saw in one line ("your block
+  uses bn1 twice and never bn2") and a short key, ``mistake``, that the tests read;
+- prints "correct! ..." for a right one. It judges by behaviour on inputs of its own, with
+  random numbers from its own generator, so every correct answer passes, whatever the reader's
+  seed, and the reader's random state is left as it was.
+
+In a notebook IPython shows a :class:`NotYet` as its one line, without a traceback.
+
+:func:`check_block` judges a block the reader wrote: it gives every layer random parameters of
+its own (so that two layers of one shape can no longer stand in for each other), records the
+order in which the layers are called, and compares the output with the block's formula computed
+from the reader's own layers. Names, registration order and the reader's seed do not matter; a
+layer used twice, two layers swapped, a missing ReLU or sum are each named.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import numbers
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class NotYet(AssertionError):
+    """A wrong answer: the message names the mistake; ``mistake`` is its short key."""
+
+    def __init__(self, message: str, mistake: str = "wrong") -> None:
+        super().__init__(message)
+        self.mistake = mistake
+
+    def _render_traceback_(self) -> list[str]:  # what IPython shows: this line, no traceback
+        return [f"{type(self).__name__}: {self}"]
+
+
+class NotAttempted(NotYet):
+    """The reader's stub is still there."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "not attempted")
+
+
+def passed(message: str) -> None:
+    print(f"correct! {message}")
+
+
+def attempt(fn: Any, *args: Any, what: str = "your function") -> Any:
+    """``fn(*args)``; the stub's NotImplementedError becomes NotAttempted, any other error a
+    NotYet that quotes it."""
+    if fn is None or not callable(fn):
+        raise NotAttempted(
+            f"{what} is not defined yet: write it in the cell above, then run this cell"
+        )
+    try:
+        return fn(*args)
+    except NotImplementedError:
+        raise NotAttempted(
+            f"{what} still raises NotImplementedError: replace the stub, then run this cell"
+        ) from None
+    except NotYet:
+        raise
+    except Exception as e:
+        raise NotYet(f"{what} raised {type(e).__name__}: {e}", "raised") from None
+
+
+def number(value: Any, name: str = "answer") -> float:
+    """``value`` as a float; None is NotAttempted, anything but a real number a NotYet."""
+    if value is None:
+        raise NotAttempted(f"set {name} in the cell above, then run this cell")
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
+        raise NotYet(f"{name} must be a number, got {value!r}", "not a number")
+    return float(value)  # numpy's scalars too
+
+
+def choice(value: Any, choices: Sequence[str], name: str = "prediction") -> str:
+    """``value`` as one of ``choices`` (case and spaces ignored); None is NotAttempted."""
+    listed = ", ".join(repr(c) for c in choices)
+    if value is None:
+        raise NotAttempted(f"set {name} to one of {listed} in the cell above, then run this cell")
+    key = str(value).strip().lower()
+    if key not in choices:
+        raise NotYet(f"{name} must be one of {listed}, got {value!r}", "not a choice")
+    return key
+
+
+def choices(value: Any, options: Sequence[str], name: str = "answer") -> set[str]:
+    """``value`` (one option or a collection of them) as a set of ``options``."""
+    if value is None:
+        raise NotAttempted(
+            f"set {name} to a set of {sorted(options)} in the cell above, then run this cell"
+        )
+    items = [value] if isinstance(value, str) else list(value)
+    picked = {str(v).strip().lower() for v in items}
+    unknown = sorted(picked - set(options))
+    if unknown:
+        raise NotYet(f"{name}: {unknown} not among the options {sorted(options)}", "not a choice")
+    return picked
+
+
+@dataclass
+class Measurement:
+    """What a "predict, then run" cell measured, as one of its prediction's choices."""
+
+    truth: str
+    why: str  # said to a wrong prediction, after what was measured
+    right: str  # said to a right one
+
+
+def judge_prediction(guess: str, measured: Measurement) -> None:
+    """Pass a prediction that is what was measured; name a wrong one."""
+    if guess != measured.truth:
+        raise NotYet(
+            f"you predicted {guess!r}; measured: {measured.truth!r}. {measured.why}",
+            f"predicted {guess}",
+        )
+    passed(measured.right)
+
+
+def close(a: float, b: float, rel: float = 1e-6) -> bool:
+    return math.isclose(a, b, rel_tol=rel, abs_tol=1e-12)
+
+
+def judge_number(
+    got: float,
+    want: float,
+    mistakes: Iterable[tuple[float, str, str]],
+    *,
+    rel: float = 1e-6,
+    hint: str,
+) -> None:
+    """Pass when ``got`` is ``want``; else name the first mistake ``(value, key, message)``
+    whose value it is, or say ``hint``."""
+    if close(got, want, rel):
+        return
+    for value, key, message in mistakes:
+        if close(got, value, rel):
+            raise NotYet(message, key)
+    raise NotYet(f"{got:g} is not it: {hint}", "wrong")
+
+
+def judge_outputs(
+    got: Sequence[Any],
+    want: Sequence[Any],
+    mistakes: Iterable[tuple[Sequence[Any], str, str]],
+    *,
+    same: Callable[[Any, Any], bool],
+    case: Callable[[int], str],
+) -> None:
+    """Pass when every output in ``got`` is the wanted one. Else name the mistake whose
+    outputs match all of ``got``, or describe the first case that differs."""
+    if all(same(g, w) for g, w in zip(got, want)):
+        return
+    for outputs, key, message in mistakes:
+        if all(same(g, o) for g, o in zip(got, outputs)):
+            raise NotYet(message, key)
+    i = next(i for i, (g, w) in enumerate(zip(got, want)) if not same(g, w))
+    raise NotYet(f"wrong on {case(i)}: got {got[i]!r}, want {want[i]!r}", "wrong")
+
+
+# ---------------------------------------------------------------------------- modules
+
+
+@contextlib.contextmanager
+def recording_calls(module: nn.Module, names: Sequence[str]):
+    """While active, each call of the submodule ``module.<name>`` appends its name to the
+    yielded list, in the order of the calls."""
+    calls: list[str] = []
+    handles = [
+        getattr(module, n).register_forward_hook(lambda _m, _i, _o, n=n: calls.append(n))
+        for n in names
+    ]
+    try:
+        yield calls
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def judge_call_order(calls: list[str], expected: Sequence[str], what: str) -> None:
+    """Name the mistake when the layers of ``what`` were not each called once, in order."""
+    for name in expected:
+        if calls.count(name) > 1:
+            never = [n for n in expected if n not in calls]
+            rest = f" and never {' or '.join(never)}" if never else ""
+            raise NotYet(
+                f"{what} uses {name} {calls.count(name)} times{rest}: each layer has its own "
+                "parameters and must be applied once",
+                f"reused {name}",
+            )
+    never = [n for n in expected if n not in calls]
+    if never:
+        raise NotYet(f"{what} never uses {', '.join(never)}", "unused layer")
+    if list(calls) != list(expected):
+        wrong = [i for i, (c, e) in enumerate(zip(calls, expected)) if c != e]
+        if len(wrong) == 2:
+            a, b = (expected[i] for i in wrong)
+            raise NotYet(
+                f"{what} applies {a} and {b} in each other's place ({' -> '.join(calls)}; "
+                f"the order is {' -> '.join(expected)}): they hold different parameters",
+                f"swapped {a} {b}",
+            )
+        raise NotYet(
+            f"{what} applies {' -> '.join(calls)}; the order is {' -> '.join(expected)}", "order"
+        )
+
+
+@torch.no_grad()
+def randomize_(module: nn.Module, generator: torch.Generator) -> nn.Module:
+    """Give every parameter, and every BN's running statistics, random values of its own, so
+    that two layers of the same shape can no longer stand in for each other."""
+    for m in module.modules():
+        norm = isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.LayerNorm))
+        for name, p in m.named_parameters(recurse=False):
+            scale = 0.5 / math.sqrt(p[0].numel()) if p.dim() > 1 else 0.3
+            noise = torch.randn(p.shape, generator=generator)
+            p.copy_(1 + 0.5 * noise if norm and name == "weight" else scale * noise)
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
+            m.running_mean.copy_(0.3 * torch.randn(m.running_mean.shape, generator=generator))
+            m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=generator))
+    return module
+
+
+def build(cls: Any, *args: Any, what: str) -> nn.Module:
+    """The reader's module, built with the reader's random state left as it was."""
+    if isinstance(cls, nn.Module):
+        raise NotYet(
+            f"pass the class itself, {type(cls).__name__}, not a module built from it", "instance"
+        )
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise NotAttempted(f"{what} is not an nn.Module class yet: write it in the cell above")
+    with torch.random.fork_rng(devices=[]):
+        try:
+            return cls(*args)
+        except Exception as e:
+            raise NotYet(f"{what}({', '.join(map(repr, args))}) raised {e!r}", "raised") from None
+
+
+def same_tensor(a: Any, b: Any) -> bool:
+    return (
+        isinstance(a, torch.Tensor)
+        and a.shape == b.shape
+        and torch.allclose(a, b, rtol=1e-4, atol=1e-5)
+    )
+
+
+# ---------------------------------------------------------------------------- blocks
+
+Variant = tuple[Callable[[nn.Module, torch.Tensor], torch.Tensor], str, str]
+
+
+def check_block(
+    block: nn.Module,
+    x: torch.Tensor,
+    *,
+    order: list[str],
+    reference: Callable[[nn.Module, torch.Tensor], torch.Tensor],
+    variants: list[Variant],
+    what: str,
+    explain_order: Callable[[list[str]], tuple[str, str] | None] = lambda calls: None,
+) -> None:
+    """Judge ``block`` (randomised already) on ``x``: its layers called once each in ``order``
+    (``explain_order(calls)`` may name a known wrong order), then its output against
+    ``reference(block, x)``, in eval and in train mode, naming the variant it computes."""
+    probe = copy.deepcopy(block).eval()
+    with recording_calls(probe, order) as calls:
+        try:
+            attempt(probe, x, what=what)
+        except NotYet as e:
+            if e.mistake != "raised":
+                raise
+            known = explain_order(calls)
+            if known:
+                raise NotYet(*known) from None
+            ran = " -> ".join(calls) or "nothing"
+            raise NotYet(
+                f"{e} (after {ran}; the order is {' -> '.join(order)})", "raised"
+            ) from None
+    known = explain_order(calls)
+    if known:
+        raise NotYet(*known)
+    judge_call_order(calls, order, what)
+    for mode in ("eval", "train"):
+        with torch.no_grad():
+            got = copy.deepcopy(block).train(mode == "train")(x)
+            want = reference(copy.deepcopy(block).train(mode == "train"), x)
+            if same_tensor(got, want):
+                continue
+            for fn, key, message in variants:
+                if same_tensor(got, fn(copy.deepcopy(block).train(mode == "train"), x)):
+                    # the stub itself, where a chapter shows one to fix, is not yet an attempt
+                    raise NotAttempted(message) if key == "not attempted" else NotYet(message, key)
+        raise NotYet(
+            f"{what} computes something else ({mode} mode): compare it with the "
+            "description line by line",
+            "wrong",
+        )

@@ -1,0 +1,206 @@
+"""resnet_lab.results: config_differences and the paper's recipe it compares with, the
+standard error of a difference, and the readers of records behind chapter 5 and its appendix."""
+
+import math
+from dataclasses import asdict, replace
+
+import pytest
+import torch
+
+from resnet_lab.checkpoints import History, load_checkpoint, model_name
+from resnet_lab.config import TrainConfig, lr_factor
+from resnet_lab.experiments import EXPERIMENTS
+from resnet_lab.models import build_model
+from resnet_lab.results import (
+    NOT_RECIPE,
+    PAPER_RECIPE,
+    best_run,
+    compare,
+    config_differences,
+    data_copy,
+    epoch_costs,
+    format_differences,
+    load_note,
+    load_results,
+    paper_protocol,
+    record_weights,
+    recorded_model,
+    standard_error,
+    technique_runs,
+)
+
+
+def test_config_differences_lists_each_changed_field_in_order():
+    base = TrainConfig()
+    assert config_differences(base, base) == []
+    other = replace(base, tta=True, lr=0.2, label_smoothing=0.1)
+    assert config_differences(base, other) == [
+        ("lr", 0.1, 0.2),
+        ("label_smoothing", 0.0, 0.1),
+        ("tta", False, True),
+    ]
+    # the other way round: the values swap sides
+    assert config_differences(other, base)[0] == ("lr", 0.2, 0.1)
+
+
+def test_config_differences_reads_record_dicts_and_fills_missing_fields():
+    cfg = replace(TrainConfig(), epochs=34, ema=0.99)
+    record = asdict(cfg)
+    assert config_differences(record, cfg) == []
+    old = {k: v for k, v in record.items() if k != "ema"}  # a record from before the field
+    assert config_differences(old, cfg) == [("ema", 0.0, 0.99)]
+    with pytest.raises(ValueError, match=r"TrainConfig lacks: \['batch'\]"):
+        config_differences({**record, "batch": 64}, cfg)
+    with pytest.raises(TypeError, match="TrainConfig or a config dict"):
+        config_differences([("lr", 0.1)], cfg)
+
+
+def test_speed_settings_and_the_seed_are_ignored_unless_asked():
+    base = TrainConfig()
+    fast = replace(base, compile=True, channels_last=True, eval_every=5, seed=3, device="cpu")
+    assert config_differences(base, fast) == []
+    assert {f for f, _, _ in config_differences(base, fast, ignore=())} == set(NOT_RECIPE)
+    # precision changes the arithmetic: it is a difference of recipe
+    assert config_differences(base, replace(base, precision="bf16")) == [
+        ("precision", "auto", "bf16")
+    ]
+    with pytest.raises(ValueError, match=r"ignore names no TrainConfig field: \['sed'\]"):
+        config_differences(base, fast, ignore=("sed",))
+
+
+def test_the_paper_recipe_is_section_4_2():
+    p = PAPER_RECIPE
+    assert (p.batch_size, p.lr, p.momentum, p.nesterov, p.weight_decay) == (
+        128,
+        0.1,
+        0.9,
+        False,
+        1e-4,
+    )
+    assert (p.optimizer, p.schedule, p.warmup, p.label_smoothing) == ("sgd", "paper", 0, 0)
+    assert (p.tta, p.crop_pad, p.flip, p.precision) == (False, 4, True, "fp32")
+    assert (p.ema, p.bn_bias_lr, p.bn_weight_decay, p.low_res) == (0, 1, True, 0)
+    validation = EXPERIMENTS["gpu_resnet20"].validation
+    assert validation == 5000, "the paper's 45k/5k split"
+    steps = (50_000 - validation) // p.batch_size  # the loader drops the last partial batch
+    total = p.epochs * steps
+    assert abs(total - 64_000) < steps, "64k iterations, to the nearest epoch"
+
+    def lr(it):
+        return p.lr * lr_factor(p, it, total, steps)
+
+    # divided by 10 at 32k and 48k iterations, to within the rounding of 64k to whole epochs
+    assert lr(31_800) == pytest.approx(0.1) and lr(32_200) == pytest.approx(0.01)
+    assert lr(47_800) == pytest.approx(0.01) and lr(48_200) == pytest.approx(0.001)
+
+
+def test_gpu_resnet20_is_the_paper_recipe_in_the_hardwares_arithmetic():
+    assert config_differences(PAPER_RECIPE, EXPERIMENTS["gpu_resnet20"].config) == [
+        ("precision", "fp32", "auto")
+    ]
+
+
+def test_the_recorded_cpu_recipe_differs_from_the_paper_as_its_definition_does():
+    """What chapter 5 lists from the records is what the experiment defines."""
+    seeds = load_results("cpu_resnet20").get("cpu_resnet20", [])
+    assert seeds, "results/ holds the cpu_resnet20 records"
+    want = config_differences(PAPER_RECIPE, EXPERIMENTS["cpu_resnet20"].config)
+    for h in seeds:
+        assert config_differences(PAPER_RECIPE, h.meta["config"]) == want
+    assert {f for f, _, _ in want} >= {"tta", "label_smoothing", "weight_decay", "nesterov"}
+
+
+def test_the_jpeg_note_quotes_its_numbers():
+    """The JPEG copy's effect on published weights is documented in results/, and the numbers
+    the chapter prints from it are the ones its quoted source states."""
+    note = load_note("cifar10_jpeg_copy")
+    assert note is not None, "results/cifar10_jpeg_copy.json is missing"
+    quote = note["quote"]
+    for key in ("official_test_acc_percent", "jpeg_test_acc_percent"):
+        low, high = note[key]
+        assert low < high and f"{low}-{high}%" in quote, (key, quote)
+    assert note["jpeg_test_acc_percent"][1] < note["official_test_acc_percent"][0]
+    assert load_note("no_such_note") is None
+
+
+# ---------------------------------------------------------------- chapter 5 and its appendix
+
+
+def _run(acc=None, *, data="", config=None, seconds=(), name="x"):
+    epochs = [{"epoch": i + 1, "seconds": s} for i, s in enumerate(seconds or (1.0,))]
+    if acc is not None:
+        epochs[-1]["test_acc"] = acc
+    return History(epochs=epochs, meta={"data": data, "config": config or {}, "experiment": name})
+
+
+def test_standard_error_of_a_difference_is_the_root_of_the_summed_variances():
+    assert standard_error(0.3, 3, 0.4, 4) == pytest.approx(math.sqrt(0.09 / 3 + 0.16 / 4))
+    assert math.isnan(standard_error(0.3, 1, 0.4, 4))  # one run: no spread
+    assert math.isnan(standard_error(0.3, 3, 0.4, 1))
+    # compare judges by it: beyond 2 SE is a verdict, within it noise
+    se = standard_error(0.01, 3, 0.01, 3)
+    near = compare({"a": (0.5, 0.01, 3), "b": (0.5 + 1.9 * se, 0.01, 3)})["b"]
+    far = compare({"a": (0.5, 0.01, 3), "b": (0.5 - 2.1 * se, 0.01, 3)})["b"]
+    assert (near["verdict"], far["verdict"]) == ("within noise", "worse")
+    assert near["se"] == pytest.approx(se)
+
+
+def test_data_copy_names_the_copy_the_records_say():
+    jpeg, official = _run(data="CIFAR-10 JPEG archives"), _run(data="torchvision batches")
+    assert data_copy([jpeg, jpeg]) == "JPEG copy"
+    assert data_copy([official]) == "official data"
+    assert data_copy([jpeg, official]) == "mixed data"
+    assert data_copy([]) == "no data"
+
+
+def test_recorded_model_loads_the_shipped_weights_and_none_where_none_are_kept():
+    net = recorded_model("degradation/resnet20")
+    assert net is not None and model_name(net) == "resnet20"
+    again = build_model("resnet20")
+    load_checkpoint(record_weights("degradation/resnet20"), again)
+    x = torch.randn(2, 3, 32, 32)
+    net.eval(), again.eval()
+    assert torch.equal(net(x), again(x))  # the recorded weights, not fresh ones
+    assert not torch.equal(net(x), build_model("resnet20").eval()(x))
+    assert recorded_model("cpu_resnet20") is None  # no keep_weights: no weights recorded
+    with pytest.raises(ValueError, match="unknown experiment 'resnet20'"):
+        recorded_model("resnet20")
+
+
+def test_format_differences_is_a_table_of_the_rows():
+    table = format_differences([("lr", 0.1, 0.2), ("tta", False, True)], "paper", "ours")
+    head, lr, tta = table.splitlines()
+    assert head.split() == ["field", "paper", "ours"]
+    assert lr.split() == ["lr", "0.1", "0.2"] and tta.split() == ["tta", "False", "True"]
+
+
+def test_epoch_costs_leave_out_the_first_epoch_of_each_size():
+    cfg = asdict(replace(TrainConfig(), epochs=6, low_res=24, low_res_fraction=0.5))
+    h = _run(config=cfg, seconds=(50, 10, 12, 40, 20, 22))  # 3 small epochs, then 3 full
+    assert epoch_costs(h) == {"first": 50, "low_res": 11, "full": 21}
+    plain = _run(config=asdict(replace(TrainConfig(), epochs=4)), seconds=(9, 3, 1, 2))
+    assert epoch_costs(plain) == {"first": 9, "low_res": None, "full": 2}
+
+
+def test_technique_runs_are_named_and_ordered_by_the_experiments():
+    names = [n for n in EXPERIMENTS if n.startswith("speedrun/")]
+    sweep = {n: [_run(0.9, name=n)] for n in reversed(names)}  # any order in
+    runs = technique_runs(sweep)
+    assert next(iter(runs)) == "cpu_speedrun's recipe"
+    assert len(runs) == len(names) and not any(k.startswith("speed-run") for k in runs)
+    assert [h.meta["experiment"] for hs in runs.values() for h in hs] == names
+
+
+def test_best_run_takes_the_highest_final_accuracy():
+    a, b, untested = _run(0.8), _run(0.9), _run()
+    assert best_run([a, b, untested]) is b
+    with pytest.raises(ValueError, match="no run has a final 'test_acc'"):
+        best_run([untested])
+
+
+def test_paper_protocol_counts_the_papers_iterations_on_its_split():
+    line = paper_protocol()
+    assert "45,000/5,000 train/validation split" in line and "one view" in line
+    iterations = int(line.split(" = ")[1].split()[0].replace(",", ""))
+    assert abs(iterations - 64_000) < 351  # 64k, to the nearest epoch of 351 batches
+    assert "40,000/5,000" in paper_protocol(45_000)
