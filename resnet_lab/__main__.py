@@ -200,6 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_exp.add_argument(
         "--list", action="store_true", help="list the runs and whether they are recorded"
     )
+    p_exp.add_argument(
+        "--cpu-shared",
+        default=None,
+        metavar="NOTE",
+        help="finetune only: a line kept in each run's meta (cpu_shared), saying that other "
+        "jobs shared the machine, so that its minutes are not taken for clean timings",
+    )
     return parser
 
 
@@ -324,7 +331,12 @@ def _experiment(args) -> int:
                 )
             return 0
         records = run_transfer_study(
-            study, out=out, weights=weights, runs_dir=args.runs_dir, progress=not args.no_progress
+            study,
+            out=out,
+            weights=weights,
+            runs_dir=args.runs_dir,
+            progress=not args.no_progress,
+            cpu_shared=args.cpu_shared,
         )
         for (method, budget), (mean, sd, n) in transfer_summary(records).items():
             print(
@@ -332,6 +344,8 @@ def _experiment(args) -> int:
                 f"test accuracy ({n} seeds)"
             )
         return 0
+    if args.cpu_shared is not None:
+        raise ValueError("--cpu-shared is kept only by the finetune study's records: leave it out")
     if args.list:
         for name, seed, state in sweep_status(args.name, args.seeds, args.results_dir):
             print(f"{run_id(name, seed):40s} {state}")

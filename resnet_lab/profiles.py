@@ -25,7 +25,7 @@ from functools import cache
 import torch
 
 from resnet_lab.analysis import count_macs
-from resnet_lab.models import cifar_resnet
+from resnet_lab.models import cifar_resnet, resnet18
 
 PROFILE_NAMES = ("smoke", "cpu", "gpu")
 
@@ -56,6 +56,11 @@ class Profile:
     depths: tuple[int, ...]  # depths compared in live depth experiments
     transfer_steps: int  # steps of each of chapter 6's live adaptation runs
     transfer_labels: int  # labelled images per class in chapter 6's live runs
+
+    @property
+    def imagenet_steps(self) -> int:
+        """Steps of chapter 6's online ResNet-18 fine-tune from ImageNet weights (224 pixels)."""
+        return max(2, self.transfer_steps // 10)
 
     def describe(self) -> str:
         train = "all" if self.train_subset is None else f"{self.train_subset:,}"
@@ -88,13 +93,22 @@ def relative_cost(depth: int) -> float:
     return count_macs(cifar_resnet(depth), x) / count_macs(cifar_resnet(20), x)
 
 
+@cache
+def imagenet_cost() -> float:
+    """Multiply-adds of ResNet-18 on one 224x224 image (what ImageNet weights are fed),
+    relative to ResNet-20's on a 32x32 one (computed)."""
+    big = count_macs(resnet18(num_classes=4), torch.zeros(1, 3, 224, 224))
+    return big / count_macs(cifar_resnet(20), torch.zeros(1, 3, 32, 32))
+
+
 def training_work(profile: Profile) -> dict[str, float]:
     """ResNet-20 training images (images x epochs x relative network cost) of each chapter's
     live training cells in ``profile``. Mirrors what the chapters run:
 
     - chapter 1: the race, a plain and a residual network at each depth;
     - chapter 5: ResNet-20 on the live subset;
-    - chapter 6: two adaptation runs (fine-tuning and from scratch) of ResNet-20.
+    - chapter 6: two adaptation runs (fine-tuning and from scratch) of ResNet-20, and, online
+      only, a ResNet-18 fine-tune at 224 pixels from ImageNet weights (batches of up to 50).
     """
     race = profile.race_subset or 50_000
     train = profile.train_subset or 50_000
@@ -104,5 +118,6 @@ def training_work(profile: Profile) -> dict[str, float]:
         * race
         * profile.race_epochs,
         "05_training": train * profile.epochs,
-        "06_finetuning": 2 * profile.transfer_steps * min(64, n6),
+        "06_finetuning": 2 * profile.transfer_steps * min(64, n6)
+        + profile.imagenet_steps * min(50, n6) * imagenet_cost(),
     }

@@ -400,3 +400,69 @@ def plot_differences(
     fig.tight_layout()
     caption(fig, source)
     return fig
+
+
+def plot_transfer(
+    summary: dict[tuple[str, int], tuple[float, float, int]],
+    methods: Sequence[str],
+    *,
+    source: str,
+    title: str = "adapting to the 4 vehicle classes",
+):
+    """Test accuracy (%) against labelled images per class (log scale), one line per method:
+    mean ± sd over seeds, from ``{(method, labels_per_class): (mean, sd, n)}`` (as from
+    :func:`resnet_lab.transfer.transfer_summary`). The methods are nudged apart sideways."""
+    budgets = sorted({b for _, b in summary})
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, method in enumerate(methods):
+        pts = [(b, *summary[(method, b)]) for b in budgets if (method, b) in summary]
+        if not pts:
+            continue
+        b, mean, sd, _ = zip(*pts)
+        nudge = 1 + 0.04 * (i - (len(methods) - 1) / 2)
+        ax.errorbar(
+            [x * nudge for x in b],
+            [100 * m for m in mean],
+            yerr=[100 * s for s in sd],
+            marker="o",
+            capsize=4,
+            label=method,
+        )
+    ax.set_xscale("log")
+    ax.set_xticks(budgets, [str(b) for b in budgets])
+    ax.minorticks_off()
+    ax.set(
+        xlabel="labelled training images per class (log scale)",
+        ylabel="test accuracy (%)",
+        title=title,
+    )
+    ax.axhline(25, color="0.5", lw=0.8, ls=":")
+    ax.text(budgets[0], 26, "chance", fontsize=8, color="0.4")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    caption(fig, source)
+    return fig
+
+
+def show_predictions(
+    images: torch.Tensor,
+    predicted: torch.Tensor,
+    labels: torch.Tensor,
+    classes: Sequence[str],
+    *,
+    source: str,
+    ncols: int = 8,
+):
+    """A grid of uint8 images (N, 3, H, W), each titled with its predicted class, green when it
+    is the true one, red with the true class in brackets when not (as in the PyTorch
+    transfer-learning tutorial's ``visualize_model``)."""
+    titles = [
+        classes[int(p)] if p == y else f"{classes[int(p)]}\n({classes[int(y)]})"
+        for p, y in zip(predicted, labels)
+    ]
+    fig = show_images(images, titles=titles, ncols=ncols, scale=1.4)
+    for ax, p, y in zip(fig.axes, predicted, labels):
+        ax.title.set_color("#2e7d32" if p == y else "#c62828")
+    caption(fig, source)
+    return fig

@@ -15,7 +15,7 @@ from resnet_lab.checkpoints import History
 from resnet_lab.config import TrainConfig
 from resnet_lab.experiments import EXPERIMENTS, run_sweep
 from resnet_lab.results import load_results
-from resnet_lab.transfer import TRANSFER
+from resnet_lab.transfer import PROTOCOL, TRANSFER
 
 FAST = dict(
     epochs=1, compile=False, precision="fp32", channels_last=False, device="cpu", batch_size=50
@@ -59,7 +59,10 @@ def tiny_study(tiny_data, monkeypatch):
         methods=("scratch", "finetune"),
         seeds=(0, 1),
         steps=2,
+        long_steps=3,
         batch_size=8,
+        scratch_lrs=(0.1,),
+        finetune_lrs=(0.02, 0.05),
     )
     monkeypatch.setattr("resnet_lab.__main__.TRANSFER", study)
     monkeypatch.setattr("resnet_lab.transfer.load_cifar10", lambda *a, **k: tiny_data)
@@ -79,13 +82,14 @@ def test_finetune_list_lists_the_study_in_results_dir_and_trains_nothing(tmp_pat
     assert all(re.search(r"seed 1\s+to run$", line) for line in lines[1:])
     (tmp_path / "finetune").mkdir()
     (tmp_path / "finetune" / "pretrained.pt").write_bytes(b"")
-    (tmp_path / "finetune.json").write_text(
-        json.dumps([{"method": "scratch", "labels_per_class": 10, "seed": 1, "test_acc": 0.5}])
-    )
+    run = {"method": "scratch", "labels_per_class": 10, "seed": 1, "test_acc": 0.5}
+    older = {**run, "seed": 2}  # the equal-step study's: no protocol, not counted
+    (tmp_path / "finetune.json").write_text(json.dumps([{**run, "protocol": PROTOCOL}, older]))
     assert main(["experiment", "finetune", "--list", "--results-dir", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "recorded" in lines[0]
     assert re.match(r"scratch 10 labels/class seed 1\s+recorded$", lines[2])
+    assert re.match(r"scratch 10 labels/class seed 2\s+to run$", lines[3])
     assert sum("recorded" in line for line in lines) == 2
 
 
@@ -104,6 +108,8 @@ def test_finetune_keeps_its_pretraining_in_results_dir_and_runs_only_its_seeds(
             "--runs-dir",
             str(tmp_path / "runs"),
             "--no-progress",
+            "--cpu-shared",
+            "other jobs ran beside it",
         ]
     )
     assert rc == 0
@@ -111,6 +117,17 @@ def test_finetune_keeps_its_pretraining_in_results_dir_and_runs_only_its_seeds(
     assert (res / "finetune" / "pretrained.json").is_file()
     records = json.loads((res / "finetune.json").read_text())
     assert sorted((r["method"], r["seed"]) for r in records) == [("finetune", 1), ("scratch", 1)]
+    assert all(r["meta"]["cpu_shared"] == "other jobs ran beside it" for r in records)
+    by = {r["method"]: r["selection"] for r in records}
+    # scratch: one lr, then more steps at it; finetune: two lrs, then more steps at the best
+    assert [(c["lr"], c["steps"]) for c in by["scratch"]["candidates"]] == [(0.1, 2), (0.1, 3)]
+    assert len(by["finetune"]["candidates"]) == 3
+
+
+def test_cpu_shared_is_refused_outside_the_finetune_study(tmp_path, no_data, capsys):
+    rc = main(["experiment", "degradation", "--cpu-shared", "x", "--results-dir", str(tmp_path)])
+    assert rc == 2
+    assert "--cpu-shared is kept only by the finetune study's records" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------- 8. records

@@ -5,9 +5,11 @@ from dataclasses import replace
 import pytest
 import torch
 
+from resnet_lab import transfer
 from resnet_lab.checkpoints import CheckpointMismatch, load_checkpoint, model_name, model_signature
 from resnet_lab.config import TrainConfig, lr_factor
 from resnet_lab.distributed import Ranks
+from resnet_lab.evaluation import predict
 from resnet_lab.finetune import (
     count_trainable,
     freeze,
@@ -16,13 +18,19 @@ from resnet_lab.finetune import (
     trainable_parts,
     unfreeze,
 )
+from resnet_lab.imagenet import imagenet_transfer, use_weights_transforms
+from resnet_lab.loader import CifarLoader, normalize
 from resnet_lab.models import build_model, cifar_resnet, count_params, resnet18, resnet50
 from resnet_lab.optim import make_optimizer
+from resnet_lab.probe import choose_probe, fit_linear_head, fold_ids, pooled_features
 from resnet_lab.run import build_run
 from resnet_lab.train import train
 from resnet_lab.transfer import (
+    PROTOCOL,
     TRANSFER,
+    load_transfer,
     run_transfer_study,
+    transfer_status,
     transfer_summary,
 )
 
@@ -275,9 +283,9 @@ def test_select_classes_relabels(tiny_data):
         tiny_data.select_classes(["ship", "ship"])
 
 
-def test_transfer_study_records_and_resumes(tiny_data, tmp_path):
-    study = replace(
-        TRANSFER,
+def _tiny_study(**kw):
+    """The transfer study made tiny: resnet8, a few steps, 2 of each grid."""
+    tiny = dict(
         source=("airplane", "automobile", "bird", "cat", "deer", "dog"),
         target=("frog", "horse", "ship", "truck"),
         model="resnet8",
@@ -285,12 +293,26 @@ def test_transfer_study_records_and_resumes(tiny_data, tmp_path):
         budgets=(2, 4),
         seeds=(0, 1),
         steps=2,
+        long_steps=4,
         batch_size=8,
+        scratch_lrs=(0.05, 0.1),
+        finetune_lrs=(0.02, 0.05),
+        probe_l2=(1e-3, 1e-1, 10.0),
     )
-    study = replace(study, pretrain=replace(study.pretrain, precision="fp32", channels_last=False))
+    return replace(TRANSFER, **{**tiny, **kw})
+
+
+def test_transfer_study_records_and_resumes(tiny_data, tmp_path):
+    study = _tiny_study()
     out, weights = tmp_path / "finetune.json", tmp_path / "pre.pt"
     records = run_transfer_study(
-        study, data=tiny_data, out=out, weights=weights, runs_dir=tmp_path / "runs", progress=False
+        study,
+        data=tiny_data,
+        out=out,
+        weights=weights,
+        runs_dir=tmp_path / "runs",
+        progress=False,
+        cpu_shared="tests shared the CPU",
     )
     assert (
         len(records) == 4 * 2 * 2 and weights.is_file() and weights.with_suffix(".json").is_file()
@@ -298,8 +320,10 @@ def test_transfer_study_records_and_resumes(tiny_data, tmp_path):
     saved = json.loads(out.read_text())
     assert saved == records
     r = saved[0]
-    assert set(r) >= {"method", "labels_per_class", "seed", "test_acc", "meta"}
-    assert set(r["meta"]) >= {"hardware", "minutes", "commit", "data"}
+    assert set(r) >= {"method", "labels_per_class", "seed", "test_acc", "meta", "recipe"}
+    assert r["protocol"] == PROTOCOL
+    assert set(r["meta"]) >= {"hardware", "minutes", "commit", "data", "load_average"}
+    assert r["meta"]["cpu_shared"] == "tests shared the CPU"
     probe = next(r for r in saved if r["method"] == "linear_probe")
     assert probe["meta"]["trainable_parameters"] == 64 * 4 + 4
     assert (
@@ -308,3 +332,226 @@ def test_transfer_study_records_and_resumes(tiny_data, tmp_path):
     )  # all done
     summary = transfer_summary(records)
     assert summary[("finetune", 2)][2] == 2
+
+
+def test_each_method_records_the_recipe_it_chose_on_the_labelled_images(tiny_data, tmp_path):
+    study = _tiny_study(budgets=(4,), seeds=(0,))
+    records = run_transfer_study(
+        study,
+        data=tiny_data,
+        out=tmp_path / "f.json",
+        weights=tmp_path / "pre.pt",
+        runs_dir=tmp_path / "runs",
+        progress=False,
+    )
+    for r in records:
+        sel = r["selection"]
+        assert all(0 <= c["val_acc"] <= 1 and c["val_loss"] >= 0 for c in sel["candidates"])
+        best = max(sel["candidates"], key=lambda c: (c["val_acc"], -c["val_loss"]))
+        if r["method"] == "linear_probe":
+            assert sel["by"] == "4-fold cross-validation"  # 4 images per class: 4 folds
+            assert [(c["views"], c["l2"]) for c in sel["candidates"]] == [
+                (v, l2) for v in study.probe_views for l2 in study.probe_l2
+            ]
+            assert r["recipe"]["l2"] == best["l2"] and r["recipe"]["views"] == best["views"]
+            assert r["recipe"]["converged"]
+            assert r["steps"] is None and r["meta"]["config"] is None
+            continue
+        # each lr at study.steps, then long_steps at the best of them
+        grid = [(c["lr"], c["steps"]) for c in sel["candidates"]]
+        lrs = study.lrs(r["method"])
+        first = [c for c in sel["candidates"] if c["steps"] == study.steps]
+        assert grid[:-1] == [(lr, study.steps) for lr in lrs]
+        assert grid[-1] == (max(first, key=lambda c: (c["val_acc"], -c["val_loss"]))["lr"], 4)
+        assert sel["by"] == "hold-out: 1 fold of 4 (4 images)"
+        assert r["recipe"] == {"lr": best["lr"], "steps": best["steps"]}
+        assert r["meta"]["config"]["lr"] == best["lr"]  # retrained with the chosen setting
+        assert "16 train" in r["meta"]["data"]  # on all the labelled images
+
+
+def test_one_candidate_trains_nothing_to_choose_it(tiny_data, tmp_path, monkeypatch):
+    study = _tiny_study(
+        budgets=(2,), seeds=(0,), methods=("finetune",), finetune_lrs=(0.05,), long_steps=None
+    )
+    calls = []
+    real = transfer.train
+    monkeypatch.setattr(transfer, "train", lambda *a, **k: calls.append(1) or real(*a, **k))
+    kw = dict(data=tiny_data, weights=tmp_path / "pre.pt", runs_dir=tmp_path / "runs")
+    (r,) = run_transfer_study(study, out=tmp_path / "f.json", progress=False, **kw)
+    assert r["selection"] == {"by": "one candidate", "candidates": []}
+    assert r["recipe"] == {"lr": 0.05, "steps": 2} and len(calls) == 2  # pretraining, the run
+
+
+def test_records_of_the_older_protocol_are_refused_and_skipped(tiny_data, tmp_path):
+    out = tmp_path / "finetune.json"
+    old = {"method": "scratch", "labels_per_class": 10, "seed": 0, "test_acc": 0.4}
+    out.write_text(json.dumps([old]))
+    with pytest.raises(ValueError, match="holds 1 runs made before each method chose its recipe"):
+        run_transfer_study(_tiny_study(), data=tiny_data, out=out, progress=False)
+    assert not transfer_status(_tiny_study(), out)[0][3]  # not counted as done
+    notes = []
+    assert load_transfer(tmp_path, notes=notes) == ([], None)
+    assert notes == [f"skipped 1 runs of {out}: " + transfer._OLD]
+
+
+def test_study_config_refuses_the_probe_and_takes_the_steps_asked():
+    with pytest.raises(ValueError, match="the linear probe is fit by L-BFGS"):
+        TRANSFER.config("linear_probe", 40, 0, 0.1, 250)
+    for n in (40, 160, 200, 1000):
+        cfg = TRANSFER.config("finetune_lowlr", n, 0, 0.05, 250)
+        steps = cfg.epochs * (n // cfg.batch_size)
+        assert abs(steps - 250) <= n // cfg.batch_size / 2  # the nearest whole epoch
+        assert cfg.lr == 0.05 and cfg.lr_scales == {"backbone": 0.1}
+
+
+# ---------------------------------------------------------------------------- the probe
+
+
+def _blobs(n_per_class=30, d=8, k=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    centres = 3 * torch.randn(k, d, generator=g)
+    y = torch.arange(k).repeat_interleave(n_per_class)
+    x = centres[y] + torch.randn(len(y), d, generator=g) * torch.linspace(0.5, 4, d)
+    return x + 10, y  # far from zero: the standardisation matters
+
+
+def test_linear_head_is_the_regularised_optimum():
+    x, y = _blobs()
+    fit = fit_linear_head(x, y, 3, 1e-2)
+    assert fit.converged and fit.grad_max <= 1e-6 and fit.iterations > 1
+    # the objective it minimises, written out here on the standardised features
+    mean, sd = x.double().mean(0), x.double().std(0)
+    z = (x.double() - mean) / sd
+
+    def objective(w, b):
+        return torch.nn.functional.cross_entropy(z @ w.T + b, y) + 1e-2 * (w * w).sum()
+
+    w = (fit.weight.double() * sd).requires_grad_()  # back to the standardised features
+    b = (fit.bias.double() + fit.weight.double() @ mean).requires_grad_()
+    objective(w, b).backward()
+    assert w.grad.abs().max() < 1e-4 and b.grad.abs().max() < 1e-4  # stationary: the optimum
+    g = torch.Generator().manual_seed(1)
+    for _ in range(5):
+        dw = 1e-2 * torch.randn(w.shape, generator=g, dtype=torch.float64)
+        assert objective(w + dw, b) > objective(w, b)
+    strong = fit_linear_head(x, y, 3, 1.0)
+    assert strong.weight.norm() < fit.weight.norm()
+
+
+def test_folds_are_class_balanced_and_need_two_images_per_class():
+    y = torch.tensor([0] * 7 + [1] * 5 + [2] * 10)
+    ids = fold_ids(y, 5, seed=3)
+    for c in range(3):
+        counts = torch.bincount(ids[y == c], minlength=5)
+        assert counts.max() - counts.min() <= 1
+    assert torch.equal(ids, fold_ids(y, 5, seed=3)) and not torch.equal(ids, fold_ids(y, 5, 4))
+    assert int(fold_ids(torch.tensor([0, 0, 1, 1, 1]), 5, 0).max()) == 1  # 2 images: 2 folds
+    with pytest.raises(ValueError, match="at least 2 labelled images per class"):
+        fold_ids(torch.tensor([0, 0, 1]), 5, 0)
+
+
+def test_cross_validation_scores_every_candidate_and_picks_the_best():
+    x, y = _blobs(n_per_class=10, d=30)
+    views = torch.stack([x, x + 0.1 * torch.randn(x.shape)])
+    recipe, sel = choose_probe(views, y, 3, (1e-5, 1e-2, 1e3), (1, 2), folds=5, seed=0)
+    scores = {(c["views"], c["l2"]): c for c in sel["candidates"]}
+    assert len(scores) == 6 and sel["by"] == "5-fold cross-validation"
+    best = max(scores.values(), key=lambda c: (c["val_acc"], -c["val_loss"]))
+    assert recipe == {"views": best["views"], "l2": best["l2"]}
+    assert scores[(1, 1e3)]["val_loss"] > best["val_loss"]  # all but no weights: worse
+
+
+def test_all_views_of_an_image_stay_in_its_fold():
+    # noise features, random labels: nothing to learn, but a weakly regularised fit memorises
+    # its training images; a held-out image whose copy it was fit on would be scored right
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 100, generator=g)
+    y = torch.arange(4).repeat(10)
+    _, sel = choose_probe(torch.stack([x, x]), y, 4, (1e-5,), (1, 2), folds=5, seed=0)
+    assert all(c["val_acc"] < 0.6 for c in sel["candidates"])  # near chance (0.25), not 1
+
+
+def test_pooled_features_are_what_the_head_sees():
+    torch.manual_seed(0)
+    net = cifar_resnet(8, width=4).eval()
+    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    feats = pooled_features(net, images, batch_size=4)
+    assert feats.shape == (6, 16)
+    with torch.no_grad():
+        logits = net(normalize(images))
+    assert torch.allclose(net.fc(feats), logits, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------- ImageNet weights
+
+
+def test_the_hook_applies_the_weights_own_transforms():
+    from torchvision.models import ResNet18_Weights
+
+    weights = ResNet18_Weights.IMAGENET1K_V1  # its transforms need no download
+    net = resnet18(num_classes=4)
+    handle = use_weights_transforms(net, weights)
+    seen = []
+    net.conv1.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+    images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    with torch.no_grad():
+        net(normalize(images))
+    expected = weights.transforms(antialias=True)(images.float() / 255)
+    assert seen[0].shape == (2, 3, 224, 224)
+    assert torch.allclose(seen[0], expected, atol=1e-5)
+    handle.remove()
+    with torch.no_grad():
+        net(normalize(images))
+    assert seen[1].shape == (2, 3, 32, 32)
+
+
+def _offline(self, *a, **k):
+    from urllib.error import URLError
+
+    raise URLError("[Errno -3] Temporary failure in name resolution")
+
+
+def test_imagenet_transfer_offline_trains_nothing_and_says_why(tiny_data, monkeypatch):
+    import torchvision
+
+    monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", _offline)
+    run = imagenet_transfer(tiny_data.select_classes(["ship", "truck"]), labels_per_class=2)
+    assert not run.pretrained and run.model is None and run.history is None
+    assert "not loaded" in run.pretrained.message and "offline" in run.pretrained.message
+
+
+def test_imagenet_transfer_online_fine_tunes_through_the_transforms(tiny_data, monkeypatch):
+    import torchvision
+
+    theirs = torchvision.models.resnet18(weights=None).state_dict()
+    monkeypatch.setattr(
+        torchvision.models.WeightsEnum, "get_state_dict", lambda self, *a, **k: theirs
+    )
+    data = tiny_data.select_classes(["ship", "truck"])
+    run = imagenet_transfer(data, labels_per_class=2, steps=1, test_images=4)
+    assert run.pretrained and len(run.data.train_labels) == 4 and len(run.data.test_labels) == 4
+    assert run.history.meta["config"]["lr_scales"] == {"backbone": 0.1}
+    assert 0 <= run.history.final["test_acc"] <= 1
+    seen = []
+    run.model.conv1.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape[-1]))
+    loader = CifarLoader(run.data.test_images, run.data.test_labels, 4, train=False, device="cpu")
+    assert predict(run.model, loader).shape == (4, 2) and seen == [224]
+
+
+def test_prediction_grid_marks_the_mistakes():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from resnet_lab.viz import show_predictions
+
+    images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
+    fig = show_predictions(
+        images, torch.tensor([0, 1, 1]), torch.tensor([0, 1, 0]), ["ship", "truck"], source="t"
+    )
+    titles = [ax.get_title() for ax in fig.axes[:3]]
+    assert titles == ["ship", "truck", "truck\n(ship)"]
+    colors = [ax.title.get_color() for ax in fig.axes[:3]]
+    assert colors[0] == colors[1] != colors[2]
+    plt.close(fig)

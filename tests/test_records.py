@@ -16,7 +16,7 @@ import resnet_lab.records as records
 from resnet_lab.checkpoints import History
 from resnet_lab.experiments import result_path
 from resnet_lab.results import load_results, record_weights
-from resnet_lab.transfer import load_transfer, transfer_paths
+from resnet_lab.transfer import PROTOCOL, load_transfer, transfer_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -100,6 +100,7 @@ def test_record_weights_prefers_the_readers_own(installed):
 def test_load_transfer_puts_the_readers_runs_in_place_of_the_books(installed):
     shipped, own = installed
     run = {"method": "scratch", "labels_per_class": 10, "seed": 0, "test_acc": 0.5}
+    run["protocol"] = PROTOCOL
     (shipped / "finetune").mkdir()
     (shipped / "finetune.json").write_text(json.dumps([run, {**run, "seed": 1}]))
     (shipped / "finetune" / "pretrained.pt").write_bytes(b"book")

@@ -1,0 +1,103 @@
+"""torchvision's ImageNet weights on CIFAR images: their own preprocessing, and fine-tuning.
+
+ImageNet networks were trained on photographs resized and cropped to 224 x 224 pixels and
+normalised with ImageNet's channel statistics; ``weights.transforms()`` is that preprocessing.
+:func:`use_weights_transforms` makes a network apply it to the trainer's CIFAR batches, and
+:func:`imagenet_transfer` fine-tunes ResNet-18 from its ImageNet weights that way (chapter 6).
+
+The weights need a download. torchvision checks it: ``load_state_dict_from_url(check_hash=True)``
+compares the file's SHA-256 with the hash prefix in its name (``resnet18-f37072fd.pth``).
+Offline nothing is trained, and :class:`ImageNetRun` says what was skipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+from resnet_lab.checkpoints import History
+from resnet_lab.cifar10 import MEAN, STD, CifarData
+from resnet_lab.config import TrainConfig
+from resnet_lab.finetune import Pretrained, load_pretrained
+from resnet_lab.models import resnet18
+from resnet_lab.train import seed_everything, train
+
+
+def use_weights_transforms(model: nn.Module, weights) -> RemovableHandle:
+    """Make ``model`` see its input as ``weights`` were trained to.
+
+    A forward pre-hook runs ``weights.transforms()`` on every batch
+    (ResNet-18: resize to 256, centre crop 224, ImageNet mean and
+    std). The trainer's loader yields CIFAR-normalised batches; the
+    hook first undoes that normalisation, back to pixels in [0, 1]:
+    (B, 3, 32, 32) -> (B, 3, 224, 224). Returns the hook's handle
+    (``handle.remove()`` undoes it).
+    """
+    transform = weights.transforms(antialias=True)
+    mean = torch.tensor(MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(STD).view(1, 3, 1, 1)
+
+    def hook(module, args):
+        x = args[0]
+        pixels = x.float() * std.to(x.device) + mean.to(x.device)
+        return (transform(pixels).to(x.dtype), *args[1:])
+
+    return model.register_forward_pre_hook(hook)
+
+
+@dataclass
+class ImageNetRun:
+    """What :func:`imagenet_transfer` did. ``pretrained`` says whether the ImageNet weights
+    were loaded (its ``message`` says why not); only then are ``model`` (adapted, the
+    transforms attached), its ``history`` and the ``data`` it trained and was tested on set."""
+
+    pretrained: Pretrained
+    model: nn.Module | None = None
+    history: History | None = None
+    data: CifarData | None = None
+
+
+def imagenet_transfer(
+    data: CifarData,
+    *,
+    labels_per_class: int = 50,
+    steps: int = 15,
+    test_images: int = 400,
+    seed: int = 0,
+    weights=None,
+    progress: bool = False,
+) -> ImageNetRun:
+    """Fine-tune ResNet-18 from ``weights`` (default: torchvision's ``IMAGENET1K_V1``) on
+    ``labels_per_class`` images of each class of ``data``, seen through the weights' own
+    transforms; a new head at lr 0.01, the backbone at a tenth of it, about ``steps`` steps of
+    one-cycle SGD; tested on ``test_images`` class-balanced test images. Offline, or when the
+    download or its hash check fails, nothing is trained (see :class:`ImageNetRun`)."""
+    import torchvision  # 1.2 s to import: only here
+
+    weights = weights or torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+    seed_everything(seed)
+    net = resnet18(num_classes=len(data.classes))
+    loaded = load_pretrained(net, weights, warn=False)
+    if not loaded:
+        return ImageNetRun(loaded)
+    use_weights_transforms(net, weights)
+    few = data.subset(labels_per_class * len(data.classes), test_images, seed=seed)
+    batch = min(50, len(few.train_labels))
+    epochs = max(1, round(steps / (len(few.train_labels) // batch)))
+    cfg = TrainConfig(
+        epochs=epochs,
+        batch_size=batch,
+        lr=0.01,
+        lr_scales={"backbone": 0.1},
+        schedule="onecycle",
+        warmup=0.1 * epochs,
+        nesterov=True,
+        weight_decay=5e-4,
+        seed=seed,
+        eval_every=epochs,
+    )
+    history = train(net, few, cfg, progress=progress)
+    return ImageNetRun(loaded, net, history, few)
