@@ -10,16 +10,20 @@ alternating, several rounds; medians are reported. A benchmark, not a test.
   with the fastest settings that help here: bf16 autocast where supported, channels_last,
   torch.compile. So the figure is what a reader's ``train()`` runs, not a copy of it.
 
-    python benchmarks/throughput.py [--batch-size 128] [--steps 40] [--rounds 3]
+    python benchmarks/throughput.py [--batch-size 128] [--steps 40] [--rounds 3] [--sync-debug]
 
-The last line reads ``speedup N.NNx``.
+The last line reads ``speedup N.NNx``. With ``--sync-debug`` on CUDA, the trainer's steps run
+once more under ``torch.cuda.set_sync_debug_mode("warn")`` and every host synchronisation they
+make is listed by where it happens (none should be left in the step loop).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import statistics
 import time
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -66,6 +70,25 @@ def time_steps(step, batches, n_steps: int, warmup: int) -> float:
     return seen / (time.perf_counter() - t0)
 
 
+def sync_points(step, batches, n_steps: int) -> collections.Counter:
+    """Where ``n_steps`` of ``step`` make the host wait for the GPU: a count per source line of
+    resnet_lab or of this file (torch's sync debug mode warns at each synchronisation)."""
+    seen: collections.Counter = collections.Counter()
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for _ in range(n_steps):
+                step(*next(batches))
+            torch.cuda.set_sync_debug_mode(0)
+        for w in caught:
+            if "synchroniz" in str(w.message):
+                seen[f"{w.filename}:{w.lineno}"] += 1
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    return seen
+
+
 def forever(loader):
     while True:
         yield from loader
@@ -92,6 +115,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--sync-debug", action="store_true", help="on CUDA: list host syncs")
     args = p.parse_args()
 
     device = pick_device("auto")
@@ -159,6 +183,13 @@ def main() -> None:
         f"median: standard {std:.0f} img/s, resnet_lab {fast:.0f} img/s "
         f"(ResNet-20, batch {args.batch_size})"
     )
+    if args.sync_debug and torch.cuda.is_available():
+        found = sync_points(fast_step, fast_batches, args.steps)
+        print(f"host syncs in {args.steps} trainer steps: {sum(found.values())}")
+        for where, n in found.most_common():
+            print(f"  {n:5d}  {where}")
+    elif args.sync_debug:
+        print("--sync-debug: no CUDA here, nothing to list")
     print(f"speedup {fast / std:.2f}x")
 
 
