@@ -75,6 +75,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         model="resnet20",
         config=_CPU_RESNET20,
         description="ResNet-20 (He et al. 2015), 20-minute CPU budget",
+        keep_weights=True,  # chapter 5 analyses the trained network's errors, one view and two
     ),
     # Speed run: a wider, shallower CIFAR ResNet (14 layers at twice the paper's width, as in the
     # wide-ResNet line of work) with the same speed settings, plus 1-pixel translation views in

@@ -162,7 +162,7 @@ def test_recorded_model_loads_the_shipped_weights_and_none_where_none_are_kept()
     net.eval(), again.eval()
     assert torch.equal(net(x), again(x))  # the recorded weights, not fresh ones
     assert not torch.equal(net(x), build_model("resnet20").eval()(x))
-    assert recorded_model("cpu_resnet20") is None  # no keep_weights: no weights recorded
+    assert recorded_model("cpu_speedrun") is None  # no keep_weights: no weights recorded
     with pytest.raises(ValueError, match="unknown experiment 'resnet20'"):
         recorded_model("resnet20")
 
