@@ -301,10 +301,11 @@ BLOCKS: dict[str, type[nn.Module]] = {
 
 
 def zero_init_residual_(block: nn.Module) -> None:
-    """Make the residual branch output zero, so the block starts as (a ReLU of) the identity.
-
-    Zero-init the last BN's scale: each block starts as identity (Goyal et al. 2017).
-    """
+    """Make the residual branch output zero (Goyal et al. 2017): zero the last BN's scale, or,
+    in a pre-activation block, which has no BN after its last convolution, that convolution's
+    weights. A pre-activation block then starts as the identity; a basic or bottleneck block
+    with an identity shortcut as ReLU(x), the identity for the non-negative input it gets from
+    the ReLU before it."""
     bn = block.last_bn()
     if bn is not None:
         nn.init.zeros_(bn.weight)
