@@ -30,6 +30,7 @@ SHIPPED = PACKAGE / "_results"  # only in an installed wheel
 # study. The wheel ships every JSON record and these; the other recorded weights stay in the
 # repository.
 SHIPPED_WEIGHTS = (
+    "cpu_resnet20-seed0.pt",
     "degradation/resnet20-seed0.pt",
     "degradation/plain20-seed0.pt",
     "finetune/pretrained.pt",
