@@ -189,7 +189,7 @@ def test_ablation_runs_put_the_baseline_first_and_name_each_by_its_change():
 def test_format_verdicts_prints_points_and_twice_the_standard_error():
     verdicts = compare({"a": (0.5, 0.01, 3), "b": (0.48, 0.01, 3)})
     (line,) = format_verdicts(verdicts, width=4).splitlines()
-    assert line.startswith("b    -2.0 points (worse; 2 x standard error")
+    assert line.startswith("b     -2.0 points (worse; 2 x standard error")
     assert line.endswith(f"{200 * verdicts['b']['se']:.1f})")
 
 
