@@ -4,6 +4,9 @@ ImageNet networks were trained on photographs resized and cropped to 224 x 224 p
 normalised with ImageNet's channel statistics; ``weights.transforms()`` is that preprocessing.
 :func:`use_weights_transforms` makes a network apply it to the trainer's CIFAR batches, and
 :func:`imagenet_transfer` fine-tunes ResNet-18 from its ImageNet weights that way (chapter 6).
+:func:`stage_inputs` shows what a network's parts receive, :func:`imagenet_report` says what
+the fine-tuning did (or why it was skipped) and :func:`prediction_grid` picks the test images
+whose predictions the chapter shows.
 
 The weights need a download. torchvision checks it: ``load_state_dict_from_url(check_hash=True)``
 compares the file's SHA-256 with the hash prefix in its name (``resnet18-f37072fd.pth``).
@@ -21,7 +24,9 @@ from torch.utils.hooks import RemovableHandle
 from resnet_lab.checkpoints import History
 from resnet_lab.cifar10 import MEAN, STD, CifarData
 from resnet_lab.config import TrainConfig
+from resnet_lab.evaluation import predict
 from resnet_lab.finetune import Pretrained, load_pretrained
+from resnet_lab.loader import CifarLoader
 from resnet_lab.models import resnet18
 from resnet_lab.train import seed_everything, train
 
@@ -101,3 +106,64 @@ def imagenet_transfer(
     )
     history = train(net, few, cfg, progress=progress)
     return ImageNetRun(loaded, net, history, few)
+
+
+def stage_inputs(
+    model: nn.Module, x: torch.Tensor, names: tuple[str, ...] = ("conv1", "layer1")
+) -> dict[str, torch.Tensor]:
+    """What the parts ``names`` of ``model`` receive when it runs on the batch ``x`` in eval
+    mode: ``{name: input tensor}`` (ResNet-18 without the transforms, on (B, 3, 32, 32): conv1
+    gets (B, 3, 32, 32), layer1 (B, 64, 8, 8)). The hooks are removed afterwards."""
+    seen: dict[str, torch.Tensor] = {}
+    handles = [
+        getattr(model, name).register_forward_pre_hook(
+            lambda m, args, name=name: seen.setdefault(name, args[0])
+        )
+        for name in names
+    ]
+    try:
+        with torch.no_grad():
+            model.eval()(x.to(next(model.parameters()).device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return seen
+
+
+def imagenet_report(run: ImageNetRun | None, offline: Pretrained, steps: int) -> str:
+    """One line on what :func:`imagenet_transfer` did on this machine: "ran here" with what it
+    loaded, on how many images, for how many ``steps``, and its test accuracy; or "skipped
+    here" and why (``run``'s message, or ``offline``'s when it was not even tried: ``run`` is
+    None)."""
+    if run is not None and run.pretrained:
+        few = run.data
+        return (
+            f"ran here: {run.pretrained.message}; fine-tuned on {len(few.train_labels)}"
+            f" labelled images for {steps} steps:"
+            f" {100 * run.history.final['test_acc']:.1f}% test accuracy"
+            f" on {len(few.test_labels)} vehicle images"
+        )
+    why = (run.pretrained if run is not None else offline).message
+    return (
+        f"skipped here: {why}. No ImageNet network was fine-tuned, so no accuracy"
+        " or predictions of one appear on this page."
+    )
+
+
+def prediction_grid(
+    run: ImageNetRun, per_class: int = 4
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The first ``per_class`` test images of each class of ``run.data``, class by class, with
+    what ``run.model`` predicts for them and their true labels: (images (N, 3, H, W) uint8,
+    predicted (N,), labels (N,)), for :func:`resnet_lab.viz.show_predictions`."""
+    if run.model is None:
+        raise ValueError(
+            f"no fine-tuned network to predict with ({run.pretrained.message}): "
+            "call prediction_grid only when run.pretrained is true"
+        )
+    labels = run.data.test_labels
+    classes = range(len(run.data.classes))
+    grid = torch.cat([torch.nonzero(labels == c)[:per_class, 0] for c in classes])
+    images = run.data.test_images[grid]
+    loader = CifarLoader(images, labels[grid], len(grid), train=False)
+    return images, predict(run.model, loader).argmax(1), labels[grid]

@@ -132,8 +132,8 @@ def fold_ids(labels: torch.Tensor, folds: int, seed: int) -> torch.Tensor:
 
 
 def best_candidate(candidates: list[dict]) -> dict:
-    """The candidate of highest ``val_acc``, ties to the lowest ``val_loss``, then to the first
-    listed."""
+    """The candidate of highest ``val_acc``; of equal accuracies, the
+    one of lowest ``val_loss``, then the first listed."""
     return max(candidates, key=lambda c: (c["val_acc"], -c["val_loss"]))
 
 

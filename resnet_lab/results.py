@@ -5,9 +5,9 @@ reader's own beside them, :mod:`resnet_lab.records`), :func:`summarize` gives th
 standard deviation over seeds of a final metric, :func:`compare` judges each configuration
 against a baseline by the standard error of the difference, and :func:`config_differences`
 lists how two recipes differ, field by field; :data:`PAPER_RECIPE` is the paper's recipe to
-compare with. :func:`recorded_model` rebuilds a recorded network with its shipped weights;
-:func:`epoch_costs`, :func:`technique_runs` and :func:`best_run` read the speed runs'
-records for the book's appendix.
+compare with; :func:`ablation_runs` reads chapter 7's ablations and :func:`format_verdicts`
+formats :func:`compare`'s verdicts. :func:`recorded_model` rebuilds a recorded network with its
+shipped weights. The speed runs' records are read in :mod:`resnet_lab.speedruns`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 from torch import nn
 
 from resnet_lab.checkpoints import History, load_checkpoint
-from resnet_lab.config import TrainConfig, low_res_epochs
+from resnet_lab.config import TrainConfig
 from resnet_lab.experiments import EXPERIMENTS, experiment_names, result_path
 from resnet_lab.models import build_model
 from resnet_lab.records import record_dirs
@@ -221,6 +221,34 @@ def standard_error(sd_a: float, n_a: int, sd_b: float, n_b: int) -> float:
     return math.sqrt(sd_a**2 / n_a + sd_b**2 / n_b)
 
 
+# ---------------------------------------------------------------------------- the ablations
+
+ABLATION_BASELINE = "baseline: shortcut A, post-activation"
+
+
+def ablation_runs(*, notes: list[str] | None = None) -> dict[str, list[History]]:
+    """ResNet-20's ablations (chapter 7), ``{what the run changes: [History per seed]}``: first
+    the baseline (the recorded ``degradation/resnet20``, :data:`ABLATION_BASELINE`), then each
+    ``ablation/`` run under its description less "ablation of ResNet-20: ". Names without runs
+    are left out; notes as in :func:`load_results`."""
+    baseline = load_results("degradation/resnet20", notes=notes).get("degradation/resnet20", [])
+    runs = {ABLATION_BASELINE: baseline}
+    for name, hs in load_results("ablation", notes=notes).items():
+        what = hs[0].meta.get("description", name).replace("ablation of ResNet-20: ", "")
+        runs[what] = hs
+    return {k: v for k, v in runs.items() if v}
+
+
+def format_verdicts(verdicts: dict[str, dict], width: int = 55) -> str:
+    """:func:`compare`'s verdicts, one line each: the name (padded to ``width``), the
+    difference in points, the verdict and twice the standard error."""
+    return "\n".join(
+        f"{name:{width}s} {100 * v['diff']:+5.1f} points "
+        f"({v['verdict']}; 2 x standard error {200 * v['se']:.1f})"
+        for name, v in verdicts.items()
+    )
+
+
 # He et al. 2015, §4.2, CIFAR-10, as far as a TrainConfig says it. It is gpu_resnet20's recipe:
 # batch 128, lr 0.1 divided by 10 at 32k and 48k of 64k iterations (182 epochs of the 351 batches
 # of a 45k/5k split, divided at 50% and 75%), momentum 0.9 (not Nesterov), weight decay 1e-4 on
@@ -289,40 +317,3 @@ def format_differences(rows: list[tuple[str, Any, Any]], left: str, right: str) 
     lines = [f"{'field':16s} {left:>8s} {right:>8s}"]
     lines += [f"{name:16s} {a!s:>8s} {b!s:>8s}" for name, a, b in rows]
     return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------- the speed runs
-
-
-def epoch_costs(h: History) -> dict[str, float | None]:
-    """Seconds an epoch of run ``h`` took: ``first`` (compiling included, with
-    ``TrainConfig.compile``), and the median of the other epochs at full size (``full``) and at
-    the low resolution of progressive resizing (``low_res``, None without it). The first epoch
-    of each size is left out of its median: it compiles the network for that size."""
-    small = low_res_epochs(_as_config(h.meta.get("config", {})))
-    secs = [r["seconds"] for r in h.epochs]
-    full = secs[small + 1 :] if len(secs) > small + 1 else secs[small:]
-    return {
-        "first": secs[0],
-        "full": statistics.median(full),
-        "low_res": statistics.median(secs[1:small]) if small > 1 else None,
-    }
-
-
-def technique_runs(sweep: dict[str, list[History]]) -> dict[str, list[History]]:
-    """The speed-run sweep's runs (``load_results("speedrun")``) by what each technique is (its
-    experiment's description, less "speed-run technique: "), in the order the experiments are
-    defined: the baseline, each technique alone, then all together."""
-    return {
-        EXPERIMENTS[name].description.removeprefix("speed-run technique: "): sweep[name]
-        for name in EXPERIMENTS
-        if name in sweep
-    }
-
-
-def best_run(histories: list[History], metric: str = "test_acc") -> History:
-    """The run of ``histories`` with the highest final ``metric``."""
-    scored = [h for h in histories if h.final.get(metric) is not None]
-    if not scored:
-        raise ValueError(f"no run has a final {metric!r}: pass finished, tested runs")
-    return max(scored, key=lambda h: h.final[metric])

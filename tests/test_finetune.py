@@ -18,7 +18,14 @@ from resnet_lab.finetune import (
     trainable_parts,
     unfreeze,
 )
-from resnet_lab.imagenet import imagenet_transfer, use_weights_transforms
+from resnet_lab.imagenet import (
+    ImageNetRun,
+    imagenet_report,
+    imagenet_transfer,
+    prediction_grid,
+    stage_inputs,
+    use_weights_transforms,
+)
 from resnet_lab.loader import CifarLoader, normalize
 from resnet_lab.models import build_model, cifar_resnet, count_params, resnet18, resnet50
 from resnet_lab.optim import make_optimizer
@@ -536,6 +543,45 @@ def test_imagenet_transfer_online_fine_tunes_through_the_transforms(tiny_data, m
     run.model.conv1.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape[-1]))
     loader = CifarLoader(run.data.test_images, run.data.test_labels, 4, train=False, device="cpu")
     assert predict(run.model, loader).shape == (4, 2) and seen == [224]
+
+
+def test_stage_inputs_are_what_each_part_receives_and_the_hooks_go():
+    from torchvision.models import ResNet18_Weights
+
+    x = torch.randn(2, 3, 32, 32)
+    net = resnet18(num_classes=4)
+    bare = stage_inputs(net, x)
+    assert bare["conv1"].shape == (2, 3, 32, 32) and bare["layer1"].shape == (2, 64, 8, 8)
+    assert torch.equal(bare["conv1"], x)
+    assert not net.conv1._forward_pre_hooks and not net.layer1._forward_pre_hooks
+    use_weights_transforms(net, ResNet18_Weights.IMAGENET1K_V1)
+    seen = stage_inputs(net, x, names=("layer1", "layer2"))
+    assert list(seen) == ["layer1", "layer2"] and seen["layer1"].shape[-1] == 56
+
+
+def test_imagenet_report_says_what_ran_or_why_not(tiny_data, monkeypatch):
+    import torchvision
+
+    offline = imagenet_transfer(tiny_data.select_classes(["ship", "truck"]), labels_per_class=2)
+    assert imagenet_report(None, offline.pretrained, 5).startswith(
+        f"skipped here: {offline.pretrained.message}. No ImageNet network"
+    )
+    theirs = torchvision.models.resnet18(weights=None).state_dict()
+    monkeypatch.setattr(
+        torchvision.models.WeightsEnum, "get_state_dict", lambda self, *a, **k: theirs
+    )
+    data = tiny_data.select_classes(["ship", "truck"])
+    run = imagenet_transfer(data, labels_per_class=2, steps=1, test_images=4)
+    line = imagenet_report(run, offline.pretrained, 1)
+    assert line.startswith(f"ran here: {run.pretrained.message}; fine-tuned on 4 labelled")
+    assert line.endswith(
+        f"{100 * run.history.final['test_acc']:.1f}% test accuracy on 4 vehicle images"
+    )
+    images, predicted, labels = prediction_grid(run, per_class=1)
+    assert labels.tolist() == [0, 1] and images.shape == (2, 3, 32, 32)
+    assert predicted.shape == (2,) and set(predicted.tolist()) <= {0, 1}
+    with pytest.raises(ValueError, match="no fine-tuned network"):
+        prediction_grid(ImageNetRun(offline.pretrained))
 
 
 def test_prediction_grid_marks_the_mistakes():

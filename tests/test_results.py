@@ -1,5 +1,5 @@
 """resnet_lab.results: config_differences and the paper's recipe it compares with, the
-standard error of a difference, and the readers of records behind chapter 5 and its appendix."""
+standard error of a difference, and the readers of records behind chapters 5 and 7."""
 
 import math
 from dataclasses import asdict, replace
@@ -12,21 +12,21 @@ from resnet_lab.config import TrainConfig, lr_factor
 from resnet_lab.experiments import EXPERIMENTS
 from resnet_lab.models import build_model
 from resnet_lab.results import (
+    ABLATION_BASELINE,
     NOT_RECIPE,
     PAPER_RECIPE,
-    best_run,
+    ablation_runs,
     compare,
     config_differences,
     data_copy,
-    epoch_costs,
     format_differences,
+    format_verdicts,
     load_note,
     load_results,
     paper_protocol,
     record_weights,
     recorded_model,
     standard_error,
-    technique_runs,
 )
 
 
@@ -174,28 +174,23 @@ def test_format_differences_is_a_table_of_the_rows():
     assert lr.split() == ["lr", "0.1", "0.2"] and tta.split() == ["tta", "False", "True"]
 
 
-def test_epoch_costs_leave_out_the_first_epoch_of_each_size():
-    cfg = asdict(replace(TrainConfig(), epochs=6, low_res=24, low_res_fraction=0.5))
-    h = _run(config=cfg, seconds=(50, 10, 12, 40, 20, 22))  # 3 small epochs, then 3 full
-    assert epoch_costs(h) == {"first": 50, "low_res": 11, "full": 21}
-    plain = _run(config=asdict(replace(TrainConfig(), epochs=4)), seconds=(9, 3, 1, 2))
-    assert epoch_costs(plain) == {"first": 9, "low_res": None, "full": 2}
+def test_ablation_runs_put_the_baseline_first_and_name_each_by_its_change():
+    notes = []
+    runs = ablation_runs(notes=notes)
+    assert next(iter(runs)) == ABLATION_BASELINE
+    assert runs[ABLATION_BASELINE] == load_results("degradation/resnet20")["degradation/resnet20"]
+    others = list(runs)[1:]
+    assert others and not any(k.startswith("ablation of") for k in others)
+    recorded = load_results("ablation")
+    assert sorted(len(hs) for hs in runs.values())[1:] == sorted(map(len, recorded.values()))
+    assert all(hs for hs in runs.values())
 
 
-def test_technique_runs_are_named_and_ordered_by_the_experiments():
-    names = [n for n in EXPERIMENTS if n.startswith("speedrun/")]
-    sweep = {n: [_run(0.9, name=n)] for n in reversed(names)}  # any order in
-    runs = technique_runs(sweep)
-    assert next(iter(runs)) == "cpu_speedrun's recipe"
-    assert len(runs) == len(names) and not any(k.startswith("speed-run") for k in runs)
-    assert [h.meta["experiment"] for hs in runs.values() for h in hs] == names
-
-
-def test_best_run_takes_the_highest_final_accuracy():
-    a, b, untested = _run(0.8), _run(0.9), _run()
-    assert best_run([a, b, untested]) is b
-    with pytest.raises(ValueError, match="no run has a final 'test_acc'"):
-        best_run([untested])
+def test_format_verdicts_prints_points_and_twice_the_standard_error():
+    verdicts = compare({"a": (0.5, 0.01, 3), "b": (0.48, 0.01, 3)})
+    (line,) = format_verdicts(verdicts, width=4).splitlines()
+    assert line.startswith("b     -2.0 points (worse; 2 x standard error")
+    assert line.endswith(f"{200 * verdicts['b']['se']:.1f})")
 
 
 def test_paper_protocol_counts_the_papers_iterations_on_its_split():
