@@ -1,13 +1,15 @@
 """Reading the recorded runs back: what the book's figures and tables show.
 
 :func:`load_results` reads a sweep's Histories (the book's records, and, installed, the
-reader's own beside them, :mod:`resnet_lab.records`), :func:`summarize` gives the mean and
-standard deviation over seeds of a final metric, :func:`compare` judges each configuration
-against a baseline by the standard error of the difference, and :func:`config_differences`
-lists how two recipes differ, field by field; :data:`PAPER_RECIPE` is the paper's recipe to
-compare with; :func:`ablation_runs` reads chapter 7's ablations and :func:`format_verdicts`
-formats :func:`compare`'s verdicts. :func:`recorded_model` rebuilds a recorded network with its
-shipped weights. The speed runs' records are read in :mod:`resnet_lab.speedruns`.
+reader's own beside them, :mod:`resnet_lab.records`; :func:`load_sweep` names them without the
+sweep's folder), :func:`summarize` gives the mean and standard deviation over seeds of a final
+metric (:func:`final_errors` of an error in percent, :func:`format_errors` as text),
+:func:`compare` judges each configuration against a baseline by the standard error of the
+difference, and :func:`config_differences` lists how two recipes differ, field by field;
+:data:`PAPER_RECIPE` is the paper's recipe to compare with; :func:`ablation_runs` reads chapter
+7's ablations and :func:`format_verdicts` formats :func:`compare`'s verdicts.
+:func:`recorded_model` rebuilds a recorded network with its shipped weights. The speed runs'
+records are read in :mod:`resnet_lab.speedruns`.
 """
 
 from __future__ import annotations
@@ -182,6 +184,28 @@ def summarize(
     """``{experiment: (mean, sd, n)}`` of the final ``metric`` over seeds: what the book's
     tables and error bars show."""
     return {name: mean_sd(h.final.get(metric) for h in hs) for name, hs in runs.items()}
+
+
+def load_sweep(name: str, *, notes: list[str] | None = None) -> dict[str, list[History]]:
+    """:func:`load_results` of the sweep ``name``, each experiment named without the sweep's
+    folder: ``"plain20"`` for ``"degradation/plain20"``."""
+    return {exp.rsplit("/", 1)[-1]: hs for exp, hs in load_results(name, notes=notes).items()}
+
+
+def final_errors(
+    runs: dict[str, list[History]], metric: str = "train_acc"
+) -> dict[str, tuple[float, float, int]]:
+    """``{experiment: (mean, sd, n)}`` of the final error over seeds, in percent: the error is
+    100 (1 - ``metric``), the complement of an accuracy."""
+    return {k: (100 * (1 - m), 100 * sd, n) for k, (m, sd, n) in summarize(runs, metric).items()}
+
+
+def format_errors(errors: dict[str, tuple[float, float, int]], what: str = "final error") -> str:
+    """:func:`final_errors` as lines of text, one per experiment: mean ± sd and the seeds."""
+    return "\n".join(
+        f"{k:9s} {what} {m:5.1f} ± {sd:.1f}%  ({n} seed{'s' * (n != 1)})"
+        for k, (m, sd, n) in errors.items()
+    )
 
 
 def compare(

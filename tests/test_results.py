@@ -19,10 +19,13 @@ from resnet_lab.results import (
     compare,
     config_differences,
     data_copy,
+    final_errors,
     format_differences,
+    format_errors,
     format_verdicts,
     load_note,
     load_results,
+    load_sweep,
     paper_protocol,
     record_weights,
     recorded_model,
@@ -199,3 +202,23 @@ def test_paper_protocol_counts_the_papers_iterations_on_its_split():
     iterations = int(line.split(" = ")[1].split()[0].replace(",", ""))
     assert abs(iterations - 64_000) < 351  # 64k, to the nearest epoch of 351 batches
     assert "40,000/5,000" in paper_protocol(45_000)
+
+
+def test_final_errors_are_the_accuracys_complement_in_percent():
+    runs = {"a": [_run(0.9), _run(0.7)], "b": [_run(0.5)]}
+    errors = final_errors(runs, "test_acc")
+    (m, sd, n), (mb, sdb, nb) = errors["a"], errors["b"]
+    assert (m, n) == (pytest.approx(20.0), 2) and sd == pytest.approx(100 * math.sqrt(0.02))
+    assert (mb, sdb, nb) == (pytest.approx(50.0), 0.0, 1)
+    lines = format_errors(errors, "final test error").splitlines()
+    assert lines[0].split() == ["a", "final", "test", "error", "20.0", "±", "14.1%", "(2", "seeds)"]
+    assert lines[1].endswith("50.0 ± 0.0%  (1 seed)")
+
+
+def test_load_sweep_names_the_runs_without_the_sweeps_folder():
+    notes = []
+    sweep = load_sweep("degradation", notes=notes)
+    full = load_results("degradation", notes=[])
+    assert sorted(sweep) == sorted(name.split("/")[1] for name in full)
+    assert {"plain20", "plain56", "resnet20", "resnet56"} <= set(sweep)
+    assert sweep["plain20"] == full["degradation/plain20"]

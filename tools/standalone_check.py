@@ -41,7 +41,9 @@ FALLBACKS = re.compile(
 FIGURE_MIMES = ("image/png", "image/svg+xml", "image/jpeg")
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 # cells whose printed numbers come from records, not from live training
-READS_RECORDS = re.compile(r"\b(load_results|load_transfer|record_weights|recorded_model)\(")
+READS_RECORDS = re.compile(
+    r"\b(load_results|load_sweep|load_transfer|record_weights|recorded_model)\("
+)
 CELL_TIMEOUT = 900
 
 PROBE = """import sys, resnet_lab, resnet_lab.records as r
