@@ -32,9 +32,10 @@ def branch_of(block: PreActBlock) -> PreActBlock:
 def stack_jacobians(
     blocks: list[PreActBlock], x: torch.Tensor
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """The Jacobian of the stack ``blocks[-1](... blocks[0](x))`` at ``x`` (one input, (1, C,
-    H, W)), as an (n, n) matrix with n = x.numel(), and the Jacobian of each block's residual
-    branch at the input that block sees: [J_F0, J_F1, ...], each (n, n)."""
+    """The Jacobian of the stack ``blocks[-1](... blocks[0](x))`` at ``x``
+    (one input, (1, C, H, W)), an (n, n) matrix with n = x.numel(), and
+    the Jacobian of each block's residual branch at the input that block
+    sees: [J_F0, J_F1, ...], each (n, n)."""
     n = x.numel()
 
     def stack(t):
@@ -51,9 +52,8 @@ def stack_jacobians(
 
 
 class ScaledShortcut(nn.Module):
-    """x -> lam * x + F(x), F a pre-activation branch (BN-ReLU-conv twice, random weights).
-
-    (B, channels, H, W) -> (B, channels, H, W).
+    """x -> lam * x + F(x), F a pre-activation branch (BN-ReLU-conv
+    twice, random weights). (B, channels, H, W) -> (B, channels, H, W).
     """
 
     def __init__(self, channels: int, lam: float) -> None:

@@ -18,9 +18,9 @@ from resnet_lab.probe import fit_linear_head
 
 
 def effective_rank(features: torch.Tensor) -> float:
-    """exp(entropy) of the normalised singular values of ``features`` (N, d), centred over
-    the N rows (Roy and Vetterli 2007): d when the rows spread evenly along d directions, 1
-    when they lie on one line."""
+    """exp(entropy) of the normalised singular values of ``features``
+    (N, d), centred over the N rows (Roy and Vetterli 2007): d when the
+    rows spread evenly along d directions, 1 when they lie on one line."""
     s = torch.linalg.svdvals((features - features.mean(0)).double())
     p = s / s.sum()
     p = p[p > 0]
@@ -68,10 +68,14 @@ def stage_features(model: ResNet, images: torch.Tensor) -> dict[str, torch.Tenso
     return {k: torch.cat(v) for k, v in out.items()}
 
 
-def stage_probe_accuracy(model: nn.Module, data: CifarData, l2: float = 1e-2) -> dict[str, float]:
-    """Test accuracy of a linear probe (:func:`~resnet_lab.probe.fit_linear_head`, L2 strength
-    ``l2``) on each stage's :func:`stage_features`: fit on ``data``'s training images, scored
-    on its test images. {"stem": acc, "stage 1": acc, ...}."""
+def stage_probe_accuracy(
+    model: nn.Module,
+    data: CifarData,
+    l2: float = 1e-2,
+) -> dict[str, float]:
+    """Test accuracy of a linear probe (``fit_linear_head``, L2 strength
+    ``l2``) on each stage's :func:`stage_features`: fit on ``data``'s
+    training images, scored on its test images: {"stem": acc, ...}."""
     train = stage_features(model, data.train_images)
     test = stage_features(model, data.test_images)
     accs = {}
