@@ -1,5 +1,6 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
 from resnet_lab.models import cifar_resnet
 from resnet_lab.representation import (
@@ -13,7 +14,7 @@ from resnet_lab.representation import (
 def test_effective_rank_counts_directions():
     g = torch.Generator().manual_seed(0)
     line = torch.randn(50, 1, generator=g) * torch.randn(1, 8, generator=g)
-    assert effective_rank(line) == pytest.approx(1.0, abs=1e-6)
+    assert effective_rank(line) == pytest.approx(1.0, abs=1e-4)
     even = torch.cat([torch.eye(4), -torch.eye(4)])  # centred, equal spread along 4 axes
     assert effective_rank(even) == pytest.approx(4.0)
     lopsided = even * torch.tensor([10.0, 1.0, 1.0, 1.0])
@@ -28,11 +29,13 @@ def test_block_feature_ranks_one_per_block_and_mode_restored():
     assert not model.training
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
 def test_deep_plain_loses_directions_for_other_seeds(seed):
-    # the chapter's claim, on other initialisations (random images stand in for CIFAR-10's)
+    # the chapter's claim, on other initialisations; smooth random images (4 x 4 noise,
+    # upsampled) stand in for CIFAR-10's, whose neighbouring pixels are alike too
     g = torch.Generator().manual_seed(seed)
-    images = torch.randn(128, 3, 32, 32, generator=g)
+    coarse = torch.randn(128, 3, 4, 4, generator=g)
+    images = F.interpolate(coarse, size=32, mode="bilinear")
     last = {}
     for depth, skip in ((20, False), (56, True), (56, False)):
         torch.manual_seed(seed)
