@@ -590,7 +590,7 @@ def test_prediction_grid_marks_the_mistakes():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from resnet_lab.viz import show_predictions
+    from resnet_lab.mistakes import show_predictions
 
     images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
     fig = show_predictions(

@@ -9,14 +9,8 @@ import pytest
 import torch
 
 from resnet_lab.checkpoints import History
-from resnet_lab.viz import (
-    confusion_matrix,
-    most_confused,
-    plot_confusion,
-    plot_lr_schedules,
-    plot_training_error,
-    show_mistakes,
-)
+from resnet_lab.mistakes import confusion_matrix, most_confused, plot_confusion, show_mistakes
+from resnet_lab.viz import plot_lr_schedules, plot_training_error
 
 CLASSES = [f"c{i}" for i in range(10)]
 
