@@ -71,8 +71,8 @@ def time_steps(step, batches, n_steps: int, warmup: int) -> float:
 
 
 def sync_points(step, batches, n_steps: int) -> collections.Counter:
-    """Where ``n_steps`` of ``step`` make the host wait for the GPU: a count per source line of
-    resnet_lab or of this file (torch's sync debug mode warns at each synchronisation)."""
+    """Where ``n_steps`` of ``step`` make the host wait for the GPU: a count per source line that
+    torch's sync debug mode names in its warning (torch's own lines included)."""
     seen: collections.Counter = collections.Counter()
     torch.cuda.set_sync_debug_mode("warn")
     try:

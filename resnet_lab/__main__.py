@@ -175,6 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_data_args(p_eval)
 
+    _experiment_args(sub)
+    return parser
+
+
+def _experiment_args(sub) -> None:
+    """The ``experiment`` command's arguments."""
     p_exp = sub.add_parser(
         "experiment",
         help="run a named experiment or sweep, writing results/<name>-seed<k>.json "
@@ -207,7 +213,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="finetune only: a line kept in each run's meta (cpu_shared), saying that other "
         "jobs shared the machine, so that its minutes are not taken for clean timings",
     )
-    return parser
 
 
 def _train(args) -> int:

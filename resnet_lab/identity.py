@@ -18,7 +18,7 @@ from resnet_lab.blocks import PreActBlock
 def branch_of(block: PreActBlock) -> PreActBlock:
     """The residual branch F of an identity-shortcut ``block``, as a module of its own: its
     plain twin (``skip=False``) with the block's weights, dtype and mode."""
-    if block.downsample is not None or not block.skip:
+    if not isinstance(block, PreActBlock) or block.downsample is not None or not block.skip:
         raise ValueError(
             "branch_of needs a PreActBlock with an identity shortcut "
             "(stride 1, in_planes == planes, skip=True)"

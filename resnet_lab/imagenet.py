@@ -24,7 +24,7 @@ from torch.utils.hooks import RemovableHandle
 from resnet_lab.checkpoints import History
 from resnet_lab.cifar10 import MEAN, STD, CifarData
 from resnet_lab.config import TrainConfig
-from resnet_lab.evaluation import predict
+from resnet_lab.evaluation import eval_mode, predict
 from resnet_lab.finetune import Pretrained, load_pretrained
 from resnet_lab.loader import CifarLoader
 from resnet_lab.models import resnet18
@@ -122,8 +122,8 @@ def stage_inputs(
         for name in names
     ]
     try:
-        with torch.no_grad():
-            model.eval()(x.to(next(model.parameters()).device))
+        with eval_mode(model):
+            model(x.to(next(model.parameters()).device))
     finally:
         for handle in handles:
             handle.remove()
@@ -139,9 +139,9 @@ def imagenet_report(run: ImageNetRun | None, offline: Pretrained, steps: int) ->
         few = run.data
         return (
             f"ran here: {run.pretrained.message}; fine-tuned on {len(few.train_labels)}"
-            f" labelled images for {steps} steps:"
+            f" labelled images for {len(run.history)} epochs (about {steps} steps):"
             f" {100 * run.history.final['test_acc']:.1f}% test accuracy"
-            f" on {len(few.test_labels)} vehicle images"
+            f" on {len(few.test_labels)} test images of its {len(few.classes)} classes"
         )
     why = (run.pretrained if run is not None else offline).message
     return (

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from resnet_lab.evaluation import eval_mode
 from resnet_lab.loader import CifarLoader, random_crop_flip
 
 L2_GRID = tuple(10 ** (k / 2) for k in range(-10, 1))  # 1e-5 ... 1, half a decade apart
@@ -36,14 +37,12 @@ def pooled_features(model: nn.Module, images: torch.Tensor, batch_size: int = 50
     loader = CifarLoader(images, labels, batch_size, train=False, device=device)
     seen: list[torch.Tensor] = []
     handle = model.fc.register_forward_pre_hook(lambda m, args: seen.append(args[0].float()))
-    was_training = model.training
-    model.eval()
     try:
-        for x, _ in loader:
-            model(x)
+        with eval_mode(model):
+            for x, _ in loader:
+                model(x)
     finally:
         handle.remove()
-        model.train(was_training)
     return torch.cat(seen).cpu()
 
 

@@ -8,10 +8,13 @@ trained network (how linearly separable its classes are there).
 
 from __future__ import annotations
 
+from copy import deepcopy
+
 import torch
 from torch import nn
 
 from resnet_lab.cifar10 import CifarData
+from resnet_lab.evaluation import eval_mode
 from resnet_lab.loader import CifarLoader
 from resnet_lab.models import ResNet
 from resnet_lab.probe import fit_linear_head
@@ -31,20 +34,13 @@ def effective_rank(features: torch.Tensor) -> float:
 def block_feature_ranks(model: ResNet, images: torch.Tensor) -> list[float]:
     """The :func:`effective_rank` of each block's output, averaged over its pixels, for one
     batch of normalised ``images`` (B, 3, 32, 32): one number per block, input to output.
-    BN uses the batch's statistics, as in training; the model's mode is restored."""
+    BN uses the batch's statistics, as in training, on a copy: the model itself, its mode and its
+    running statistics are left as they were."""
     pooled: list[torch.Tensor] = []
-    hooks = [
+    copy = deepcopy(model).train()
+    for b in copy.blocks():
         b.register_forward_hook(lambda m, args, out: pooled.append(out.mean((2, 3))))
-        for b in model.blocks()
-    ]
-    was_training = model.training
-    model.train()
-    try:
-        model(images)
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
+    copy(images)
     return [effective_rank(p) for p in pooled]
 
 
@@ -56,15 +52,13 @@ def stage_features(model: ResNet, images: torch.Tensor) -> dict[str, torch.Tenso
     labels = torch.zeros(len(images), dtype=torch.long)  # unused: the loader wants some
     loader = CifarLoader(images, labels, 500, train=False, device="cpu")
     out: dict[str, list[torch.Tensor]] = {"stem": []}
-    was_training = model.training
-    model.eval()
-    for x, _ in loader:
-        x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
-        out["stem"].append(x.mean((2, 3)))
-        for i, stage in enumerate(model.stages(), 1):
-            x = stage(x)
-            out.setdefault(f"stage {i}", []).append(x.mean((2, 3)))
-    model.train(was_training)
+    with eval_mode(model):
+        for x, _ in loader:
+            x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
+            out["stem"].append(x.mean((2, 3)))
+            for i, stage in enumerate(model.stages(), 1):
+                x = stage(x)
+                out.setdefault(f"stage {i}", []).append(x.mean((2, 3)))
     return {k: torch.cat(v) for k, v in out.items()}
 
 

@@ -228,7 +228,7 @@ def compare(
         se = standard_error(base_sd, base_n, sd, n)
         if math.isnan(se):
             verdict = "one seed: no spread to judge by"
-        elif abs(diff) < 2 * se:
+        elif abs(diff) <= 2 * se:  # equal means with no spread too
             verdict = "within noise"
         else:
             verdict = "better" if diff > 0 else "worse"

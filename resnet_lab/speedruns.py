@@ -46,7 +46,7 @@ def epoch_costs(h: History) -> dict[str, float | None]:
     of each size is left out of its median: it compiles the network for that size."""
     small = low_res_epochs(_as_config(h.meta.get("config", {})))
     secs = [r["seconds"] for r in h.epochs]
-    full = secs[small + 1 :] if len(secs) > small + 1 else secs[small:]
+    full = secs[small + 1 :] or secs[small:] or secs  # a run all at low resolution: its epochs
     return {
         "first": secs[0],
         "full": statistics.median(full),

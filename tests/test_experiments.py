@@ -125,6 +125,9 @@ def test_compare_judges_differences_by_twice_their_standard_error():
     assert c["single"]["verdict"] == "one seed: no spread to judge by" and math.isnan(
         c["single"]["se"]
     )
+    # equal means without spread are no difference
+    tied = compare({"base": (0.5, 0.0, 3), "tie": (0.5, 0.0, 3)})["tie"]
+    assert tied["verdict"] == "within noise"
     # against another baseline: the verdicts turn round
     assert compare(summary, baseline="up")["base"]["verdict"] == "worse"
     with pytest.raises(KeyError, match="baseline 'nope'"):

@@ -562,7 +562,12 @@ def test_stage_inputs_are_what_each_part_receives_and_the_hooks_go():
 def test_imagenet_report_says_what_ran_or_why_not(tiny_data, monkeypatch):
     import torchvision
 
+    def no_network(self, *args, **kwargs):
+        raise OSError("no network (the test's own)")
+
+    monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", no_network)
     offline = imagenet_transfer(tiny_data.select_classes(["ship", "truck"]), labels_per_class=2)
+    assert not offline.pretrained and offline.model is None
     assert imagenet_report(None, offline.pretrained, 5).startswith(
         f"skipped here: {offline.pretrained.message}. No ImageNet network"
     )
@@ -575,7 +580,8 @@ def test_imagenet_report_says_what_ran_or_why_not(tiny_data, monkeypatch):
     line = imagenet_report(run, offline.pretrained, 1)
     assert line.startswith(f"ran here: {run.pretrained.message}; fine-tuned on 4 labelled")
     assert line.endswith(
-        f"{100 * run.history.final['test_acc']:.1f}% test accuracy on 4 vehicle images"
+        f"{100 * run.history.final['test_acc']:.1f}% test accuracy on 4 test images of its"
+        " 2 classes"
     )
     images, predicted, labels = prediction_grid(run, per_class=1)
     assert labels.tolist() == [0, 1] and images.shape == (2, 3, 32, 32)

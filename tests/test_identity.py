@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from resnet_lab.blocks import PreActBlock
+from resnet_lab.blocks import BasicBlock, PreActBlock
 from resnet_lab.identity import branch_of, gradient_ratio, ratio_curves, stack_jacobians
 
 
@@ -12,6 +12,8 @@ def test_branch_of_is_the_branch():
     torch.testing.assert_close(branch_of(block)(x), block(x) - x)
     with pytest.raises(ValueError, match="identity shortcut"):
         branch_of(PreActBlock(4, 8, stride=2))
+    with pytest.raises(ValueError, match="needs a PreActBlock"):  # same keys, other order
+        branch_of(BasicBlock(4, 4))
 
 
 def test_two_block_expansion_and_its_failures():

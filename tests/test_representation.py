@@ -24,9 +24,12 @@ def test_effective_rank_counts_directions():
 def test_block_feature_ranks_one_per_block_and_mode_restored():
     torch.manual_seed(0)
     model = cifar_resnet(8).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
     ranks = block_feature_ranks(model, torch.randn(20, 3, 32, 32))
     assert len(ranks) == len(model.blocks()) and all(1 <= r <= 64 for r in ranks)
     assert not model.training
+    # measured in train mode on a copy: the running statistics are the model's own still
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])

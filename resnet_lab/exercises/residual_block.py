@@ -140,7 +140,8 @@ OPTION_C_MISTAKES = [
 def check_option_c(answer) -> None:
     """Chapter 3, exercise 2: the parameters option C's projections add to ResNet-20."""
     with torch.random.fork_rng(devices=[]):
-        want = count_params(cifar_resnet(20, shortcut="C")) - count_params(cifar_resnet(20))
+        option_a = count_params(cifar_resnet(20))
+        want = count_params(cifar_resnet(20, shortcut="C")) - option_a
     judge_number(
         number(answer),
         want,
@@ -158,8 +159,7 @@ def check_option_c(answer) -> None:
         "to its width, and a BN",
     )
     passed(
-        f"{want:,} parameters, about {100 * want / count_params(cifar_resnet(20)):.0f}% "
-        "more than option A's ResNet-20"
+        f"{want:,} parameters, about {100 * want / option_a:.0f}% more than option A's ResNet-20"
     )
 
 
