@@ -137,12 +137,26 @@ def run(paths: list[Path], out: Path, alone: bool) -> int:
 
 
 def _texts(cell) -> list[str]:
-    texts = []
+    """What a cell printed, one text per output. A stream that arrived in chunks (a cell that
+    prints, computes, then prints again) is one text: consecutive outputs of the same stream are
+    joined. The strict build's executed copy (myst-nb, ``merge_streams``) holds the joined text
+    and then the later chunks once more; a chunk that the joined text already ends with is
+    that copy, and is dropped."""
+    texts: list[str] = []
+    last_stream = None
     for o in cell.get("outputs", []):
         if o.get("output_type") == "stream":
-            texts.append(o["text"])
-        elif "text/plain" in o.get("data", {}):
-            texts.append(o["data"]["text/plain"])
+            text = "".join(o["text"]) if isinstance(o["text"], list) else o["text"]
+            if last_stream == o.get("name") and texts:
+                if not texts[-1].endswith(text):
+                    texts[-1] += text
+                continue
+            texts.append(text)
+            last_stream = o.get("name")
+        else:
+            last_stream = None
+            if "text/plain" in o.get("data", {}):
+                texts.append(o["data"]["text/plain"])
     return texts
 
 
