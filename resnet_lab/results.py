@@ -301,7 +301,9 @@ def paper_protocol(train_images: int = 50_000) -> str:
 NOT_RECIPE = ("compile", "channels_last", "device", "eval_every", "seed")
 
 
-def _as_config(config: TrainConfig | dict) -> TrainConfig:
+def as_config(config: TrainConfig | dict) -> TrainConfig:
+    """A record's ``meta["config"]`` (or a TrainConfig, as it is) as a TrainConfig; a field
+    this version lacks is a clear error (a record of another resnet_lab version)."""
     if isinstance(config, TrainConfig):
         return config
     if not isinstance(config, dict):
@@ -327,7 +329,7 @@ def config_differences(
     typos = sorted(set(ignore) - set(names))
     if typos:
         raise ValueError(f"ignore names no TrainConfig field: {typos}; choose among {names}")
-    a, b = _as_config(a), _as_config(b)
+    a, b = as_config(a), as_config(b)
     return [
         (n, getattr(a, n), getattr(b, n))
         for n in names

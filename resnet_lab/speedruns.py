@@ -12,9 +12,9 @@ from __future__ import annotations
 import statistics
 
 from resnet_lab.checkpoints import History
-from resnet_lab.config import TrainConfig, low_res_epochs
+from resnet_lab.config import low_res_epochs
 from resnet_lab.experiments import EXPERIMENTS
-from resnet_lab.results import _as_config, config_differences, load_results, summarize
+from resnet_lab.results import as_config, config_differences, load_results, summarize
 
 SPEED_RUNS = ("cpu_speedrun", "cpu_speedrun_plus", "cpu_speedrun_plus_long")
 GOAL = 0.90  # the speed runs' goal: 90% test accuracy within 20 minutes
@@ -44,7 +44,7 @@ def epoch_costs(h: History) -> dict[str, float | None]:
     ``TrainConfig.compile``), and the median of the other epochs at full size (``full``) and at
     the low resolution of progressive resizing (``low_res``, None without it). The first epoch
     of each size is left out of its median: it compiles the network for that size."""
-    small = low_res_epochs(_as_config(h.meta.get("config", {})))
+    small = low_res_epochs(as_config(h.meta.get("config", {})))
     secs = [r["seconds"] for r in h.epochs]
     full = secs[small + 1 :] or secs[small:] or secs  # a run all at low resolution: its epochs
     return {
@@ -103,7 +103,7 @@ def format_technique_diffs(
 def ema_span(h: History) -> tuple[float, float, int]:
     """Run ``h``'s weight average: its decay d, the steps it spans (1 / (1 - d)) and the run's
     steps in all (an epoch's images, its rate times its seconds, over the batch size)."""
-    cfg = TrainConfig(**h.meta["config"])
+    cfg = as_config(h.meta["config"])
     r = h.epochs[0]
     images = round(r["images_per_sec"] * r["seconds"])
     return cfg.ema, 1 / (1 - cfg.ema), len(h) * (images // cfg.batch_size)
@@ -112,7 +112,7 @@ def ema_span(h: History) -> tuple[float, float, int]:
 def low_res_line(h: History) -> str:
     """What an epoch at progressive resizing's small size cost run ``h``, against one at full
     size (medians, :func:`epoch_costs`)."""
-    cfg, cost = TrainConfig(**h.meta["config"]), epoch_costs(h)
+    cfg, cost = as_config(h.meta["config"]), epoch_costs(h)
     return (
         f"{h.meta['hardware']}: {low_res_epochs(cfg)} of {len(h)} epochs at"
         f" {cfg.low_res}x{cfg.low_res}, {cost['low_res']:.0f} s each; at 32x32"
