@@ -7,13 +7,11 @@ and hidden cells too: a reader of the notebook reads them). ``{literalinclude}``
 in markdown cells and count as one line of prose, not as the code they include."""
 
 import re
-from pathlib import Path
 
 import jupytext
 import pytest
 
-BOOK = Path(__file__).resolve().parents[1] / "book"
-PAGES = [p for g in ("[0-9][0-9]_*.md", "appendix_*.md") for p in sorted(BOOK.glob(g))]
+from tests.test_book import PAGES  # the chapters and appendices, as test_book finds them
 
 MIN_RATIO = 1.5  # characters of prose per character of code
 EXEMPT = {"04_full_network.md"}  # it runs the article's own code, failure by failure
