@@ -23,7 +23,7 @@ $(BIN)/.installed: requirements.txt pyproject.toml
 # edit only the changed pages are rebuilt and no chapter re-runs. The cache is dropped when the
 # package or the recorded results change, since chapters read both. book-strict (CI) executes
 # everything from scratch.
-INPUTS_HASH = $$(cat resnet_lab/*.py $$(find results -name '*.json' | sort) 2>/dev/null | sha256sum | cut -c1-16)
+INPUTS_HASH = $$(cat $$(find resnet_lab -name '*.py' | sort) $$(find results -name '*.json' | sort) 2>/dev/null | sha256sum | cut -c1-16)
 
 book: $(BIN)/.installed
 	@h=$(INPUTS_HASH); if [ "$$h" != "$$(cat _build/.inputs-hash 2>/dev/null)" ]; then \

@@ -1,7 +1,7 @@
 """The wheel carries the records the book reads, from the one copy in git.
 
 ``build_py`` copies every JSON record of ``results/``, and the weights that
-``resnet_lab.records.SHIPPED_WEIGHTS`` names, into ``resnet_lab/_results`` of the build, so
+``resnet_lab.lab.records.SHIPPED_WEIGHTS`` names, into ``resnet_lab/_results`` of the build, so
 ``pip install .`` and ``pip wheel .`` ship them; an editable install reads ``results/`` in
 place and copies nothing. Everything else is configured in pyproject.toml.
 """
@@ -17,7 +17,9 @@ ROOT = Path(__file__).resolve().parent
 
 
 def _records_module():
-    spec = importlib.util.spec_from_file_location("_records", ROOT / "resnet_lab" / "records.py")
+    spec = importlib.util.spec_from_file_location(
+        "_records", ROOT / "resnet_lab" / "lab" / "records.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # standard library only: nothing else is installed yet
     return module

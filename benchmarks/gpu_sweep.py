@@ -27,7 +27,7 @@ def _run(
     import torch
 
     torch.set_num_threads(1)
-    from resnet_lab.experiments import result_path, run_experiment
+    from resnet_lab.lab.experiments import result_path, run_experiment
 
     t0 = time.perf_counter()
     try:
@@ -44,7 +44,7 @@ def _run(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("name", help="a sweep or experiment of resnet_lab.experiments")
+    ap.add_argument("name", help="a sweep or experiment of resnet_lab.lab.experiments")
     ap.add_argument("--seeds", type=int, nargs="+", default=None)
     ap.add_argument("--workers", type=int, default=8)
     ap.add_argument("--deadline", type=float, default=480, help="seconds after which no run starts")
@@ -58,7 +58,7 @@ def main() -> None:
     os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "2")
 
     from resnet_lab.cifar10 import load_cifar10
-    from resnet_lab.experiments import run_id, runs_to_do
+    from resnet_lab.lab.experiments import run_id, runs_to_do
 
     load_cifar10()  # decode and cache once, before the workers read the cache
     todo = sorted(runs_to_do(args.name, args.seeds), key=lambda r: r[1])

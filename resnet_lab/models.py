@@ -8,7 +8,7 @@
 - :func:`count_params`: the one parameter counter (the trainer's record, fine-tuning, the
   chapters).
 - :func:`build_model`: a network by name (``resnet20``, ``plain56``, ``article`` ...), as the
-  CLI and checkpoints name them; the article's networks are in :mod:`resnet_lab.article`.
+  CLI and checkpoints name them; the article's networks are in :mod:`resnet_lab.book.article`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from resnet_lab.article import ArticleNet, ArticleNetFixed
 from resnet_lab.blocks import (
     BLOCKS,
     SHORTCUTS,
@@ -338,7 +337,15 @@ def count_params(model: nn.Module, trainable_only: bool = False) -> int:
 
 
 BUILDERS = {"cifar_resnet": cifar_resnet, "imagenet_resnet": imagenet_resnet}
-_OTHERS = {"article": ArticleNet, "article_fixed": ArticleNetFixed}
+# Networks defined above the core register their names here when imported (the article's
+# two, ``article`` and ``article_fixed``, from :mod:`resnet_lab.book.article`): the core never
+# imports up.
+_OTHERS: dict[str, type[nn.Module]] = {}
+
+
+def register_model(name: str, builder: type[nn.Module]) -> None:
+    """Let :func:`build_model` (and so checkpoints and the CLI) build ``builder`` by ``name``."""
+    _OTHERS[name] = builder
 
 
 def _resolve(name: str) -> tuple:
@@ -394,7 +401,7 @@ def build_model(name: str, **kwargs) -> nn.Module:
     """A model by name: ``resnet<depth>`` and ``plain<depth>`` for the CIFAR networks (any
     6n+2 depth up to ``MAX_CIFAR_DEPTH``: ``resnet20``, ``plain56``, ``resnet8`` ...), except
     ``resnet18/34/50/101/152``, which are the ImageNet networks as in torchvision; ``article``,
-    ``article_fixed`` (:mod:`resnet_lab.article`); or a builder, ``cifar_resnet`` /
+    ``article_fixed`` (:mod:`resnet_lab.book.article`); or a builder, ``cifar_resnet`` /
     ``imagenet_resnet``, with its arguments, a depth among them
     (``build_model("cifar_resnet", depth=20, width=32)``).
 

@@ -39,8 +39,8 @@ from resnet_lab.cifar10 import CifarData
 from resnet_lab.config import TrainConfig, low_res_epochs
 from resnet_lab.distributed import Ranks, all_sum, barrier, distributed_setup
 from resnet_lab.evaluation import evaluate
+from resnet_lab.lab.runfolder import claim, run_folder
 from resnet_lab.run import Run, build_run, new_history, resume_run, save_run
-from resnet_lab.runfolder import claim, run_folder
 
 NAN_CHECK_STEPS = 50  # the loss is read on the host once per this many steps (and at epoch end)
 EMA_BN_BATCHES = 10  # batches of 500 training images that set the EMA's batch-norm statistics

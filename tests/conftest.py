@@ -10,9 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from resnet_lab.__main__ import main
 from resnet_lab.cifar10 import CLASSES, CifarData
 from resnet_lab.config import TrainConfig
+from resnet_lab.lab.cli import main
 
 
 def _image(rng, label):

@@ -6,7 +6,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.feature_extraction import create_feature_extractor
 
-from resnet_lab.analysis import (
+from resnet_lab.blocks import BasicBlock, PreActBlock, zero_init_residual_
+from resnet_lab.book.analysis import (
     activation_stats,
     count_macs,
     depth_profile,
@@ -18,7 +19,6 @@ from resnet_lab.analysis import (
     shape_trace,
     weight_layers,
 )
-from resnet_lab.blocks import BasicBlock, PreActBlock, zero_init_residual_
 from resnet_lab.evaluation import evaluate, predict
 from resnet_lab.loader import CifarLoader
 from resnet_lab.models import cifar_resnet, count_params, resnet18, resnet20
@@ -188,8 +188,8 @@ def test_chapter2_identity_race_claims_hold_for_several_seeds():
 
 
 def test_forward_steps_record_the_order_and_the_shortcut():
-    from resnet_lab.analysis import forward_steps
     from resnet_lab.blocks import BasicBlock, PreActBlock
+    from resnet_lab.book.analysis import forward_steps
 
     x = torch.randn(2, 16, 8, 8)
 
@@ -212,8 +212,8 @@ def test_forward_steps_record_the_order_and_the_shortcut():
 
 
 def test_forward_steps_leave_the_module_as_it_was():
-    from resnet_lab.analysis import forward_steps
     from resnet_lab.blocks import BasicBlock
+    from resnet_lab.book.analysis import forward_steps
 
     block = BasicBlock(16, 16).train()
     before = block.bn1.running_mean.clone()
@@ -224,7 +224,7 @@ def test_forward_steps_leave_the_module_as_it_was():
 
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_forward_steps_of_torchs_transformer_layer(norm_first):
-    from resnet_lab.analysis import forward_steps
+    from resnet_lab.book.analysis import forward_steps
 
     layer = nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, batch_first=True)
     layer.norm_first = norm_first
@@ -240,7 +240,7 @@ def test_forward_steps_of_torchs_transformer_layer(norm_first):
 
 
 def test_stage_table_and_the_paper_layout():
-    from resnet_lab.analysis import imagenet_costs, stage_table, stride_on_first_1x1_
+    from resnet_lab.book.analysis import imagenet_costs, stage_table, stride_on_first_1x1_
     from resnet_lab.models import imagenet_resnet
 
     rows = stage_table(resnet20(), (1, 3, 32, 32))
@@ -265,7 +265,7 @@ def test_stage_table_and_the_paper_layout():
 def test_unrolled_paths_count_and_lengths():
     import math
 
-    from resnet_lab.analysis import path_lengths, unrolled_paths
+    from resnet_lab.book.analysis import path_lengths, unrolled_paths
 
     for n in range(7):
         paths = unrolled_paths(n)
@@ -278,7 +278,7 @@ def test_unrolled_paths_count_and_lengths():
 
 
 def test_a_linear_residual_stack_is_the_sum_of_its_paths():
-    from resnet_lab.analysis import unrolled_paths
+    from resnet_lab.book.analysis import unrolled_paths
 
     torch.manual_seed(0)
     n, d = 5, 6

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resnet_lab.article import ArticleNet, ArticleNetFixed
+from resnet_lab.book.article import ArticleNet, ArticleNetFixed
 from resnet_lab.models import build_model, count_params
 
 

@@ -243,7 +243,7 @@ def test_derived_data_gets_the_digest_of_what_it_holds(image_folder):
 
 
 def test_resume_refuses_other_images_in_a_folder_of_the_same_name(image_folder, tmp_path, capsys):
-    from resnet_lab.__main__ import main
+    from resnet_lab.lab.cli import main
 
     other = _copy_with_other_pixels(image_folder, tmp_path / "elsewhere" / image_folder.name)
     args = ["train", *TRAIN_ARGS, "--out", str(tmp_path / "run")]
@@ -315,7 +315,7 @@ def test_python_batch_cannot_run_code(python_batches, tmp_path):
 
 
 def test_python_batch_payload_through_the_cli(python_batches, tmp_path, capsys):
-    from resnet_lab.__main__ import main
+    from resnet_lab.lab.cli import main
 
     marker = tmp_path / "marker"
     with open(python_batches / "cifar-10-batches-py" / "data_batch_1", "wb") as f:

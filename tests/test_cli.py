@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnet_lab.__main__ import build_parser, main
 from resnet_lab.cifar10 import load_cifar10
+from resnet_lab.lab.cli import build_parser, main
 from resnet_lab.models import build_model
 from resnet_lab.train import train
 from tests.conftest import ONE_EPOCH, TRAIN_ARGS, cli_train, last_error
@@ -307,7 +307,7 @@ def test_boolean_flags_refuse_anything_but_booleans(flag, value, capsys):
     "flag, value", [("--nesterov", "yes"), ("--flip", "0"), ("--tta", "FALSE")]
 )
 def test_boolean_flags_accept_the_usual_spellings(flag, value):
-    from resnet_lab.__main__ import build_parser
+    from resnet_lab.lab.cli import build_parser
 
     args = build_parser().parse_args(["train", flag, value])
     assert getattr(args, flag[2:]) is (value.lower() in ("yes", "true", "1"))

@@ -13,9 +13,9 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 
-from resnet_lab import diagrams
-from resnet_lab.analysis import forward_steps, imagenet_costs
 from resnet_lab.blocks import BasicBlock, PreActBlock
+from resnet_lab.book import diagrams
+from resnet_lab.book.analysis import forward_steps, imagenet_costs
 from resnet_lab.models import cifar_resnet, count_params, imagenet_resnet
 
 FIGURES = [

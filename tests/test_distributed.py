@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from resnet_lab.__main__ import main
+from resnet_lab.lab.cli import main
 from tests.conftest import TRAIN_ARGS
 
 ARGS = [

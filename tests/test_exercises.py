@@ -11,29 +11,29 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resnet_lab import exercises as ex
-from resnet_lab.article import ArticleNet
-from resnet_lab.checkpoints import History
-from resnet_lab.exercises import NotAttempted, NotYet
-from resnet_lab.exercises import solutions as S
-from resnet_lab.exercises.background import DIAGNOSE_CASES, DIAGNOSE_MISTAKES, _rule
-from resnet_lab.exercises.finetuning import measure_zero_lr
-from resnet_lab.exercises.full_network import (
+from resnet_lab.book import exercises as ex
+from resnet_lab.book.article import ArticleNet
+from resnet_lab.book.exercises import NotAttempted, NotYet
+from resnet_lab.book.exercises import solutions as S
+from resnet_lab.book.exercises.background import DIAGNOSE_CASES, DIAGNOSE_MISTAKES, _rule
+from resnet_lab.book.exercises.finetuning import measure_zero_lr
+from resnet_lab.book.exercises.full_network import (
     CIFAR_DEPTHS,
     CIFAR_MISTAKES,
     _cifar_count,
     measure_test_loop,
 )
-from resnet_lab.exercises.residual_block import OPTION_C_MISTAKES, _option_c_count
-from resnet_lab.exercises.residual_math import measure_plain110
-from resnet_lab.exercises.tools import judge_prediction
-from resnet_lab.exercises.training import (
+from resnet_lab.book.exercises.residual_block import OPTION_C_MISTAKES, _option_c_count
+from resnet_lab.book.exercises.residual_math import measure_plain110
+from resnet_lab.book.exercises.tools import judge_prediction
+from resnet_lab.book.exercises.training import (
     LESION_CHOICES,
     ONECYCLE_MISTAKES,
     _onecycle_steps,
     _trainer_onecycle,
     measure_shortcut_lesion,
 )
+from resnet_lab.checkpoints import History
 from resnet_lab.finetune import freeze, replace_head
 from resnet_lab.loader import CifarLoader
 from resnet_lab.models import cifar_resnet, count_params, resnet20

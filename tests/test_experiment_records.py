@@ -9,13 +9,13 @@ from dataclasses import replace
 
 import pytest
 
-import resnet_lab.experiments as ex
-from resnet_lab.__main__ import main
+import resnet_lab.lab.experiments as ex
 from resnet_lab.checkpoints import History
 from resnet_lab.config import TrainConfig
-from resnet_lab.experiments import EXPERIMENTS, run_sweep
-from resnet_lab.results import load_results
-from resnet_lab.transfer import PROTOCOL, TRANSFER
+from resnet_lab.lab.cli import main
+from resnet_lab.lab.experiments import EXPERIMENTS, run_sweep
+from resnet_lab.lab.results import load_results
+from resnet_lab.lab.transfer import PROTOCOL, TRANSFER
 
 FAST = dict(
     epochs=1, compile=False, precision="fp32", channels_last=False, device="cpu", batch_size=50
@@ -40,7 +40,7 @@ def no_data(monkeypatch):
         raise AssertionError("load_cifar10 called: the command started training")
 
     for module in ("experiments", "transfer"):  # the two that load the data to train
-        monkeypatch.setattr(f"resnet_lab.{module}.load_cifar10", refuse)
+        monkeypatch.setattr(f"resnet_lab.lab.{module}.load_cifar10", refuse)
 
 
 @pytest.fixture
@@ -64,8 +64,8 @@ def tiny_study(tiny_data, monkeypatch):
         scratch_lrs=(0.1,),
         finetune_lrs=(0.02, 0.05),
     )
-    monkeypatch.setattr("resnet_lab.__main__.TRANSFER", study)
-    monkeypatch.setattr("resnet_lab.transfer.load_cifar10", lambda *a, **k: tiny_data)
+    monkeypatch.setattr("resnet_lab.lab.cli.TRANSFER", study)
+    monkeypatch.setattr("resnet_lab.lab.transfer.load_cifar10", lambda *a, **k: tiny_data)
     return study
 
 
@@ -285,7 +285,7 @@ def test_a_results_dir_that_is_a_file_fails_before_any_training(
     def no_training(*args, **kwargs):
         raise AssertionError("trained before the results folder was checked")
 
-    monkeypatch.setattr("resnet_lab.experiments.train", no_training)
+    monkeypatch.setattr("resnet_lab.lab.experiments.train", no_training)
     with pytest.raises(FileExistsError, match="results.txt is a file, not a folder"):
         run_sweep(
             "degradation/plain20",

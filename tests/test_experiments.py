@@ -5,15 +5,15 @@ import pytest
 import torch
 
 from resnet_lab.checkpoints import History, load_checkpoint
-from resnet_lab.experiments import (
+from resnet_lab.lab.experiments import (
     EXPERIMENTS,
     experiment_names,
     run_experiment,
     run_sweep,
     sweep_runs,
 )
+from resnet_lab.lab.results import compare, load_results, mean_sd, summarize
 from resnet_lab.models import build_model
-from resnet_lab.results import compare, load_results, mean_sd, summarize
 
 FAST = dict(
     epochs=1, compile=False, precision="fp32", channels_last=False, device="cpu", batch_size=50
@@ -138,7 +138,7 @@ def test_plot_differences_draws_each_comparison():
     import matplotlib
 
     matplotlib.use("Agg")
-    from resnet_lab.viz import plot_differences
+    from resnet_lab.book.viz import plot_differences
 
     c = compare({"base": (0.80, 0.01, 4), "up": (0.85, 0.01, 4), "single": (0.9, 0.0, 1)})
     fig = plot_differences(c, xlabel="points", source="made-up numbers")
@@ -157,7 +157,7 @@ def test_mean_sd():
 
 
 def test_runs_caption_says_what_produced_the_runs():
-    from resnet_lab.viz import runs_caption
+    from resnet_lab.book.viz import runs_caption
 
     def run(n, seed, hardware):
         return History(
@@ -178,7 +178,7 @@ def test_plot_history_of_many_runs_puts_one_legend_under_the_panels():
     import matplotlib
 
     matplotlib.use("Agg")
-    from resnet_lab.viz import plot_history
+    from resnet_lab.book.viz import plot_history
 
     def run(n):
         return History(

@@ -5,7 +5,14 @@ from dataclasses import replace
 import pytest
 import torch
 
-from resnet_lab import transfer
+from resnet_lab.book.imagenet import (
+    ImageNetRun,
+    imagenet_report,
+    imagenet_transfer,
+    prediction_grid,
+    stage_inputs,
+    use_weights_transforms,
+)
 from resnet_lab.checkpoints import CheckpointMismatch, load_checkpoint, model_name, model_signature
 from resnet_lab.config import TrainConfig, lr_factor
 from resnet_lab.distributed import Ranks
@@ -18,21 +25,9 @@ from resnet_lab.finetune import (
     trainable_parts,
     unfreeze,
 )
-from resnet_lab.imagenet import (
-    ImageNetRun,
-    imagenet_report,
-    imagenet_transfer,
-    prediction_grid,
-    stage_inputs,
-    use_weights_transforms,
-)
-from resnet_lab.loader import CifarLoader, normalize
-from resnet_lab.models import build_model, cifar_resnet, count_params, resnet18, resnet50
-from resnet_lab.optim import make_optimizer
-from resnet_lab.probe import choose_probe, fit_linear_head, fold_ids, pooled_features
-from resnet_lab.run import build_run
-from resnet_lab.train import train
-from resnet_lab.transfer import (
+from resnet_lab.lab import transfer
+from resnet_lab.lab.probe import choose_probe, fit_linear_head, fold_ids, pooled_features
+from resnet_lab.lab.transfer import (
     PROTOCOL,
     TRANSFER,
     load_transfer,
@@ -40,6 +35,11 @@ from resnet_lab.transfer import (
     transfer_status,
     transfer_summary,
 )
+from resnet_lab.loader import CifarLoader, normalize
+from resnet_lab.models import build_model, cifar_resnet, count_params, resnet18, resnet50
+from resnet_lab.optim import make_optimizer
+from resnet_lab.run import build_run
+from resnet_lab.train import train
 
 CFG = TrainConfig(
     epochs=1, batch_size=50, lr=0.1, device="cpu", precision="fp32", channels_last=False
@@ -596,7 +596,7 @@ def test_prediction_grid_marks_the_mistakes():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from resnet_lab.mistakes import show_predictions
+    from resnet_lab.book.mistakes import show_predictions
 
     images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
     fig = show_predictions(

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from resnet_lab.blocks import BasicBlock, PreActBlock
-from resnet_lab.identity import branch_of, gradient_ratio, ratio_curves, stack_jacobians
+from resnet_lab.book.identity import branch_of, gradient_ratio, ratio_curves, stack_jacobians
 
 
 def test_branch_of_is_the_branch():

@@ -138,7 +138,7 @@ def test_ctrl_c_under_the_launcher_is_one_line_and_130(image_folder, tmp_path):
     cmd = [
         sys.executable,
         "-m",
-        "resnet_lab.launch",
+        "resnet_lab.lab.launch",
         "--nproc-per-node",
         "2",
         "--master-port",
@@ -167,7 +167,7 @@ def test_ctrl_c_under_the_launcher_is_one_line_and_130(image_folder, tmp_path):
 
 
 def test_the_launcher_refuses_a_missing_command():
-    from resnet_lab.launch import torchrun_args
+    from resnet_lab.lab.launch import torchrun_args
 
     assert torchrun_args(["--nproc-per-node", "2", "train", "--out", "x"]) == [
         "--nproc-per-node",

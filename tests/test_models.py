@@ -4,8 +4,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from resnet_lab.__main__ import main
 from resnet_lab.checkpoints import model_signature
+from resnet_lab.lab.cli import main
 from resnet_lab.models import (
     build_model,
     check_model_name,

@@ -1,6 +1,6 @@
 import pytest
 
-from resnet_lab.profiles import PROFILES, current_profile
+from resnet_lab.book.profiles import PROFILES, current_profile
 
 
 def test_profile_from_environment(monkeypatch):
@@ -30,7 +30,7 @@ def test_smoke_is_smallest():
 
 
 def test_training_work_fits_each_profile_budget():
-    from resnet_lab.profiles import (
+    from resnet_lab.book.profiles import (
         CPU_RATE,
         CPU_TRAIN_SECONDS,
         GPU_TRAIN_SECONDS,
@@ -53,7 +53,7 @@ def test_relative_cost_is_the_networks_arithmetic(depth):
     """Counted by hand: every 3x3 conv of the body costs the same (channels double as the map
     shrinks fourfold), 9*16*16*32*32 multiply-adds, but the two that downsample (16 -> 32 and
     32 -> 64 channels, stride 2) cost half of it; the stem 9*3*16*32*32; the head 64*10."""
-    from resnet_lab.profiles import relative_cost
+    from resnet_lab.book.profiles import relative_cost
 
     conv, stem, head = 9 * 16 * 16 * 32 * 32, 9 * 3 * 16 * 32 * 32, 64 * 10
 

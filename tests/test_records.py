@@ -1,4 +1,4 @@
-"""Where records are read and written (resnet_lab.records), in a checkout and installed, and
+"""Where records are read and written (resnet_lab.lab.records), in a checkout and installed, and
 what the wheel ships."""
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-import resnet_lab.records as records
+import resnet_lab.lab.records as records
 from resnet_lab.checkpoints import History
-from resnet_lab.experiments import result_path
-from resnet_lab.results import load_results, record_weights
-from resnet_lab.transfer import PROTOCOL, load_transfer, transfer_paths
+from resnet_lab.lab.experiments import result_path
+from resnet_lab.lab.results import load_results, record_weights
+from resnet_lab.lab.transfer import PROTOCOL, load_transfer, transfer_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 

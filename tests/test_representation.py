@@ -2,13 +2,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from resnet_lab.models import cifar_resnet
-from resnet_lab.representation import (
+from resnet_lab.book.representation import (
     block_feature_ranks,
     effective_rank,
     stage_features,
     stage_probe_accuracy,
 )
+from resnet_lab.models import cifar_resnet
 
 
 def test_effective_rank_counts_directions():

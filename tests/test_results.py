@@ -1,4 +1,4 @@
-"""resnet_lab.results: config_differences and the paper's recipe it compares with, the
+"""resnet_lab.lab.results: config_differences and the paper's recipe it compares with, the
 standard error of a difference, and the readers of records behind chapters 5 and 7."""
 
 import math
@@ -9,9 +9,8 @@ import torch
 
 from resnet_lab.checkpoints import History, load_checkpoint, model_name
 from resnet_lab.config import TrainConfig, lr_factor
-from resnet_lab.experiments import EXPERIMENTS
-from resnet_lab.models import build_model
-from resnet_lab.results import (
+from resnet_lab.lab.experiments import EXPERIMENTS
+from resnet_lab.lab.results import (
     ABLATION_BASELINE,
     NOT_RECIPE,
     PAPER_RECIPE,
@@ -31,6 +30,7 @@ from resnet_lab.results import (
     recorded_model,
     standard_error,
 )
+from resnet_lab.models import build_model
 
 
 def test_config_differences_lists_each_changed_field_in_order():

@@ -13,16 +13,17 @@ import pytest
 import torch
 
 from resnet_lab.checkpoints import HISTORY_NAME, RunExistsError
-from resnet_lab.experiments import run_experiment
+from resnet_lab.lab.experiments import run_experiment
+from resnet_lab.lab.runfolder import LOCK_NAME, RunLock, RunLockedError
 from resnet_lab.models import cifar_resnet
-from resnet_lab.runfolder import LOCK_NAME, RunLock, RunLockedError
 from resnet_lab.train import train
 from tests.conftest import ONE_EPOCH, TRAIN_ARGS
 
 pytest.importorskip("fcntl")
 
 HOLD = (
-    "import sys, time; from resnet_lab.runfolder import RunLock; RunLock(sys.argv[1]).acquire(); "
+    "import sys, time; from resnet_lab.lab.runfolder import RunLock; "
+    "RunLock(sys.argv[1]).acquire(); "
     "print('locked', flush=True); time.sleep(60)"
 )
 
@@ -112,7 +113,7 @@ def test_a_lock_that_fails_for_another_reason_leaves_no_descriptor(tmp_path, mon
 
 
 def test_the_launcher_exits_2_without_a_command(capsys):
-    from resnet_lab.launch import torchrun_args
+    from resnet_lab.lab.launch import torchrun_args
 
     with pytest.raises(SystemExit) as stop:
         torchrun_args(["--nproc-per-node", "2"])

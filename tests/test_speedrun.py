@@ -9,11 +9,11 @@ from torch import nn
 
 from resnet_lab.checkpoints import CHECKPOINT_NAME
 from resnet_lab.config import TrainConfig, low_res_epochs
-from resnet_lab.experiments import EXPERIMENTS, experiment_names
+from resnet_lab.lab.experiments import EXPERIMENTS, experiment_names
+from resnet_lab.lab.results import config_differences
 from resnet_lab.loader import CifarLoader, normalize
 from resnet_lab.models import cifar_resnet
 from resnet_lab.optim import parameter_groups
-from resnet_lab.results import config_differences
 from resnet_lab.train import EMA_BN_BATCHES, train
 
 CFG = TrainConfig(

@@ -1,4 +1,4 @@
-"""resnet_lab.speedruns: the speed runs' records as the appendix reads and prints them."""
+"""resnet_lab.lab.speedruns: the speed runs' records as the appendix reads and prints them."""
 
 from dataclasses import asdict, replace
 
@@ -6,9 +6,9 @@ import pytest
 
 from resnet_lab.checkpoints import History
 from resnet_lab.config import TrainConfig
-from resnet_lab.experiments import EXPERIMENTS
-from resnet_lab.results import compare
-from resnet_lab.speedruns import (
+from resnet_lab.lab.experiments import EXPERIMENTS
+from resnet_lab.lab.results import compare
+from resnet_lab.lab.speedruns import (
     SPEED_RUNS,
     best_run,
     compile_line,

@@ -1,11 +1,11 @@
-"""resnet_lab.transfer_records: the transfer study's records as chapter 6 reads, prints and
+"""resnet_lab.lab.transfer_records: the transfer study's records as chapter 6 reads, prints and
 checks them."""
 
 from dataclasses import replace
 
 from resnet_lab.checkpoints import History
-from resnet_lab.transfer import TRANSFER, load_transfer, transfer_summary
-from resnet_lab.transfer_records import (
+from resnet_lab.lab.transfer import TRANSFER, load_transfer, transfer_summary
+from resnet_lab.lab.transfer_records import (
     chose_best,
     chosen_steps,
     comparison_tables,

@@ -1,4 +1,4 @@
-"""resnet_lab.viz: figures drawn from data."""
+"""resnet_lab.book.viz: figures drawn from data."""
 
 import matplotlib
 
@@ -8,9 +8,9 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
+from resnet_lab.book.mistakes import confusion_matrix, most_confused, plot_confusion, show_mistakes
+from resnet_lab.book.viz import plot_lr_schedules, plot_training_error
 from resnet_lab.checkpoints import History
-from resnet_lab.mistakes import confusion_matrix, most_confused, plot_confusion, show_mistakes
-from resnet_lab.viz import plot_lr_schedules, plot_training_error
 
 CLASSES = [f"c{i}" for i in range(10)]
 

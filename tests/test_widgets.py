@@ -3,8 +3,8 @@ import torch
 
 pytest.importorskip("ipywidgets")
 
+from resnet_lab.book.widgets import DepthExplorer, LesionExplorer, TrainingRace, depth_animation
 from resnet_lab.cifar10 import CLASSES, CifarData
-from resnet_lab.widgets import DepthExplorer, LesionExplorer, TrainingRace, depth_animation
 
 
 @pytest.fixture(autouse=True)

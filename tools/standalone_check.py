@@ -46,7 +46,7 @@ READS_RECORDS = re.compile(
 )
 CELL_TIMEOUT = 900
 
-PROBE = """import sys, resnet_lab, resnet_lab.records as r
+PROBE = """import sys, resnet_lab, resnet_lab.lab.records as r
 print(sys.executable)
 print(resnet_lab.__file__)
 print(r.results_dir())"""
@@ -99,7 +99,7 @@ def probe_installed() -> None:
 
 def shipped_records_match() -> None:
     """The installed package's records are byte for byte the repository's."""
-    import resnet_lab.records as records
+    import resnet_lab.lab.records as records
 
     shipped = records.SHIPPED
     files = [p for p in shipped.rglob("*") if p.is_file()]

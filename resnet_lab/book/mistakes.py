@@ -1,6 +1,6 @@
 """What a trained network gets wrong, drawn: confusion matrices (one, or two side by side), the
 pair of classes most confused, a grid of mistakes and a grid of predictions marked right or
-wrong. Like :mod:`resnet_lab.viz`, nothing here trains or evaluates."""
+wrong. Like :mod:`resnet_lab.book.viz`, nothing here trains or evaluates."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from resnet_lab.viz import caption, show_images
+from resnet_lab.book.viz import caption, show_images
 
 
 def confusion_matrix(

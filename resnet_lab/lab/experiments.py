@@ -7,7 +7,7 @@ with. A *sweep* is a group of experiments sharing a prefix (``degradation/plain2
 
 Layout of a results folder: one History JSON per run, ``<experiment>-seed<k>.json``
 (``degradation/resnet20-seed1.json``), and ``.pt`` weights beside it where the book needs the
-trained network. Which folder is read and which is written is :mod:`resnet_lab.records`' rule:
+trained network. Which folder is read and which is written is :mod:`resnet_lab.lab.records`' rule:
 a checkout's ``results/``, or, installed, the records shipped in the package read beside the
 reader's own folder. A run already recorded is skipped; an interrupted run resumes from its
 checkpoint in ``runs/<experiment>-seed<k>/``. :func:`load_results` reads a sweep back and
@@ -30,9 +30,9 @@ from resnet_lab.checkpoints import (
 )
 from resnet_lab.cifar10 import load_cifar10
 from resnet_lab.config import TrainConfig
+from resnet_lab.lab.records import own_results_dir
+from resnet_lab.lab.runfolder import check_results_folder
 from resnet_lab.models import build_model
-from resnet_lab.records import own_results_dir
-from resnet_lab.runfolder import check_results_folder
 from resnet_lab.train import seed_everything, train
 
 
@@ -90,7 +90,7 @@ EXPERIMENTS: dict[str, Experiment] = {
     # The paper's own schedule on a GPU: batch 128, lr 0.1 divided by 10 at 32k and 48k of 64k
     # iterations, on a 45k/5k train/validation split (He et al. 2015 §4.2). 182 epochs of 351
     # batches (the last partial one dropped) are 63,882 iterations; the "paper" schedule divides
-    # at 50% and 75% of them. resnet_lab.results.PAPER_RECIPE is this recipe in fp32.
+    # at 50% and 75% of them. resnet_lab.lab.results.PAPER_RECIPE is this recipe in fp32.
     "gpu_resnet20": Experiment(
         model="resnet20",
         config=TrainConfig(
@@ -275,7 +275,7 @@ def run_id(name: str, seed: int) -> str:
 
 def result_path(name: str, seed: int, results_dir: str | Path | None = None) -> Path:
     """Where run ``seed`` of ``name`` is recorded in ``results_dir``; by default where the reader's
-    runs are written (:func:`~resnet_lab.records.own_results_dir`)."""
+    runs are written (:func:`~resnet_lab.lab.records.own_results_dir`)."""
     return Path(results_dir or own_results_dir()) / f"{run_id(name, seed)}.json"
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import statistics
 
 from resnet_lab.checkpoints import History
-from resnet_lab.exercises.tools import (
+from resnet_lab.book.exercises.tools import (
     Measurement,
     NotYet,
     attempt,

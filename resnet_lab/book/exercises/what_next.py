@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from resnet_lab.blocks import BasicBlock, Bottleneck, PreActBlock, zero_init_residual_
-from resnet_lab.exercises.tools import (
+from resnet_lab.book.exercises.tools import (
     Measurement,
     NotYet,
     Variant,

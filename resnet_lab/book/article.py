@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from resnet_lab.models import register_model
 from resnet_lab.blocks import BasicBlock, check_num_classes, conv3x3
 
 
@@ -116,3 +117,7 @@ class ArticleNetFixed(nn.Module):
         x = self.features(x)  # (B, 128, 32, 32)
         x = torch.flatten(self.avgpool(x), 1)  # (B, 128)
         return self.fc(x)  # (B, num_classes)
+
+
+register_model("article", ArticleNet)
+register_model("article_fixed", ArticleNetFixed)

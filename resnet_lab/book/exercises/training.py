@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resnet_lab.analysis import lesion_curve
+from resnet_lab.book.analysis import lesion_curve
 from resnet_lab.config import TrainConfig, lr_factor
 from resnet_lab.evaluation import evaluate
-from resnet_lab.exercises.tools import (
+from resnet_lab.book.exercises.tools import (
     Measurement,
     attempt,
     choice,

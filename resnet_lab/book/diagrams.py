@@ -3,7 +3,7 @@
 Each function returns a matplotlib figure. Numbers on the diagrams (shapes, parameter counts,
 multiply-adds, path counts) are computed from the real modules of :mod:`resnet_lab`, not typed
 in. A block's boxes are the calls of one forward pass of it, in order
-(:func:`~resnet_lab.analysis.forward_steps`); only :func:`shortcut_options` has boxes typed by
+(:func:`~resnet_lab.book.analysis.forward_steps`); only :func:`shortcut_options` has boxes typed by
 hand, and its caption claims only its counts as computed.
 """
 
@@ -16,7 +16,7 @@ import torch
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from torch import nn
 
-from resnet_lab.analysis import (
+from resnet_lab.book.analysis import (
     Step,
     count_macs,
     forward_steps,
@@ -27,7 +27,7 @@ from resnet_lab.analysis import (
 )
 from resnet_lab.blocks import BasicBlock, Bottleneck, PreActBlock
 from resnet_lab.models import cifar_resnet, count_params
-from resnet_lab.viz import caption
+from resnet_lab.book.viz import caption
 
 # He et al. 2015, Table 1: "FLOPs" of the ImageNet ResNets (multiply-adds), x 10^9
 PAPER_GFLOPS = {18: 1.8, 34: 3.6, 50: 3.8, 101: 7.6, 152: 11.3}
@@ -174,7 +174,7 @@ def plain_vs_residual_block():
         fig,
         "Drawn from resnet_lab.blocks.BasicBlock(64, 64) with skip=False (left) and skip=True "
         "(right): its layers in the order its forward pass calls them "
-        "(resnet_lab.analysis.forward_steps).",
+        "(resnet_lab.book.analysis.forward_steps).",
     )
     return fig
 
@@ -196,7 +196,7 @@ def post_vs_pre_activation():
         fig,
         "Drawn from resnet_lab.blocks.BasicBlock(64, 64) (left) and PreActBlock(64, 64) "
         "(right): their layers in the order their forward passes call them "
-        "(resnet_lab.analysis.forward_steps).",
+        "(resnet_lab.book.analysis.forward_steps).",
     )
     return fig
 
@@ -304,7 +304,7 @@ def _shape(shape: tuple[int, ...]) -> str:
 
 def imagenet_stages(depths: tuple[int, ...] = (18, 34, 50)):
     """The paper's Table 1 for the ImageNet ResNets of ``depths``, computed from
-    :func:`~resnet_lab.models.imagenet_resnet` by :func:`~resnet_lab.analysis.imagenet_costs`:
+    :func:`~resnet_lab.models.imagenet_resnet` by :func:`~resnet_lab.book.analysis.imagenet_costs`:
     output sizes, blocks per stage, parameters, multiply-adds, and the paper's figure."""
     costs = {d: imagenet_costs(d) for d in depths}
     first = costs[depths[0]]
@@ -386,7 +386,7 @@ def residual_paths(drawn: int = 3, depth: int = 110):
     b.grid(alpha=0.3)
     caption(
         fig,
-        "Left: the paths enumerated (resnet_lab.analysis.unrolled_paths); each passes through "
+        "Left: the paths enumerated (resnet_lab.book.analysis.unrolled_paths); each passes through "
         "the shaded branches and skips the others (with linear branches the stack's output is "
         f"exactly the sum over its paths). Right: C({n}, k) paths of length k (path_lengths), "
         f"{n} = the residual blocks of resnet_lab.models.cifar_resnet({depth}); removing one "
@@ -419,6 +419,6 @@ def transformer_blocks(dim: int = 64, heads: int = 4):
         fig,
         f"Drawn from torch.nn.TransformerEncoderLayer({dim}, {heads}, {4 * dim}) with "
         "norm_first=False (left) and True (right): the calls of one forward pass in order "
-        "(resnet_lab.analysis.forward_steps), its dropout layers left out.",
+        "(resnet_lab.book.analysis.forward_steps), its dropout layers left out.",
     )
     return fig

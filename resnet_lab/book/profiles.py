@@ -24,7 +24,7 @@ from functools import cache
 
 import torch
 
-from resnet_lab.analysis import count_macs
+from resnet_lab.book.analysis import count_macs
 from resnet_lab.models import cifar_resnet, resnet18
 
 PROFILE_NAMES = ("smoke", "cpu", "gpu")

@@ -13,8 +13,8 @@ import statistics
 
 from resnet_lab.checkpoints import History
 from resnet_lab.config import low_res_epochs
-from resnet_lab.experiments import EXPERIMENTS
-from resnet_lab.results import as_config, config_differences, load_results, summarize
+from resnet_lab.lab.experiments import EXPERIMENTS
+from resnet_lab.lab.results import as_config, config_differences, load_results, summarize
 
 SPEED_RUNS = ("cpu_speedrun", "cpu_speedrun_plus", "cpu_speedrun_plus_long")
 GOAL = 0.90  # the speed runs' goal: 90% test accuracy within 20 minutes
@@ -23,7 +23,7 @@ GOAL = 0.90  # the speed runs' goal: 90% test accuracy within 20 minutes
 def cpu_runs(*, notes: list[str] | None = None) -> dict[str, list[History]]:
     """The recorded CPU runs, ``{experiment: [History per seed]}``: ``cpu_resnet20`` (chapter
     5's ResNet-20), then the :data:`SPEED_RUNS`; those not recorded are left out. Notes as in
-    :func:`~resnet_lab.results.load_results`."""
+    :func:`~resnet_lab.lab.results.load_results`."""
     return {
         name: hs
         for experiment in ("cpu_resnet20", *SPEED_RUNS)
@@ -89,7 +89,8 @@ def format_technique_diffs(
 ) -> str:
     """The baseline's accuracy (mean ± sd, n), then each technique's difference from it ± twice
     its standard error, in points, and its verdict, largest gain first (``acc`` from
-    :func:`~resnet_lab.results.summarize`, ``diffs`` from :func:`~resnet_lab.results.compare`)."""
+    :func:`~resnet_lab.lab.results.summarize`, ``diffs`` from
+    :func:`~resnet_lab.lab.results.compare`)."""
     m, sd, n = acc[baseline]
     lines = [f"unchanged recipe: {m:.2%} ± {sd:.2%} (n={n})"]
     for name in sorted(diffs, key=lambda k: -diffs[k]["diff"]):

@@ -1,11 +1,11 @@
 """Reading the transfer study's records back: what chapter 6 prints, plots and checks.
 
-:func:`~resnet_lab.transfer.load_transfer` reads the records and
-:func:`~resnet_lab.transfer.transfer_summary` gives the mean and spread of each method at each
+:func:`~resnet_lab.lab.transfer.load_transfer` reads the records and
+:func:`~resnet_lab.lab.transfer.transfer_summary` gives the mean and spread of each method at each
 budget; here :func:`transfer_caption` says where the figure's numbers come from,
 :func:`runs_by_setting` and :func:`chose_best` read the recipe each run chose and check it is
 the best of its validation scores, :func:`comparison_tables` judges every method against a
-baseline at every budget (:func:`~resnet_lab.results.compare`), and the ``format_*`` functions
+baseline at every budget (:func:`~resnet_lab.lab.results.compare`), and the ``format_*`` functions
 turn each into the lines the chapter prints (:func:`format_grids`, the recipes the study
 chooses from). The chapter asserts its claims on what these
 return.
@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from resnet_lab.checkpoints import History
-from resnet_lab.probe import best_candidate
-from resnet_lab.results import compare
-from resnet_lab.transfer import NETWORK_METHODS, TRANSFER, TRANSFER_METHODS, TransferStudy
+from resnet_lab.lab.probe import best_candidate
+from resnet_lab.lab.results import compare
+from resnet_lab.lab.transfer import NETWORK_METHODS, TRANSFER, TRANSFER_METHODS, TransferStudy
 
 Summary = dict[tuple[str, int], tuple[float, float, int]]
 
@@ -97,7 +97,7 @@ def format_recipes(picks: dict[tuple[str, int], list[dict]]) -> str:
 
 def chose_best(record: dict) -> bool:
     """Whether the run's recipe is the setting of the best of its validation scores
-    (:func:`~resnet_lab.probe.best_candidate`: highest accuracy, ties to the lower loss). A run
+    (:func:`~resnet_lab.lab.probe.best_candidate`: highest accuracy, ties to the lower loss). A run
     with one candidate only scored none, and counts as chosen."""
     candidates = record["selection"]["candidates"]
     if not candidates:
@@ -112,7 +112,7 @@ def comparison_tables(
 ) -> dict[str, dict[int, dict[str, dict]]]:
     """``{baseline: {labels_per_class: {method: comparison}}}``: every other method of
     ``methods`` against each of ``bases`` at every budget of ``summary``, by
-    :func:`~resnet_lab.results.compare` (the difference of the means, its standard error, and a
+    :func:`~resnet_lab.lab.results.compare` (the difference of the means, its standard error, and a
     verdict)."""
     budgets = sorted({b for _, b in summary})
     tables = {}

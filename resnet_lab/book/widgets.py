@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import torch
 
-from resnet_lab.analysis import depth_profile, lesion_curve
+from resnet_lab.book.analysis import depth_profile, lesion_curve
 from resnet_lab.config import TrainConfig
 from resnet_lab.evaluation import evaluate
 from resnet_lab.models import cifar_resnet

@@ -1,4 +1,4 @@
-"""The checks behind the chapters' exercises: ``from resnet_lab.exercises import check_...``.
+"""The checks behind the chapters' exercises: ``from resnet_lab.book.exercises import check_...``.
 
 Every chapter's exercises follow one pattern. The reader's cell holds a stub (``answer = None``,
 or a function whose body is ``raise NotImplementedError``); the cell below it, tagged
@@ -8,37 +8,37 @@ A "predict, then run" cell calls ``run_...(prediction, ...)``: nothing is measur
 reader has written a prediction; then it measures, prints what it measured, and judges the
 prediction by the measurement.
 
-One module per chapter holds its checks; :mod:`resnet_lab.exercises.tools` what they share;
-:mod:`resnet_lab.exercises.solutions` the published solutions, which ``tests/test_exercises.py``
+One module per chapter holds its checks; :mod:`resnet_lab.book.exercises.tools` what they share;
+:mod:`resnet_lab.book.exercises.solutions` the published solutions, which ``tests/test_exercises.py``
 runs against every check, beside planted mistakes that each check must name.
 """
 
-from resnet_lab.exercises.background import check_diagnose, check_error_signs, run_gap_prediction
-from resnet_lab.exercises.finetuning import (
+from resnet_lab.book.exercises.background import check_diagnose, check_error_signs, run_gap_prediction
+from resnet_lab.book.exercises.finetuning import (
     FROZEN_OPTIONS,
     check_frozen_train_mode,
     check_linear_probe,
     run_zero_lr_prediction,
 )
-from resnet_lab.exercises.full_network import (
+from resnet_lab.book.exercises.full_network import (
     check_affine,
     check_article_pair,
     check_cifar_params,
     run_test_loop_prediction,
 )
-from resnet_lab.exercises.residual_block import (
+from resnet_lab.book.exercises.residual_block import (
     check_option_c,
     check_preact_bottleneck,
     run_zero_init_prediction,
 )
-from resnet_lab.exercises.residual_math import check_gradient_gain, check_path_count, run_plain110
-from resnet_lab.exercises.tools import NotAttempted, NotYet
-from resnet_lab.exercises.training import (
+from resnet_lab.book.exercises.residual_math import check_gradient_gain, check_path_count, run_plain110
+from resnet_lab.book.exercises.tools import NotAttempted, NotYet
+from resnet_lab.book.exercises.training import (
     check_label_smoothing,
     check_onecycle,
     run_shortcut_lesion,
 )
-from resnet_lab.exercises.what_next import (
+from resnet_lab.book.exercises.what_next import (
     check_identity_blocks,
     check_post_norm_block,
     run_scale_prediction,

@@ -9,9 +9,9 @@ import functools
 import torch
 from torch import nn
 
-from resnet_lab.article import ArticleNet, ArticleNetFixed
+from resnet_lab.book.article import ArticleNet, ArticleNetFixed
 from resnet_lab.blocks import BasicBlock
-from resnet_lab.exercises.tools import (
+from resnet_lab.book.exercises.tools import (
     Measurement,
     NotYet,
     Variant,

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from resnet_lab.config import TrainConfig
-from resnet_lab.exercises.tools import (
+from resnet_lab.book.exercises.tools import (
     Measurement,
     NotYet,
     attempt,

@@ -30,11 +30,9 @@ from resnet_lab.cifar10 import load_cifar10
 from resnet_lab.config import TrainConfig
 from resnet_lab.device import hardware_name, pick_device
 from resnet_lab.evaluation import evaluate
-from resnet_lab.experiments import DEGRADATION
 from resnet_lab.finetune import load_pretrained, replace_head
-from resnet_lab.loader import CifarLoader
-from resnet_lab.models import build_model, count_params
-from resnet_lab.probe import (
+from resnet_lab.lab.experiments import DEGRADATION
+from resnet_lab.lab.probe import (
     L2_GRID,
     augmented_features,
     best_candidate,
@@ -42,9 +40,11 @@ from resnet_lab.probe import (
     fit_linear_head,
     fold_ids,
 )
-from resnet_lab.records import own_results_dir, record_dirs
-from resnet_lab.results import mean_sd
-from resnet_lab.runfolder import check_results_folder
+from resnet_lab.lab.records import own_results_dir, record_dirs
+from resnet_lab.lab.results import mean_sd
+from resnet_lab.lab.runfolder import check_results_folder
+from resnet_lab.loader import CifarLoader
+from resnet_lab.models import build_model, count_params
 from resnet_lab.train import seed_everything, train
 
 ANIMALS = ("bird", "cat", "deer", "dog", "frog", "horse")
@@ -135,7 +135,7 @@ TRANSFER = TransferStudy()
 
 def transfer_paths(results_dir: str | Path | None = None) -> tuple[Path, Path]:
     """Where the transfer study keeps its records and its pretrained network in ``results_dir``
-    (default: where the reader's runs are written, :func:`~resnet_lab.records.own_results_dir`):
+    (default: where the reader's runs are written, :func:`~resnet_lab.lab.records.own_results_dir`):
     ``finetune.json`` and ``finetune/pretrained.pt``."""
     root = Path(results_dir) if results_dir else own_results_dir()
     return root / "finetune.json", root / "finetune" / "pretrained.pt"

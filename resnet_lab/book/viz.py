@@ -1,7 +1,7 @@
 """Figures from data: learning curves, image grids, per-layer gradients, records beside the paper.
 
 What a trained network gets wrong (confusion matrices, mistakes, predictions) is drawn by
-:mod:`resnet_lab.mistakes`.
+:mod:`resnet_lab.book.mistakes`.
 
 Nothing here trains or evaluates; each function takes what the library returned and draws it.
 Every figure gets a caption line saying what produced it (pass ``source=``).
@@ -19,7 +19,7 @@ from resnet_lab.checkpoints import History
 
 # He et al. 2015, Table 6: CIFAR-10 test error (%), official data, one view, 64k iterations at
 # batch 128 (164 epochs of the 50k training images; the length was chosen on a 45k/5k split,
-# which resnet_lab.results.PAPER_RECIPE and gpu_resnet20 train on: 182 epochs of 45k). Each is one
+# which resnet_lab.lab.results.PAPER_RECIPE and gpu_resnet20 train on: 182 epochs of 45k). Each is one
 # run, except ResNet-110: the best of 5 runs, whose mean the paper gives as 6.61 ± 0.16.
 PAPER_ERRORS = {
     "resnet20": 8.75,
@@ -118,7 +118,7 @@ def plot_history(
 def plot_training_error(runs: Mapping[str, History], *, source: str | None = None):
     """Training error (%) per epoch of each run, plain networks (names starting "plain") dashed,
     residual ones solid: He et al.'s Figure 1 (left), from ``runs`` of
-    :meth:`~resnet_lab.widgets.TrainingRace.run` or any ``{name: History}``."""
+    :meth:`~resnet_lab.book.widgets.TrainingRace.run` or any ``{name: History}``."""
     fig, ax = plt.subplots(figsize=(7, 3.6))
     for name, h in runs.items():
         ax.plot(
@@ -285,7 +285,7 @@ def plot_mean_sd(
     scale: float = 100.0,
 ):
     """Horizontal bars of mean ± sd (``{label: (mean, sd, n)}``, as from
-    :func:`resnet_lab.results.summarize`), with the number of runs; ``reference`` adds
+    :func:`resnet_lab.lab.results.summarize`), with the number of runs; ``reference`` adds
     published values as black diamonds."""
     labels = list(summary)
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(labels) + 1.4))
@@ -315,7 +315,7 @@ def plot_differences(
     comparison: dict[str, dict], *, xlabel: str, title: str = "", source: str, scale: float = 100.0
 ):
     """Differences from a baseline (``{label: {"diff", "se", "verdict", "n"}}``, as from
-    :func:`resnet_lab.results.compare`): a dot at the difference of the means, whiskers of
+    :func:`resnet_lab.lab.results.compare`): a dot at the difference of the means, whiskers of
     twice its standard error, and the verdict. A whisker that crosses zero is noise."""
     labels = list(comparison)
     fig, ax = plt.subplots(figsize=(7, 0.42 * len(labels) + 1.5))
@@ -358,7 +358,7 @@ def plot_transfer(
 ):
     """Test accuracy (%) against labelled images per class (log scale), one line per method:
     mean ± sd over seeds, from ``{(method, labels_per_class): (mean, sd, n)}`` (as from
-    :func:`resnet_lab.transfer.transfer_summary`). The methods are nudged apart sideways."""
+    :func:`resnet_lab.lab.transfer.transfer_summary`). The methods are nudged apart sideways."""
     budgets = sorted({b for _, b in summary})
     fig, ax = plt.subplots(figsize=(7, 4))
     for i, method in enumerate(methods):

@@ -155,7 +155,7 @@ def prediction_grid(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The first ``per_class`` test images of each class of ``run.data``, class by class, with
     what ``run.model`` predicts for them and their true labels: (images (N, 3, H, W) uint8,
-    predicted (N,), labels (N,)), for :func:`resnet_lab.mistakes.show_predictions`."""
+    predicted (N,), labels (N,)), for :func:`resnet_lab.book.mistakes.show_predictions`."""
     if run.model is None:
         raise ValueError(
             f"no fine-tuned network to predict with ({run.pretrained.message}): "

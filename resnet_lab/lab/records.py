@@ -24,7 +24,7 @@ import os
 from pathlib import Path
 
 ENV = "RESNET_LAB_RESULTS"
-PACKAGE = Path(__file__).resolve().parent
+PACKAGE = Path(__file__).resolve().parents[1]  # resnet_lab/, this file being in resnet_lab/lab/
 SHIPPED = PACKAGE / "_results"  # only in an installed wheel
 # The weights the book loads: chapter 5's error analysis and lesion study, and chapter 6's transfer
 # study. The wheel ships every JSON record and these; the other recorded weights stay in the

@@ -1,6 +1,6 @@
 """``torchrun`` for resnet_lab, with the CLI's exit statuses and one-line messages.
 
-    python -m resnet_lab.launch --nproc-per-node 2 train --model resnet20 --out runs/ddp
+    python -m resnet_lab.lab.launch --nproc-per-node 2 train --model resnet20 --out runs/ddp
 
 takes torchrun's options before the resnet_lab command (``train``, ``evaluate``,
 ``experiment``) and runs ``torchrun OPTIONS -m resnet_lab COMMAND ...``. Plain torchrun works

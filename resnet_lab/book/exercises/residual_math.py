@@ -7,8 +7,8 @@ import math
 
 import torch
 
-from resnet_lab.analysis import gradient_norms
-from resnet_lab.exercises.tools import (
+from resnet_lab.book.analysis import gradient_norms
+from resnet_lab.book.exercises.tools import (
     Measurement,
     attempt,
     choice,

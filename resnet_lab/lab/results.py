@@ -1,7 +1,7 @@
 """Reading the recorded runs back: what the book's figures and tables show.
 
 :func:`load_results` reads a sweep's Histories (the book's records, and, installed, the
-reader's own beside them, :mod:`resnet_lab.records`; :func:`load_sweep` names them without the
+reader's own beside them, :mod:`resnet_lab.lab.records`; :func:`load_sweep` names them without the
 sweep's folder), :func:`summarize` gives the mean and standard deviation over seeds of a final
 metric (:func:`final_errors` of an error in percent, :func:`format_errors` as text),
 :func:`compare` judges each configuration against a baseline by the standard error of the
@@ -9,7 +9,7 @@ difference, and :func:`config_differences` lists how two recipes differ, field b
 :data:`PAPER_RECIPE` is the paper's recipe to compare with; :func:`ablation_runs` reads chapter
 7's ablations and :func:`format_verdicts` formats :func:`compare`'s verdicts.
 :func:`recorded_model` rebuilds a recorded network with its shipped weights. The speed runs'
-records are read in :mod:`resnet_lab.speedruns`.
+records are read in :mod:`resnet_lab.lab.speedruns`.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from torch import nn
 
 from resnet_lab.checkpoints import History, load_checkpoint
 from resnet_lab.config import TrainConfig
-from resnet_lab.experiments import EXPERIMENTS, experiment_names, result_path
+from resnet_lab.lab.experiments import EXPERIMENTS, experiment_names, result_path
+from resnet_lab.lab.records import record_dirs
+from resnet_lab.lab.records import results_dir as book_results_dir
 from resnet_lab.models import build_model
-from resnet_lab.records import record_dirs
-from resnet_lab.records import results_dir as book_results_dir
 
 
 def _record_files(exp_name: str, root: Path, note) -> list[tuple[int, Path]]:
@@ -97,10 +97,11 @@ def load_results(
     in order. Only files named ``<stem>-seed<k>.json`` count. A damaged file, or a record whose
     meta names another seed or experiment than its file name, is skipped with a line saying so
     appended to ``notes`` (and printed when ``notes`` is None), so one bad file never hides the
-    others. Without ``results_dir``, the book's records (:func:`~resnet_lab.records.results_dir`)
-    are read, and, installed, the reader's own beside them: a note names each of the reader's
-    runs. A ``results_dir`` that does not exist raises ``FileNotFoundError`` (a mistyped
-    folder must not read as "nothing recorded"); a missing default folder gives a note."""
+    others. Without ``results_dir``, the book's records
+    (:func:`~resnet_lab.lab.records.results_dir`) are read, and, installed, the reader's own
+    beside them: a note names each of the reader's runs. A ``results_dir`` that does not exist
+    raises ``FileNotFoundError`` (a mistyped folder must not read as "nothing recorded"); a
+    missing default folder gives a note."""
     note = print if notes is None else notes.append
     if results_dir:
         root = Path(results_dir)
