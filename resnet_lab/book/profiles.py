@@ -117,7 +117,7 @@ def training_work(profile: Profile) -> dict[str, float]:
         "01_background": sum(2 * relative_cost(d) for d in profile.depths)
         * race
         * profile.race_epochs,
-        "05_training": train * profile.epochs,
-        "06_finetuning": 2 * profile.transfer_steps * min(64, n6)
+        "06_training": train * profile.epochs,
+        "08_finetuning": 2 * profile.transfer_steps * min(64, n6)
         + profile.imagenet_steps * min(50, n6) * imagenet_cost(),
     }
