@@ -165,3 +165,28 @@ def test_lesion_explorer_refuses_an_empty_loader_and_two_depths():
         LesionExplorer(cifar_resnet(8), cifar_resnet(8, skip=False), _loader(0))
     with pytest.raises(ValueError, match="resnet has 9 blocks and plain 3"):
         LesionExplorer(cifar_resnet(20), cifar_resnet(8, skip=False), _loader(10))
+
+
+def test_the_players_buttons_use_glyphs_the_fonts_have():
+    """Every character on the player's buttons is in matplotlib's DejaVu Sans (and WGL4, which
+    the theme's Arial / Helvetica / Segoe UI cover); ⏮ ⏸ ⏭ were not, and showed as boxes."""
+    import html
+    import re
+
+    from matplotlib import font_manager
+    from matplotlib.ft2font import FT2Font
+
+    x, y = _batch(4)
+    page = depth_animation(x, y, depths=(8,))[0].data
+    buttons = re.findall(r"<button[^>]*>(.*?)</button>", page, re.S)
+    assert len(buttons) == 9 and "fa fa-" not in page
+    font = FT2Font(font_manager.findfont("DejaVu Sans", fallback_to_default=False))
+    for label in buttons:
+        text = html.unescape(label).strip()
+        missing = [c for c in text if font.get_char_index(ord(c)) == 0]
+        assert text and not missing, f"{text!r}: DejaVu Sans lacks {missing}"
+        assert all(c in WGL4_SUBSET for c in text), f"{text!r} leaves WGL4"
+
+
+# the characters of WGL4 a player may use: ASCII and its arrows, blocks and shapes
+WGL4_SUBSET = set("+-|") | set("\u2212\u25ba\u25c4\u258c\u2590\u25a0\u25b2\u25bc")

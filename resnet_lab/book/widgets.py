@@ -257,16 +257,19 @@ def depth_animation(
     return HTML(html), frames
 
 
+# The player's buttons as text. Only characters of WGL4, the set that Arial, Helvetica,
+# Segoe UI, Liberation Sans and DejaVu Sans (the fonts the book's theme names, and matplotlib's)
+# all cover: ⏮ ⏸ ⏭ (U+23xx) are missing from most of them and showed as empty boxes.
 _FA_SYMBOLS = {
-    "fa-minus": "&minus;",
+    "fa-minus": "&#x2212;",  # −
     "fa-plus": "+",
-    "fa-fast-backward": "&#x23EE;",
-    "fa-fast-forward": "&#x23ED;",
-    "fa-step-backward": "|&#x25C0;",
-    "fa-step-forward": "&#x25B6;|",
-    "fa-play fa-flip-horizontal": "&#x25C0;",
-    "fa-play": "&#x25B6;",
-    "fa-pause": "&#x23F8;",
+    "fa-fast-backward": "|&#x25C4;&#x25C4;",  # |◄◄ first frame
+    "fa-step-backward": "|&#x25C4;",  # |◄
+    "fa-play fa-flip-horizontal": "&#x25C4;",  # ◄ play backwards
+    "fa-pause": "&#x258C;&#x258C;",  # ▌▌
+    "fa-play": "&#x25BA;",  # ►
+    "fa-step-forward": "&#x25BA;|",  # ►|
+    "fa-fast-forward": "&#x25BA;&#x25BA;|",  # ►►| last frame
 }
 
 
