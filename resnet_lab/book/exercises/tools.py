@@ -108,6 +108,14 @@ def _one_value(value: Any, name: str) -> Any:
     return value
 
 
+def _magnitude(value: numbers.Real) -> str:
+    """How large a number too large for a float is, without printing its digits."""
+    try:
+        return f"about 10^{int(math.log10(abs(value)))}"
+    except (OverflowError, ValueError):
+        return "too large for a float"
+
+
 def number(value: Any, name: str = "answer") -> float:
     """``value`` as a float; None is NotAttempted, anything but a real number a NotYet."""
     if value is None:
@@ -118,13 +126,9 @@ def number(value: Any, name: str = "answer") -> float:
     try:
         as_float = float(value)  # numpy's scalars too
     except OverflowError:
-        raise NotYet(
-            f"{name} = {str(value)[:12]}... ({len(str(abs(value)))} digits) is far too large: "
-            "no answer here is near that",
-            "too large",
-        ) from None
+        raise NotYet(f"{name} is {_magnitude(value)}: far beyond any answer here", "too large") from None
     if math.isnan(as_float):
-        raise NotYet(f"{name} is NaN (not a number): some step divided 0 by 0", "not a number")
+        raise NotYet(f"{name} is NaN (not a number): compute a real value", "not a number")
     return as_float
 
 
