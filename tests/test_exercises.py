@@ -596,3 +596,134 @@ def test_every_check_and_run_is_tested():
     for name in ex.__all__:
         if name.startswith(("check_", "run_")):
             assert f"ex.{name}," in tested, f"{name} has no test here"
+
+
+# ---------------------------------------------------------------- answers of the wrong kind
+
+
+class OtherNames(nn.Module):  # the right computation, with layers named its own way
+    def __init__(self, in_planes, planes):
+        super().__init__()
+        self.c1 = nn.Conv2d(in_planes, planes, 1, bias=False)
+        self.c2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        self.c3 = nn.Conv2d(planes, 4 * planes, 1, bias=False)
+        self.n1, self.n2, self.n3 = (nn.BatchNorm2d(c) for c in (in_planes, planes, planes))
+
+    def forward(self, x):
+        out = self.c2(torch.relu(self.n2(self.c1(torch.relu(self.n1(x))))))
+        return self.c3(torch.relu(self.n3(out))) + x
+
+
+class RaisesInTrainMode(S.MyPreActBottleneck):
+    def forward(self, x):
+        if self.training:
+            raise RuntimeError("only in eval mode")
+        return super().forward(x)
+
+
+class ReturnsATuple(S.MyPreActBottleneck):
+    def forward(self, x):
+        return (super().forward(x),)
+
+
+class LazyBlock(S.MyPreActBottleneck):
+    def __init__(self, in_planes, planes):
+        super().__init__(in_planes, planes)
+        self.conv1 = nn.LazyConv2d(planes, 1, bias=False)
+
+
+META = torch.empty((), device="meta")
+
+# (check, its arguments, the mistake it must name, words the one line must hold)
+WRONG_KINDS = {
+    "choices of an int": (ex.check_affine, (3,), "not a choice", "one of"),
+    "choices of a dict": (ex.check_frozen_train_mode, ({"a": 1},), "not a choice", "set of"),
+    "choices of a float": (ex.check_identity_blocks, (0.5,), "not a choice", "got 0.5"),
+    "choice of an int": (ex.run_scale_prediction, (2,), "not a choice", "one of"),
+    "a number too large": (ex.check_option_c, (10**400,), "too large", "about 10^400"),
+    "a number of 5000 digits": (ex.check_option_c, (10**5000,), "too large", "about 10^5000"),
+    "a meta tensor": (ex.check_option_c, (META,), "not a number", "meta device"),
+    "a tensor of many": (ex.check_option_c, (torch.ones(3),), "not a number", "shape (3,)"),
+    "a complex number": (ex.check_option_c, (1 + 2j,), "not a number", "(1+2j)"),
+    "NaN": (ex.check_option_c, (float("nan"),), "not a number", "NaN"),
+    "a meta tensor among three": (
+        ex.check_label_smoothing,
+        (0.91, META, 0.5),
+        "not a number",
+        "other_class is a tensor on the meta device",
+    ),
+    "a function returning 10**400": (
+        ex.check_cifar_params,
+        (lambda depth: 10**depth,),
+        "too large",
+        "far beyond any answer",
+    ),
+    "a function returning a meta tensor": (
+        ex.check_gradient_gain,
+        (lambda lam, depth: META,),
+        "not a number",
+        "meta device",
+    ),
+    "a function returning a string": (
+        ex.check_onecycle,
+        (lambda step, total, warm: "peak",),
+        "not a number",
+        "'peak'",
+    ),
+    "a function returning an array": (
+        ex.check_diagnose,
+        (lambda shallow, deep: np.array(["fine", "fine"]),),
+        "wrong",
+        "wrong on",
+    ),
+    "a block whose layers have other names": (
+        ex.check_preact_bottleneck,
+        (OtherNames,),
+        "layer names",
+        "no layer named bn1, conv1, bn2, conv2, bn3, conv3 (it has c1, c2, c3, n1, n2, n3)",
+    ),
+    "a block that raises in train mode": (
+        ex.check_preact_bottleneck,
+        (RaisesInTrainMode,),
+        "raised",
+        "(train mode) raised RuntimeError: only in eval mode",
+    ),
+    "a block that returns a tuple": (
+        ex.check_preact_bottleneck,
+        (ReturnsATuple,),
+        "not a tensor",
+        "returns (tensor(",
+    ),
+    "a block with lazy layers": (
+        ex.check_preact_bottleneck,
+        (LazyBlock,),
+        "parameters",
+        "lazy layers (LazyConv2d)",
+    ),
+    "a probe returning a non-model": (
+        ex.check_linear_probe,
+        (lambda model, k: model.fc,),
+        "raised",
+        "the returned model raised RuntimeError",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", WRONG_KINDS, ids=str)
+def test_an_answer_of_the_wrong_kind_gets_one_line_that_names_it(case):
+    """The probe's cases: a check answers every wrong answer with a NotYet of one line,
+    never with a traceback of its own (TypeError, OverflowError, AttributeError, ...)."""
+    check, args, mistake, words = WRONG_KINDS[case]
+    with pytest.raises(NotYet) as e:
+        check(*args)
+    said = str(e.value)
+    assert e.value.mistake == mistake, said
+    assert words in said and "\n" not in said and len(said) < 300, said
+
+
+def test_right_answers_of_other_kinds_are_accepted(capsys):
+    """Numbers as numpy or one-element tensors, of any dtype, pass like floats."""
+    accepted(capsys, ex.check_option_c, np.int64(S.OPTION_C_PARAMS))
+    accepted(capsys, ex.check_option_c, torch.tensor([S.OPTION_C_PARAMS]))
+    accepted(capsys, ex.check_option_c, np.array(S.OPTION_C_PARAMS))
+    accepted(capsys, ex.check_affine, frozenset(S.AFFINE))

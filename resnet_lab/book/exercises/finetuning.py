@@ -32,9 +32,10 @@ def check_linear_probe(linear_probe) -> None:
             raise NotYet(f"linear_probe returned {probe!r}: return the model", "no model")
         left_in_eval = not probe.training
         with torch.no_grad():
-            out = probe.eval()(torch.zeros(2, 3, 32, 32))
-        if out.shape != (2, k):
-            raise NotYet(f"the head gives {out.shape[1]} outputs for {k} classes", "head size")
+            out = attempt(probe.eval(), torch.zeros(2, 3, 32, 32), what="the returned model")
+        if not isinstance(out, torch.Tensor) or out.shape != (2, k):
+            shape = tuple(getattr(out, "shape", ()))
+            raise NotYet(f"the model gives outputs of shape {shape} for {k} classes", "head size")
         if not torch.equal(getattr(probe, "conv1", model.conv1).weight, stem):
             raise NotYet(
                 "the backbone's weights changed: a new network loses what the "
