@@ -4,7 +4,6 @@
   their plain twins (``skip=False``). Parameter counts match the paper's Table 6 exactly.
 - :func:`resnet18` ... :func:`resnet152`: ImageNet ResNets whose state-dict keys and shapes
   are torchvision's, so ``ours.load_state_dict(torchvision_model.state_dict())`` works.
-- :func:`load_reference_weights`: akamaster/pytorch_resnet_cifar10 checkpoints into ours.
 - :func:`count_params`: the one parameter counter (the trainer's record, fine-tuning, the
   chapters).
 - :func:`build_model`: a network by name (``resnet20``, ``plain56``, ``article`` ...), as the
@@ -15,7 +14,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -283,51 +282,6 @@ def resnet152(num_classes: int = 1000, **kw) -> ResNet:
 # ---------------------------------------------------------------------------- weights, parameters
 
 
-def load_reference_weights(model: ResNet, state_dict: Mapping[str, torch.Tensor]) -> ResNet:
-    """Load a checkpoint of akamaster/pytorch_resnet_cifar10 into a :func:`cifar_resnet`.
-
-    Its keys (``conv1``, ``bn1``, ``layer1.0.conv1``, ..., ``linear``, with a ``module.``
-    prefix when saved from ``DataParallel``; the file itself holds them under
-    ``"state_dict"``) are renamed to ours (``linear`` -> ``fc``, ``shortcut`` ->
-    ``downsample``). A checkpoint of another depth raises a ValueError naming both depths.
-    Returns the model, in place.
-    """
-    if "state_dict" in state_dict and not isinstance(state_dict["state_dict"], torch.Tensor):
-        state_dict = state_dict["state_dict"]
-    renamed: dict[str, torch.Tensor] = {}
-    for key, value in state_dict.items():
-        if key.startswith("module."):
-            key = key[len("module.") :]
-        if key.startswith("linear."):
-            key = "fc." + key[len("linear.") :]
-        key = key.replace(".shortcut.", ".downsample.")
-        renamed[key] = value
-
-    def blocks_in(keys) -> int:
-        return len({k.split(".")[1] for k in keys if k.startswith("layer1.")})
-
-    theirs, ours = blocks_in(renamed), blocks_in(model.state_dict())
-    if theirs != ours:
-        raise ValueError(
-            f"checkpoint is a ResNet-{6 * theirs + 2} ({theirs} blocks per stage) but the model "
-            f"is a ResNet-{6 * ours + 2} ({ours} blocks per stage): build the model with "
-            f"cifar_resnet({6 * theirs + 2})"
-        )
-    # checkpoints from older torch lack BN's num_batches_tracked buffers; keep ours for those
-    own = model.state_dict()
-    missing = [k for k in own if k not in renamed and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in renamed if k not in own]
-    if missing or unexpected:
-        raise ValueError(
-            f"checkpoint does not fit this model: missing {missing[:5]}, "
-            f"unexpected {unexpected[:5]}"
-        )
-    for k in own:
-        renamed.setdefault(k, own[k])
-    model.load_state_dict(renamed)
-    return model
-
-
 def count_params(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters (BN's running statistics are buffers and are not counted)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
@@ -367,7 +321,8 @@ def _resolve(name: str) -> tuple:
         return BUILDERS[name], {}
     raise ValueError(
         f"unknown model {name!r}; use resnet<6n+2> (resnet20, resnet56, ...), plain<6n+2>, "
-        f"resnet18/34/50/101/152 or one of {sorted(_OTHERS)}"
+        f"resnet18/34/50/101/152 or one of {sorted(_OTHERS)} (the article's networks build by "
+        "name once resnet_lab.book.article is imported)"
     )
 
 

@@ -253,3 +253,21 @@ def test_load_results_skips_a_bad_file_with_a_note(tmp_path):
     runs = load_results("degradation/plain20", tmp_path, notes=notes)
     assert len(runs["degradation/plain20"]) == 1
     assert len(notes) == 1 and "skipped plain20-seed1.json" in notes[0]
+
+
+def test_git_commit_says_when_the_package_has_changes(monkeypatch):
+    import subprocess
+
+    from resnet_lab.lab import records as ckpt
+
+    answers = {"rev-parse": "abc1234", "status": ""}
+
+    def fake_run(args, **kwargs):
+        return subprocess.CompletedProcess(args, 0, stdout=answers[args[1]] + "\n", stderr="")
+
+    monkeypatch.setattr(ckpt.subprocess, "run", fake_run)
+    assert ckpt.git_commit() == "abc1234"
+    answers["status"] = " M resnet_lab/train.py"
+    assert ckpt.git_commit() == "abc1234+changes"
+    answers["rev-parse"] = ""
+    assert ckpt.git_commit() is None

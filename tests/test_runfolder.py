@@ -12,11 +12,16 @@ from dataclasses import replace
 import pytest
 import torch
 
-from resnet_lab.checkpoints import HISTORY_NAME, RunExistsError
+from resnet_lab.checkpoints import HISTORY_NAME
 from resnet_lab.lab.experiments import run_experiment
-from resnet_lab.lab.runfolder import LOCK_NAME, RunLock, RunLockedError
+from resnet_lab.lab.runfolder import (
+    LOCK_NAME,
+    RunExistsError,
+    RunLock,
+    RunLockedError,
+    train_in_folder,
+)
 from resnet_lab.models import cifar_resnet
-from resnet_lab.train import train
 from tests.children import popen
 from tests.conftest import ONE_EPOCH, TRAIN_ARGS
 
@@ -125,7 +130,7 @@ def test_the_launcher_exits_2_without_a_command(capsys):
 def test_train_and_run_experiment_refuse_to_overwrite(tiny_data, tmp_path):
     def train_once():
         cfg = replace(ONE_EPOCH, batch_size=50)
-        train(cifar_resnet(8, width=4), tiny_data, cfg, progress=False, checkpoint_dir=tmp_path)
+        train_in_folder(cifar_resnet(8, width=4), tiny_data, cfg, tmp_path, progress=False)
 
     train_once()
     with pytest.raises(RunExistsError, match="resume=True.*overwrite=True"):
