@@ -3,6 +3,7 @@ per exercise) are each rejected with the mistake they make; the stubs the chapte
 "not attempted"; and the checks judge by behaviour, whatever the reader's seed or names."""
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from resnet_lab.book import exercises as ex
-from resnet_lab.book.article import ArticleNet
 from resnet_lab.book.exercises import NotAttempted, NotYet
 from resnet_lab.book.exercises import solutions as S
 from resnet_lab.book.exercises.background import DIAGNOSE_CASES, DIAGNOSE_MISTAKES, _rule
@@ -20,9 +20,11 @@ from resnet_lab.book.exercises.finetuning import measure_zero_lr
 from resnet_lab.book.exercises.full_network import (
     CIFAR_DEPTHS,
     CIFAR_MISTAKES,
+    _article_loop_number,
     _cifar_count,
-    measure_test_loop,
+    random_loop_number,
 )
+from resnet_lab.book.exercises.own_resnet import cifar_forward
 from resnet_lab.book.exercises.residual_block import OPTION_C_MISTAKES, _option_c_count
 from resnet_lab.book.exercises.residual_math import measure_plain110
 from resnet_lab.book.exercises.tools import judge_prediction
@@ -339,7 +341,42 @@ def test_zero_init_prediction(capsys):
     rejected(ex.run_zero_init_prediction, "relu", mistake="predicted relu")
 
 
-# ---------------------------------------------------------------------------- chapter 4
+# ---------------------------------------------------------------------------- chapter 5 (network)
+
+
+def test_loop_number(capsys):
+    accepted(capsys, ex.check_loop_number, S.LOOP_NUMBER)
+    accepted(capsys, ex.check_loop_number, 798.6)  # a reader's simulation, within 1%
+    rejected(ex.check_loop_number, None, mistake="not attempted")
+    rejected(ex.check_loop_number, "800%", mistake="not a number")
+    rejected(ex.check_loop_number, 100 / 128, mistake="per image")
+    rejected(ex.check_loop_number, 100 * 32 / 128, mistake="one axis")
+    rejected(ex.check_loop_number, 100 * 32**3 / 128, mistake="per batch")
+    rejected(ex.check_loop_number, 8, mistake="not percent")
+    rejected(ex.check_loop_number, 10, mistake="ten classes")
+    rejected(ex.check_loop_number, 8000, mistake="any label")
+    message = rejected(ex.check_loop_number, 400, mistake="wrong")
+    assert "800" not in message
+
+
+def test_the_loop_number_is_what_the_article_loop_prints():
+    # the expected value, measured the article's way on random predictions of the 128 channels
+    assert abs(random_loop_number(300, seed=1) - S.LOOP_NUMBER) < 0.01 * S.LOOP_NUMBER
+    # and the loop's count is the broadcast the chapter describes: pixel (b, i, j), label j
+    predicted, target = torch.randint(0, 10, (32, 32, 32)), torch.randint(0, 10, (32,))
+    hits = (predicted == target.view(1, 1, 32)).sum().item()
+    assert _article_loop_number(predicted, target) == 100 * hits / 32
+
+
+def test_affine(capsys):
+    accepted(capsys, ex.check_affine, S.AFFINE)
+    accepted(capsys, ex.check_affine, ["A", "e", "b"])  # any collection, any case
+    rejected(ex.check_affine, None, mistake="not attempted")
+    rejected(ex.check_affine, {"e"}, mistake="2 wrong")
+    rejected(ex.check_affine, {"a", "b", "c", "e"}, mistake="1 wrong")
+    message = rejected(ex.check_affine, {"a", "b", "d", "e"}, mistake="1 wrong")
+    assert "(d)" not in message and "max" not in message  # how many, never which
+    rejected(ex.check_affine, {"f"}, mistake="not a choice")
 
 
 def pair(forward):
@@ -348,24 +385,160 @@ def pair(forward):
 
 def test_article_pair(capsys):
     accepted(capsys, ex.check_article_pair, S.ArticlePair)
-    accepted(capsys, ex.check_article_pair, pair(lambda m, x: x + m.conv2(F.relu(m.conv1(x)))))
-    rejected(ex.check_article_pair, pair(lambda m, x: m.conv2(m.conv1(x))), mistake="not attempted")
-    rejected(ex.check_article_pair, pair(lambda m, x: m.conv2(m.conv1(x)) + x), mistake="no relu")
-    rejected(
-        ex.check_article_pair,
-        pair(lambda m, x: torch.relu(m.conv2(torch.relu(m.conv1(x))) + x)),
-        mistake="relu after sum",
+    accepted(  # the 1x1 first, the functional ReLU
+        capsys, ex.check_article_pair, pair(lambda m, x: m.project(x) + m.conv2(F.relu(m.conv1(x))))
     )
-    rejected(
-        ex.check_article_pair,
-        pair(lambda m, x: m.conv2(torch.relu(m.conv1(x)) + x)),
-        mistake="x inside",
+    message = rejected(
+        ex.check_article_pair, pair(lambda m, x: m.conv2(m.conv1(x))), mistake="not attempted"
     )
-    rejected(
-        ex.check_article_pair,
-        pair(lambda m, x: m.conv1(torch.relu(m.conv1(x))) + x),
-        mistake="reused conv1",
-    )
+    assert "ReLU" not in message and "shortcut" not in message  # the stub gives nothing away
+    planted = {
+        "no relu": lambda m, x: m.conv2(m.conv1(x)) + m.project(x),
+        "no shortcut": lambda m, x: m.conv2(torch.relu(m.conv1(x))),
+        "relu after sum": lambda m, x: torch.relu(m.conv2(torch.relu(m.conv1(x))) + m.project(x)),
+        "x inside": lambda m, x: m.conv2(torch.relu(m.conv1(x)) + m.project(x)),
+        "relu on input": lambda m, x: m.conv2(torch.relu(m.conv1(torch.relu(x)))) + m.project(x),
+        "conv1 shortcut": lambda m, x: (lambda h: m.conv2(torch.relu(h)) + h)(m.conv1(x)),
+        "relu on shortcut": lambda m, x: m.conv2(torch.relu(m.conv1(x))) + torch.relu(m.project(x)),
+        "unmatched shortcut": lambda m, x: m.conv2(torch.relu(m.conv1(x))) + x,
+        "reused conv2": lambda m, x: m.conv2(F.relu(m.conv2(F.relu(m.conv1(x))))) + m.project(x),
+        "wrong": lambda m, x: m.conv2(torch.relu(m.conv1(x))) + 2 * m.project(x),
+    }
+    for mistake, forward in planted.items():
+        message = rejected(ex.check_article_pair, pair(forward), mistake=mistake)
+        assert "eval mode" not in message
+
+
+class PlantedBlock(nn.Module):
+    """A reader's basic block, torch only, with the mistakes the flags name."""
+
+    def __init__(
+        self,
+        c_in,
+        width,
+        stride,
+        *,
+        bias=False,
+        project=False,
+        shortcut="even",
+        relu="all",
+        widen_late=False,
+        stride_late=False,
+    ):
+        super().__init__()
+        mid = c_in if widen_late else width  # widen_late: conv2 widens, not conv1
+        self.bn1, self.bn2 = nn.BatchNorm2d(mid), nn.BatchNorm2d(width)  # BNs registered first
+        s1, s2 = (1, stride) if stride_late else (stride, 1)  # stride_late: conv2 halves
+        self.conv1 = nn.Conv2d(c_in, mid, 3, s1, padding=1, bias=bias)
+        self.conv2 = nn.Conv2d(mid, width, 3, s2, padding=1, bias=bias)
+        self.proj = (
+            nn.Conv2d(c_in, width, 1, stride, bias=False) if project and c_in != width else None
+        )
+        self.stride, self.extra, self.shortcut, self.relu = stride, width - c_in, shortcut, relu
+
+    def skip(self, x):
+        if self.proj is not None:
+            return self.proj(x)
+        if self.extra == 0 and self.stride == 1:
+            return x
+        if self.shortcut == "none":
+            return 0
+        x = x[:, :, :: self.stride, :: self.stride]
+        before = 0 if self.shortcut == "after" else self.extra // 2  # fb.resnet.torch: all after
+        return F.pad(x, (0, 0, 0, 0, before, self.extra - before))
+
+    def forward(self, x):
+        out = self.bn1(self.conv1(x))
+        out = out if self.relu == "no mid" else torch.relu(out)
+        out = self.bn2(self.conv2(out)) + self.skip(x)
+        return out if self.relu == "no end" else torch.relu(out)
+
+
+class PlantedResNet(nn.Module):
+    """A reader's CIFAR ResNet, torch only: the stem registered after the stages, the head as
+    a flatten; the flags plant one mistake each."""
+
+    def __init__(self, depth, *, widths=(16, 32, 64), stride_on="first", **block):
+        super().__init__()
+        n, c_in, blocks = (depth - 2) // 6, widths[0], []
+        for stage, width in enumerate(widths):
+            for j in range(n):
+                at = 0 if stride_on == "first" else n - 1
+                blocks.append(PlantedBlock(c_in, width, 2 if stage and j == at else 1, **block))
+                c_in = width
+        self.stages = nn.Sequential(*blocks)
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, widths[0], 3, padding=1, bias=False), nn.BatchNorm2d(widths[0])
+        )
+        self.head = nn.Linear(widths[-1], 10)
+
+    def forward(self, x):
+        x = self.stages(torch.relu(self.stem(x)))
+        return self.head(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
+def planted(**flags):
+    """PlantedResNet with ``flags``, as a class taking the depth alone (what the check builds)."""
+
+    def __init__(self, depth):
+        PlantedResNet.__init__(self, depth, **flags)
+
+    return type("MyResNet", (PlantedResNet,), {"__init__": __init__})
+
+
+class ThreeBlocksAStage(PlantedResNet):  # n fixed at 3, whatever the depth
+    def __init__(self, depth):
+        super().__init__(20)
+
+
+class UsesThePackage(nn.Module):
+    def __init__(self, depth):
+        super().__init__()
+        self.net = cifar_resnet(depth)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def test_cifar_resnet(capsys):
+    accepted(capsys, ex.check_cifar_resnet, S.MyResNet)
+    # other names, another registration order, zeros padded after the input (fb.resnet.torch)
+    accepted(capsys, ex.check_cifar_resnet, PlantedResNet)
+    accepted(capsys, ex.check_cifar_resnet, planted(shortcut="after"))
+    rejected(ex.check_cifar_resnet, None, mistake="not attempted")
+    rejected(ex.check_cifar_resnet, Stub, mistake="not attempted")
+    rejected(ex.check_cifar_resnet, UsesThePackage, mistake="package block")
+    message = rejected(ex.check_cifar_resnet, planted(stride_on="last"), mistake="stride")
+    assert "wrong block" in message
+    message = rejected(ex.check_cifar_resnet, planted(stride_late=True), mistake="stride")
+    assert "second convolution" in message
+    rejected(ex.check_cifar_resnet, planted(shortcut="none"), mistake="no shortcut at width change")
+    rejected(ex.check_cifar_resnet, planted(project=True), mistake="projection")
+    rejected(ex.check_cifar_resnet, planted(widths=(16, 32, 32)), mistake="widths")
+    rejected(ex.check_cifar_resnet, planted(widths=(16, 16, 16)), mistake="widths")
+    rejected(ex.check_cifar_resnet, planted(relu="no end"), mistake="end relu")
+    rejected(ex.check_cifar_resnet, planted(relu="no mid"), mistake="mid relu")
+    rejected(ex.check_cifar_resnet, planted(bias=True), mistake="conv bias")
+    rejected(ex.check_cifar_resnet, ThreeBlocksAStage, mistake="depth")
+    message = rejected(ex.check_cifar_resnet, planted(widen_late=True), mistake="count")
+    # no count but the reader's own and the statement's
+    numbers = set(re.findall(r"\d[\d,.]*\d|\d", message)) - {"20", "0.27", "269,722"}
+    assert numbers == {f"{count_params(planted(widen_late=True)(20)):,}"}, message
+
+
+class Stub(nn.Module):
+    def __init__(self, depth):
+        super().__init__()
+        raise NotImplementedError
+
+
+def test_the_written_out_forward_is_the_package_network():
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    for depth in (8, 20):
+        net = cifar_resnet(depth).eval()
+        with torch.no_grad():
+            assert torch.equal(cifar_forward(net, x), net(x))
+            assert not torch.allclose(cifar_forward(net, x, pad="after"), net(x))
 
 
 def test_the_count_formula_is_the_model_and_the_mistakes_differ():
@@ -387,37 +560,9 @@ def test_cifar_params(capsys):
         ex.check_cifar_params, lambda d: _cifar_count(d, projection=True), mistake="projection"
     )
     rejected(ex.check_cifar_params, lambda d: _cifar_count(d, fc_bias=False), mistake="no fc bias")
+    message = rejected(ex.check_cifar_params, lambda d: S.cifar_params(d + 6), mistake="wrong")
+    assert "too many" in message and not any(ch.isdigit() for ch in message.split(")", 1)[1])
     rejected(ex.check_cifar_params, lambda d: 19_400_000, mistake="wrong")
-
-
-def test_affine(capsys):
-    accepted(capsys, ex.check_affine, S.AFFINE)
-    accepted(capsys, ex.check_affine, ["A", "c", "b"])  # any collection, any case
-    rejected(ex.check_affine, None, mistake="not attempted")
-    rejected(ex.check_affine, {"a", "c"}, mistake="option b")
-    rejected(ex.check_affine, {"a", "b", "c", "d"}, mistake="option d")
-    rejected(ex.check_affine, {"a", "b"}, mistake="option c")
-    rejected(ex.check_affine, {"e"}, mistake="not a choice")
-
-
-def test_test_loop_prediction(capsys, tiny_data):
-    model, tiny_data = ArticleNet(), tiny_data.subset(10, 10, seed=0)
-    rejected(ex.run_test_loop_prediction, None, model, tiny_data, mistake="not attempted")
-    accepted(capsys, ex.run_test_loop_prediction, S.TEST_LOOP_PREDICTION, model, tiny_data)
-    rejected(
-        ex.run_test_loop_prediction, "over 100", model, tiny_data, mistake="predicted over 100"
-    )
-    rejected(
-        ex.run_test_loop_prediction,
-        "at most 100",
-        model,
-        tiny_data,
-        mistake="predicted at most 100",
-    )
-    # batches of one broadcast: the loop then prints a number, and "error" is the mistake
-    measured = measure_test_loop(model, tiny_data, 1)
-    assert measured.truth != "error"
-    rejected(judge_prediction, "error", measured, mistake="predicted error")
 
 
 # ---------------------------------------------------------------------------- chapter 5

@@ -8,7 +8,9 @@ A "predict, then run" cell calls ``run_...(prediction, ...)``: nothing is measur
 reader has written a prediction; then it measures, prints what it measured, and judges the
 prediction by the measurement.
 
-One module per chapter holds its checks; :mod:`resnet_lab.book.exercises.tools` what they share;
+One module per chapter holds its checks (chapter 5's whole-network check has one of its own,
+:mod:`~resnet_lab.book.exercises.own_resnet`); :mod:`resnet_lab.book.exercises.tools` what they
+share;
 :mod:`resnet_lab.book.exercises.solutions` the published solutions, which ``tests/test_exercises.py``
 runs against every check, beside planted mistakes that each check must name.
 """
@@ -24,8 +26,9 @@ from resnet_lab.book.exercises.full_network import (
     check_affine,
     check_article_pair,
     check_cifar_params,
-    run_test_loop_prediction,
+    check_loop_number,
 )
+from resnet_lab.book.exercises.own_resnet import check_cifar_resnet
 from resnet_lab.book.exercises.residual_block import (
     check_option_c,
     check_preact_bottleneck,
@@ -51,6 +54,7 @@ __all__ = [
     "check_affine",
     "check_article_pair",
     "check_cifar_params",
+    "check_cifar_resnet",
     "check_diagnose",
     "check_error_signs",
     "check_frozen_train_mode",
@@ -58,6 +62,7 @@ __all__ = [
     "check_identity_blocks",
     "check_label_smoothing",
     "check_linear_probe",
+    "check_loop_number",
     "check_onecycle",
     "check_option_c",
     "check_path_count",
@@ -67,7 +72,6 @@ __all__ = [
     "run_plain110",
     "run_scale_prediction",
     "run_shortcut_lesion",
-    "run_test_loop_prediction",
     "run_zero_init_prediction",
     "run_zero_lr_prediction",
 ]

@@ -76,17 +76,71 @@ OPTION_C_PARAMS = (
 )
 ZERO_INIT_PREDICTION = "zeros"
 
-# ---------------------------------------------------------------------------- chapter 4
+# ---------------------------------------------------------------------------- chapter 5 (network)
+
+LOOP_NUMBER = 100 * 32 * 32 / 128  # 32 x 32 comparisons an image, each matching with p = 1/128
+AFFINE = {"a", "b", "e"}
 
 
 class ArticlePair(nn.Module):
-    def __init__(self, channels: int = 16) -> None:
+    """conv3 and conv4 of the article's network: 16 -> 32 channels."""
+
+    def __init__(self) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
-        self.conv2 = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
+        self.conv1 = nn.Conv2d(16, 32, kernel_size=3, padding=1)
+        self.conv2 = nn.Conv2d(32, 32, kernel_size=3, padding=1)
+        # the article's 1x1 convolution (its section 3)
+        self.project = nn.Conv2d(16, 32, kernel_size=1)
 
     def forward(self, x):
-        return self.conv2(torch.relu(self.conv1(x))) + x
+        return self.conv2(torch.relu(self.conv1(x))) + self.project(x)
+
+
+class MyBlock(nn.Module):
+    """The paper's basic block, with an option-A shortcut:
+    (B, in_planes, H, W) -> (B, planes, H / stride, W / stride)."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.stride, self.extra = stride, planes - in_planes
+
+    def shortcut(self, x):  # option A: every stride-th pixel, zeros for the new channels
+        x = x[:, :, :: self.stride, :: self.stride]
+        half = self.extra // 2
+        return nn.functional.pad(x, (0, 0, 0, 0, half, self.extra - half))
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return torch.relu(out + self.shortcut(x))
+
+
+class MyResNet(nn.Module):
+    """The paper's CIFAR ResNet of depth 6n + 2, built from MyBlock:
+    (B, 3, 32, 32) -> (B, 10)."""
+
+    def __init__(self, depth: int) -> None:
+        super().__init__()
+        n = (depth - 2) // 6
+        self.conv = nn.Conv2d(3, 16, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(16)
+        blocks, c_in = [], 16
+        for stage, width in enumerate((16, 32, 64)):
+            for j in range(n):
+                stride = 2 if stage > 0 and j == 0 else 1
+                blocks.append(MyBlock(c_in, width, stride))
+                c_in = width
+        self.blocks = nn.Sequential(*blocks)
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.bn(self.conv(x)))  # (B, 16, 32, 32)
+        x = self.blocks(x)  # (B, 64, 8, 8)
+        return self.fc(x.mean(dim=(2, 3)))  # (B, 10)
 
 
 def cifar_params(depth: int) -> int:
@@ -99,9 +153,6 @@ def cifar_params(depth: int) -> int:
             c_in = width
     return total + 64 * 10 + 10  # the head
 
-
-AFFINE = {"a", "b", "c"}
-TEST_LOOP_PREDICTION = "error"
 
 # ---------------------------------------------------------------------------- chapter 5
 
