@@ -15,8 +15,7 @@ runs against every check, beside planted mistakes that each check must name.
 
 from resnet_lab.book.exercises.background import check_diagnose, check_error_signs, run_gap_prediction
 from resnet_lab.book.exercises.finetuning import (
-    FROZEN_OPTIONS,
-    check_frozen_train_mode,
+    check_layerwise_groups,
     check_linear_probe,
     run_zero_lr_prediction,
 )
@@ -45,7 +44,6 @@ from resnet_lab.book.exercises.what_next import (
 )
 
 __all__ = [
-    "FROZEN_OPTIONS",
     "NotAttempted",
     "NotYet",
     "check_affine",
@@ -53,10 +51,10 @@ __all__ = [
     "check_cifar_params",
     "check_diagnose",
     "check_error_signs",
-    "check_frozen_train_mode",
     "check_gradient_gain",
     "check_identity_blocks",
     "check_label_smoothing",
+    "check_layerwise_groups",
     "check_linear_probe",
     "check_onecycle",
     "check_option_c",
