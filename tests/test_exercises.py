@@ -628,44 +628,161 @@ def test_shortcut_lesion(capsys, tiny_data):
         ex.run_shortcut_lesion("branch", cifar_resnet(8, skip=False), loader)
 
 
-# ---------------------------------------------------------------------------- chapter 6
+# ---------------------------------------------------------------------------- chapter 8
 
 
-def probe_unfrozen(model, k):
-    return replace_head(model, k)
+def probe_by_grad(model, k):
+    """The old accepted answer: a new head and requires_grad, nothing for BN."""
+    model.requires_grad_(False)
+    model.fc = nn.Linear(model.fc.in_features, k)
+    return model
 
 
-def probe_all_frozen(model, k):
-    replace_head(model, k)
-    return freeze(model, "all")
+def probe_overriding_train(model, k):
+    """Another right answer: the model's own train() keeps every BN in eval mode."""
+    probe_by_grad(model, k)
+    plain_train, norms = model.train, [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+
+    def train(mode=True):
+        plain_train(mode)
+        for bn in norms:
+            bn.eval()
+        return model
+
+    model.train = train
+    return model
 
 
 def probe_by_eval(model, k):
-    return replace_head(model, k).eval()
+    return probe_by_grad(model, k).eval()
+
+
+def probe_momentum_zero(model, k):
+    """The statistics stay, but train mode normalises with the batch's own."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = 0.0
+    return probe_by_grad(model, k)
+
+
+def probe_untracked(model, k):
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.track_running_stats = False
+    return probe_by_grad(model, k)
+
+
+def probe_unfrozen(model, k):
+    model.fc = nn.Linear(model.fc.in_features, k)
+    return model
+
+
+def probe_all_frozen(model, k):
+    probe_by_grad(model, k)
+    return model.requires_grad_(False)
 
 
 def test_linear_probe(capsys):
     accepted(capsys, ex.check_linear_probe, S.linear_probe)
-    accepted(capsys, ex.check_linear_probe, lambda m, k: replace_head(freeze(m), k))
+    accepted(capsys, ex.check_linear_probe, probe_overriding_train)
     rejected(ex.check_linear_probe, stub, mistake="not attempted")
-    rejected(ex.check_linear_probe, probe_unfrozen, mistake="backbone trains")
-    rejected(ex.check_linear_probe, probe_all_frozen, mistake="head frozen")
-    said = rejected(ex.check_linear_probe, probe_by_eval, mistake="backbone trains")
+    said = rejected(ex.check_linear_probe, probe_by_grad, mistake="BN statistics move")
+    assert "running_mean" in said and "model.train()" in said
+    rejected(ex.check_linear_probe, probe_by_eval, mistake="BN statistics move")
+    rejected(ex.check_linear_probe, probe_momentum_zero, mistake="batch statistics")
+    rejected(ex.check_linear_probe, probe_untracked, mistake="batch statistics")
+    said = rejected(ex.check_linear_probe, probe_unfrozen, mistake="backbone trains")
+    assert "eval()" not in said
+    said = rejected(
+        ex.check_linear_probe,
+        lambda m, k: probe_unfrozen(m, k).eval(),
+        mistake="backbone trains",
+    )
     assert "eval() freezes nothing" in said
+    rejected(ex.check_linear_probe, probe_all_frozen, mistake="head frozen")
     rejected(
-        ex.check_linear_probe, lambda m, k: freeze(resnet20(num_classes=k)), mistake="new network"
+        ex.check_linear_probe, lambda m, k: replace_head(freeze(m), k), mistake="BN statistics move"
+    )
+    # the package's helpers with the BN fixed pass on resnet_lab's network, not on torchvision's
+    said = rejected(
+        ex.check_linear_probe,
+        lambda m, k: S.linear_probe(replace_head(m, 10), k),
+        mistake="not plain",
+    )
+    assert "plain PyTorch" in said
+    rejected(
+        ex.check_linear_probe, lambda m, k: probe_by_grad(resnet20(), k), mistake="new network"
     )
     rejected(ex.check_linear_probe, lambda m, k: S.linear_probe(m, 3), mistake="head size")
+    fixed_width = lambda m, k: S.linear_probe(m, k).__setattr__("fc", nn.Linear(64, k)) or m  # noqa: E731
+    rejected(ex.check_linear_probe, fixed_width, mistake="head size")
     rejected(ex.check_linear_probe, lambda m, k: None, mistake="no model")
 
 
-def test_frozen_train_mode(capsys):
-    accepted(capsys, ex.check_frozen_train_mode, S.FROZEN_TRAIN_MODE)
-    accepted(capsys, ex.check_frozen_train_mode, "C")
-    rejected(ex.check_frozen_train_mode, None, mistake="not attempted")
-    rejected(ex.check_frozen_train_mode, {"d"}, mistake="nothing")
-    rejected(ex.check_frozen_train_mode, {"b", "c"}, mistake="parameters")
-    rejected(ex.check_frozen_train_mode, {"a"}, mistake="parameters")
+def groups_by(rate_of):
+    """Parameter groups from ``rate_of(part, stages, lr, factor)``, a part being fc, layerN or
+    stem: a planted mistake's rule."""
+
+    def layerwise_groups(model, lr, factor):
+        n = sum(name.startswith("layer") for name, _ in model.named_children())
+        groups = {}
+        for name, p in model.named_parameters():
+            top = name.split(".")[0]
+            part = top if top == "fc" or top.startswith("layer") else "stem"
+            groups.setdefault(rate_of(part, n, lr, factor), []).append(p)
+        return [{"params": ps, "lr": r} for r, ps in groups.items()]
+
+    return layerwise_groups
+
+
+def _depth(part, n):
+    """Steps below the head: fc 0, layerN 1, ..., layer1 N, stem N + 1."""
+    return 0 if part == "fc" else n + 1 if part == "stem" else n + 1 - int(part[5:])
+
+
+def test_layerwise_groups(capsys):
+    accepted(capsys, ex.check_layerwise_groups, S.layerwise_groups)
+    one_each = groups_by(lambda part, n, lr, f: lr * f ** _depth(part, n))
+    accepted(capsys, ex.check_layerwise_groups, one_each)
+
+    def per_parameter(model, lr, factor):  # one group per parameter is as right
+        return [
+            {"params": [p], "lr": g["lr"]}
+            for g in S.layerwise_groups(model, lr, factor)
+            for p in g["params"]
+        ]
+
+    accepted(capsys, ex.check_layerwise_groups, per_parameter)
+    rejected(ex.check_layerwise_groups, stub, mistake="not attempted")
+    reversed_ = groups_by(lambda part, n, lr, f: lr * f ** (n + 1 - _depth(part, n)))
+    rejected(ex.check_layerwise_groups, reversed_, mistake="reversed")
+    short = groups_by(lambda part, n, lr, f: lr * f ** max(0, _depth(part, n) - 1))
+    rejected(ex.check_layerwise_groups, short, mistake="off by one")
+    stem = groups_by(lambda part, n, lr, f: lr * f ** min(n, _depth(part, n)))
+    rejected(ex.check_layerwise_groups, stem, mistake="stem")
+    squared = groups_by(lambda part, n, lr, f: lr * f ** (2 * _depth(part, n)))
+    rejected(ex.check_layerwise_groups, squared, mistake="wrong rate")
+    three = groups_by(lambda part, n, lr, f: lr * f ** _depth(part, 3))
+    said = rejected(ex.check_layerwise_groups, three, mistake="three stages")
+    assert "resnet18" in said
+
+    def no_lr(model, lr, factor):
+        return [{"params": g["params"]} for g in S.layerwise_groups(model, lr, factor)]
+
+    rejected(ex.check_layerwise_groups, no_lr, mistake="no lr")
+
+    def twice(model, lr, factor):
+        return [*S.layerwise_groups(model, lr, factor), {"params": [model.fc.weight], "lr": lr}]
+
+    rejected(ex.check_layerwise_groups, twice, mistake="two groups")
+
+    def convs_only(model, lr, factor):
+        groups = S.layerwise_groups(model, lr, factor)
+        return [{**g, "params": [p for p in g["params"] if p.ndim > 1]} for g in groups]
+
+    said = rejected(ex.check_layerwise_groups, convs_only, mistake="missing")
+    assert "no group" in said
+    rejected(ex.check_layerwise_groups, lambda m, lr, f: m.parameters(), mistake="no lr")
 
 
 def test_zero_lr_prediction(capsys, tiny_data):

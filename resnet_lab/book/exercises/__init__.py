@@ -17,8 +17,7 @@ runs against every check, beside planted mistakes that each check must name.
 
 from resnet_lab.book.exercises.background import check_diagnose, check_error_signs, run_gap_prediction
 from resnet_lab.book.exercises.finetuning import (
-    FROZEN_OPTIONS,
-    check_frozen_train_mode,
+    check_layerwise_groups,
     check_linear_probe,
     run_zero_lr_prediction,
 )
@@ -48,7 +47,6 @@ from resnet_lab.book.exercises.what_next import (
 )
 
 __all__ = [
-    "FROZEN_OPTIONS",
     "NotAttempted",
     "NotYet",
     "check_affine",
@@ -57,10 +55,10 @@ __all__ = [
     "check_cifar_resnet",
     "check_diagnose",
     "check_error_signs",
-    "check_frozen_train_mode",
     "check_gradient_gain",
     "check_identity_blocks",
     "check_label_smoothing",
+    "check_layerwise_groups",
     "check_linear_probe",
     "check_loop_number",
     "check_onecycle",

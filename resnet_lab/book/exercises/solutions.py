@@ -11,8 +11,7 @@ import math
 
 import torch
 from torch import nn
-
-from resnet_lab.finetune import freeze, replace_head
+from torchvision.ops import FrozenBatchNorm2d
 
 # ---------------------------------------------------------------------------- chapter 1
 
@@ -169,15 +168,34 @@ OTHER_CLASS = _EPS / _K
 LOWEST_LOSS = -(TRUE_CLASS * math.log(TRUE_CLASS) + (_K - 1) * OTHER_CLASS * math.log(OTHER_CLASS))
 LESION_PREDICTION = "shortcut"
 
-# ---------------------------------------------------------------------------- chapter 6
+# ---------------------------------------------------------------------------- chapter 8
 
 
 def linear_probe(model, num_classes):
-    replace_head(model, num_classes)
-    return freeze(model, "backbone")
+    """Freeze everything, swap every BN for one whose statistics are constants (torchvision's
+    FrozenBatchNorm2d, as its detection models do), then a fresh, trainable head."""
+    model.requires_grad_(False)
+    for name, bn in list(model.named_modules()):
+        if isinstance(bn, nn.BatchNorm2d):
+            frozen = FrozenBatchNorm2d(bn.num_features, bn.eps)
+            frozen.load_state_dict(bn.state_dict())  # weight, bias, running statistics
+            parent, _, leaf = name.rpartition(".")
+            setattr(model.get_submodule(parent), leaf, frozen.to(bn.weight.device))
+    model.fc = nn.Linear(model.fc.in_features, num_classes)
+    return model
 
 
-FROZEN_TRAIN_MODE = {"c"}
+def layerwise_groups(model, lr, factor):
+    stages = [n for n, _ in model.named_children() if n.startswith("layer")]
+    ladder = ["fc", *reversed(stages)]  # from the head down; the stem is everything else
+    rate = {part: lr * factor**i for i, part in enumerate(ladder)}
+    stem = lr * factor ** len(ladder)
+    groups: dict[float, list] = {}
+    for name, p in model.named_parameters():
+        groups.setdefault(rate.get(name.split(".")[0], stem), []).append(p)
+    return [{"params": ps, "lr": r} for r, ps in groups.items()]
+
+
 ZERO_LR_PREDICTION = "statistics"
 
 # ---------------------------------------------------------------------------- chapter 7
