@@ -13,7 +13,11 @@ One module per chapter holds its checks; :mod:`resnet_lab.book.exercises.tools` 
 runs against every check, beside planted mistakes that each check must name.
 """
 
-from resnet_lab.book.exercises.background import check_diagnose, check_error_signs, run_gap_prediction
+from resnet_lab.book.exercises.background import (
+    check_diagnose,
+    check_settled,
+    run_test_gap_prediction,
+)
 from resnet_lab.book.exercises.finetuning import (
     FROZEN_OPTIONS,
     check_frozen_train_mode,
@@ -31,7 +35,11 @@ from resnet_lab.book.exercises.residual_block import (
     check_preact_bottleneck,
     run_zero_init_prediction,
 )
-from resnet_lab.book.exercises.residual_math import check_gradient_gain, check_path_count, run_plain110
+from resnet_lab.book.exercises.residual_math import (
+    check_gradient_gain,
+    check_path_count,
+    run_plain110,
+)
 from resnet_lab.book.exercises.tools import NotAttempted, NotYet
 from resnet_lab.book.exercises.training import (
     check_label_smoothing,
@@ -39,7 +47,7 @@ from resnet_lab.book.exercises.training import (
     run_shortcut_lesion,
 )
 from resnet_lab.book.exercises.what_next import (
-    check_identity_blocks,
+    check_kept,
     check_post_norm_block,
     run_scale_prediction,
 )
@@ -52,10 +60,9 @@ __all__ = [
     "check_article_pair",
     "check_cifar_params",
     "check_diagnose",
-    "check_error_signs",
     "check_frozen_train_mode",
     "check_gradient_gain",
-    "check_identity_blocks",
+    "check_kept",
     "check_label_smoothing",
     "check_linear_probe",
     "check_onecycle",
@@ -63,10 +70,11 @@ __all__ = [
     "check_path_count",
     "check_post_norm_block",
     "check_preact_bottleneck",
-    "run_gap_prediction",
+    "check_settled",
     "run_plain110",
     "run_scale_prediction",
     "run_shortcut_lesion",
+    "run_test_gap_prediction",
     "run_test_loop_prediction",
     "run_zero_init_prediction",
     "run_zero_lr_prediction",
