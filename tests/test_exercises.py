@@ -15,7 +15,14 @@ from torch import nn
 from resnet_lab.book import exercises as ex
 from resnet_lab.book.exercises import NotAttempted, NotYet
 from resnet_lab.book.exercises import solutions as S
-from resnet_lab.book.exercises.background import DIAGNOSE_CASES, DIAGNOSE_MISTAKES, _rule
+from resnet_lab.book.exercises.background import (
+    DIAGNOSE_CASES,
+    DIAGNOSE_MISTAKES,
+    SETTLED_MISTAKES,
+    _rule,
+    _settled_by,
+    measure_test_gap,
+)
 from resnet_lab.book.exercises.finetuning import measure_zero_lr
 from resnet_lab.book.exercises.full_network import (
     CIFAR_DEPTHS,
@@ -35,6 +42,7 @@ from resnet_lab.book.exercises.training import (
     _trainer_onecycle,
     measure_shortcut_lesion,
 )
+from resnet_lab.book.exercises.what_next import _inputs_kept_in_a_network
 from resnet_lab.checkpoints import History
 from resnet_lab.finetune import freeze, replace_head
 from resnet_lab.loader import CifarLoader
@@ -134,32 +142,84 @@ def test_the_diagnose_cases_tell_every_mistake_apart():
     assert tuple(want) not in outputs and len(set(outputs)) == len(outputs)
 
 
-def test_error_signs(capsys):
-    accepted(capsys, ex.check_error_signs, S.OVERFITTING, S.DEGRADATION)
-    rejected(ex.check_error_signs, None, None, mistake="not attempted")
-    rejected(ex.check_error_signs, "train", "test", mistake="swapped")
-    rejected(ex.check_error_signs, "test", "test", mistake="same error")
-    rejected(ex.check_error_signs, "training", "test", mistake="not a choice")
+def verdicts_of(shallow, deep, train="train_acc", test="test_acc"):
+    """The published rule at every epoch; ``train`` and ``test`` name the columns it reads."""
+    out = []
+    for s_train, s_test, d_train, d_test in zip(
+        shallow[train], shallow[test], deep[train], deep[test]
+    ):
+        if d_train < s_train:
+            out.append("degradation")
+        elif d_test < s_test:
+            out.append("overfitting")
+        else:
+            out.append("fine")
+    return out
 
 
-def _runs(curves):
-    return [
-        History(epochs=[{"epoch": i, "seconds": 1.0, "train_acc": a} for i, a in enumerate(c, 1)])
-        for c in curves
-    ]
+def from_the_end(v):  # the first epoch of the last stretch of equal verdicts
+    epoch = len(v)
+    while epoch > 1 and v[epoch - 2] == v[-1]:
+        epoch -= 1
+    return epoch
 
 
-def test_gap_prediction_reads_the_records(capsys):
-    growing = {"plain20": _runs([[0.2, 0.5, 0.7]] * 2), "plain56": _runs([[0.15, 0.3, 0.35]] * 2)}
-    rejected(ex.run_gap_prediction, None, growing, mistake="not attempted")
-    accepted(capsys, ex.run_gap_prediction, S.GAP_PREDICTION, growing)
-    rejected(ex.run_gap_prediction, "shrinks", growing, mistake="predicted shrinks")
-    rejected(ex.run_gap_prediction, "stays", growing, mistake="predicted stays")
-    # the verdict is the records', not typed: runs that catch up make "shrinks" right
-    catching_up = {"plain20": _runs([[0.4, 0.6, 0.7]]), "plain56": _runs([[0.2, 0.5, 0.69]])}
-    accepted(capsys, ex.run_gap_prediction, "shrinks", catching_up)
-    rejected(ex.run_gap_prediction, "grows", catching_up, mistake="predicted grows")
-    rejected(ex.run_gap_prediction, "grows", {}, mistake="no records")
+def settled_by(answer, **columns):
+    return lambda shallow, deep: answer(verdicts_of(shallow, deep, **columns))
+
+
+def test_settled(capsys):
+    accepted(capsys, ex.check_settled, S.settled)
+    accepted(capsys, ex.check_settled, settled_by(from_the_end))  # written another way
+    accepted(  # a numpy integer is a whole number too
+        capsys, ex.check_settled, lambda s, d: np.int64(S.settled(s, d))
+    )
+    rejected(ex.check_settled, stub, mistake="not attempted")
+    first_match = settled_by(lambda v: v.index(v[-1]) + 1)  # even if it leaves again
+    rejected(ex.check_settled, first_match, mistake="first match")
+    rejected(ex.check_settled, settled_by(lambda v: from_the_end(v) - 1), mistake="one early")
+    stretch = settled_by(lambda v: len(v) - from_the_end(v) + 1)  # how long it lasted
+    rejected(ex.check_settled, stretch, mistake="stretch")
+    swapped = settled_by(from_the_end, train="test_acc", test="train_acc")
+    rejected(ex.check_settled, swapped, mistake="columns swapped")
+    said = rejected(ex.check_settled, lambda s, d: "fine", mistake="not an epoch")
+    assert "'fine'" in said
+    rejected(ex.check_settled, lambda s, d: 2, mistake="wrong")
+
+
+def test_the_settled_cases_tell_every_mistake_apart():
+    want = tuple(_settled_by())
+    outputs = [tuple(o) for o, _, _ in SETTLED_MISTAKES]
+    assert want not in outputs and len(set(outputs)) == len(outputs)
+    assert len(set(want)) > 2  # the verdicts settle at different epochs
+
+
+def _final(train, test):
+    return History(epochs=[{"epoch": 1, "seconds": 1.0, "train_acc": train, "test_acc": test}])
+
+
+def test_test_gap_prediction_reads_the_records(capsys):
+    # plain-56 far behind in training, less far on the test images: "smaller"
+    shrinking = {"plain20": [_final(0.7, 0.65)] * 2, "plain56": [_final(0.35, 0.38)] * 2}
+    rejected(ex.run_test_gap_prediction, None, shrinking, mistake="not attempted")
+    rejected(ex.run_test_gap_prediction, "bigger", shrinking, mistake="not a choice")
+    accepted(capsys, ex.run_test_gap_prediction, S.TEST_GAP_PREDICTION, shrinking)
+    rejected(ex.run_test_gap_prediction, "larger", shrinking, mistake="predicted larger")
+    rejected(ex.run_test_gap_prediction, "same", shrinking, mistake="predicted same")
+    # the verdict is the records', not typed: other runs make "larger" right
+    growing = {"plain20": [_final(0.7, 0.7)], "plain56": [_final(0.5, 0.4)]}
+    accepted(capsys, ex.run_test_gap_prediction, "larger", growing)
+    rejected(ex.run_test_gap_prediction, "smaller", growing, mistake="predicted smaller")
+    rejected(ex.run_test_gap_prediction, "smaller", {}, mistake="no records")
+    untested = {"plain20": [_final(0.7, None)], "plain56": [_final(0.5, None)]}
+    rejected(ex.run_test_gap_prediction, "smaller", untested, mistake="untested")
+
+
+def test_the_recorded_runs_answer_the_prediction():
+    """The shipped records give the published answer (the chapter's reader sees them)."""
+    from resnet_lab.lab.results import load_sweep
+
+    assert measure_test_gap(load_sweep("degradation")).truth == S.TEST_GAP_PREDICTION
 
 
 # ---------------------------------------------------------------------------- chapter 2
@@ -216,7 +276,7 @@ def test_plain110_prediction(capsys):
     rejected(judge_prediction, "neither", measured, mistake="predicted neither")
 
 
-# ---------------------------------------------------------------------------- chapter 3
+# ---------------------------------------------------------------------------- chapter 4 (blocks)
 
 
 def with_forward(base, forward):
@@ -794,7 +854,7 @@ def test_zero_lr_prediction(capsys, tiny_data):
     rejected(judge_prediction, "weights", measured, mistake="predicted weights")
 
 
-# ---------------------------------------------------------------------------- chapter 7
+# ---------------------------------------------------------------------------- chapter 9
 
 
 def post_norm(forward):
@@ -837,13 +897,24 @@ def test_post_norm_block(capsys):
     )
 
 
-def test_identity_blocks(capsys):
-    accepted(capsys, ex.check_identity_blocks, S.IDENTITY_BLOCKS)
-    rejected(ex.check_identity_blocks, None, mistake="not attempted")
-    rejected(ex.check_identity_blocks, {"preact"}, mistake="pre-norm")
-    rejected(ex.check_identity_blocks, {"basic", "preact", "pre-norm"}, mistake="basic")
-    rejected(ex.check_identity_blocks, {"bottleneck", "preact", "pre-norm"}, mistake="bottleneck")
-    rejected(ex.check_identity_blocks, {"preact", "pre-norm", "post-norm"}, mistake="post-norm")
+def test_kept(capsys):
+    accepted(capsys, ex.check_kept, S.kept)
+    accepted(capsys, ex.check_kept, lambda x: ~(x < 0))  # written another way
+    accepted(capsys, ex.check_kept, lambda x: torch.relu(x) == x)
+    rejected(ex.check_kept, stub, mistake="not attempted")
+    rejected(ex.check_kept, lambda x: x > 0, mistake="zero")
+    rejected(ex.check_kept, lambda x: x < 0, mistake="negatives")
+    rejected(ex.check_kept, lambda x: x <= 0, mistake="negatives")
+    rejected(ex.check_kept, lambda x: torch.ones_like(x, dtype=torch.bool), mistake="all")
+    rejected(ex.check_kept, lambda x: torch.zeros_like(x, dtype=torch.bool), mistake="none")
+    said = rejected(ex.check_kept, torch.relu, mistake="not a mask")  # values, not a mask
+    assert "boolean" in said
+    rejected(ex.check_kept, lambda x: x > 0.5, mistake="wrong")
+
+
+def test_a_zero_initialised_resnet20_keeps_every_input_of_its_blocks():
+    share, same, n = _inputs_kept_in_a_network()
+    assert share == 1.0 and (same, n) == (7, 9)
 
 
 def test_scale_prediction(capsys):
@@ -899,8 +970,8 @@ META = torch.empty((), device="meta")
 # (check, its arguments, the mistake it must name, words the one line must hold)
 WRONG_KINDS = {
     "choices of an int": (ex.check_affine, (3,), "not a choice", "one of"),
-    "choices of a dict": (ex.check_frozen_train_mode, ({"a": 1},), "not a choice", "set of"),
-    "choices of a float": (ex.check_identity_blocks, (0.5,), "not a choice", "got 0.5"),
+    "choices of a dict": (ex.check_affine, ({"a": 1},), "not a choice", "set of"),
+    "choices of a float": (ex.check_affine, (0.5,), "not a choice", "got 0.5"),
     "choice of an int": (ex.run_scale_prediction, (2,), "not a choice", "one of"),
     "a number too large": (ex.check_option_c, (10**400,), "too large", "about 10^400"),
     "a number of 5000 digits": (ex.check_option_c, (10**5000,), "too large", "about 10^5000"),

@@ -223,12 +223,12 @@ def _readme_figures(text: str) -> dict[str, object]:
 
 
 def test_the_readme_states_the_wheels_figures_as_built(tree_wheel):
-    """The README's (and the preface's) size and counts are the wheel's, not typed once."""
+    """The README's (and the records appendix's) size and counts are the wheel's, not typed once."""
     names = list(_contents(tree_wheel))
     stated = _readme_figures((ROOT / "README.md").read_text(encoding="utf-8"))
     size = f"{tree_wheel.stat().st_size / 1e6:.1f}"
     assert stated["megabytes"] == size, f"the wheel is {size} MB"
-    assert f"about {size} MB" in (ROOT / "book" / "index.md").read_text("utf-8")
+    assert f"about {size} MB" in (ROOT / "book" / "appendix_records.md").read_text("utf-8")
     modules = sum(n.endswith(".py") for n in names)
     assert stated["modules"] == str(modules), f"the wheel holds {modules} modules"
     jsons = sum(n.startswith("resnet_lab/_results/") and n.endswith(".json") for n in names)

@@ -15,7 +15,11 @@ share;
 runs against every check, beside planted mistakes that each check must name.
 """
 
-from resnet_lab.book.exercises.background import check_diagnose, check_error_signs, run_gap_prediction
+from resnet_lab.book.exercises.background import (
+    check_diagnose,
+    check_settled,
+    run_test_gap_prediction,
+)
 from resnet_lab.book.exercises.finetuning import (
     check_layerwise_groups,
     check_linear_probe,
@@ -33,7 +37,11 @@ from resnet_lab.book.exercises.residual_block import (
     check_preact_bottleneck,
     run_zero_init_prediction,
 )
-from resnet_lab.book.exercises.residual_math import check_gradient_gain, check_path_count, run_plain110
+from resnet_lab.book.exercises.residual_math import (
+    check_gradient_gain,
+    check_path_count,
+    run_plain110,
+)
 from resnet_lab.book.exercises.tools import NotAttempted, NotYet
 from resnet_lab.book.exercises.training import (
     check_label_smoothing,
@@ -41,7 +49,7 @@ from resnet_lab.book.exercises.training import (
     run_shortcut_lesion,
 )
 from resnet_lab.book.exercises.what_next import (
-    check_identity_blocks,
+    check_kept,
     check_post_norm_block,
     run_scale_prediction,
 )
@@ -54,9 +62,8 @@ __all__ = [
     "check_cifar_params",
     "check_cifar_resnet",
     "check_diagnose",
-    "check_error_signs",
     "check_gradient_gain",
-    "check_identity_blocks",
+    "check_kept",
     "check_label_smoothing",
     "check_layerwise_groups",
     "check_linear_probe",
@@ -66,10 +73,11 @@ __all__ = [
     "check_path_count",
     "check_post_norm_block",
     "check_preact_bottleneck",
-    "run_gap_prediction",
+    "check_settled",
     "run_plain110",
     "run_scale_prediction",
     "run_shortcut_lesion",
+    "run_test_gap_prediction",
     "run_zero_init_prediction",
     "run_zero_lr_prediction",
 ]

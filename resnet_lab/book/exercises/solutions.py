@@ -25,8 +25,19 @@ def diagnose(shallow, deep) -> str:
     return "fine"
 
 
-OVERFITTING, DEGRADATION = "test", "train"
-GAP_PREDICTION = "grows"
+def settled(shallow, deep) -> int:
+    columns = (shallow["train_acc"], shallow["test_acc"], deep["train_acc"], deep["test_acc"])
+    verdicts = [  # diagnose's rule, at every epoch
+        "degradation" if d_train < s_train else "overfitting" if d_test < s_test else "fine"
+        for s_train, s_test, d_train, d_test in zip(*columns)
+    ]
+    epoch = len(verdicts)  # counted from 1: the last epoch
+    while epoch > 1 and verdicts[epoch - 2] == verdicts[-1]:  # back while the one before agrees
+        epoch -= 1
+    return epoch
+
+
+TEST_GAP_PREDICTION = "smaller"
 
 # ---------------------------------------------------------------------------- chapter 2
 
@@ -45,7 +56,7 @@ def gradient_gain(lam: float, depth: int) -> float:
 N_TERMS, N_TWO_BRANCHES = 2**27, math.comb(27, 2)
 PLAIN110_PREDICTION = "explode"
 
-# ---------------------------------------------------------------------------- chapter 3
+# ---------------------------------------------------------------------------- chapter 4 (blocks)
 
 
 class MyPreActBottleneck(nn.Module):
@@ -198,11 +209,11 @@ def layerwise_groups(model, lr, factor):
 
 ZERO_LR_PREDICTION = "statistics"
 
-# ---------------------------------------------------------------------------- chapter 7
+# ---------------------------------------------------------------------------- chapter 9
 
 
 class PreNormBlock(nn.Module):
-    """Chapter 7's pre-norm block, as the chapter defines it (the base of the exercise)."""
+    """Chapter 9's pre-norm block, as the chapter defines it (the base of the exercise)."""
 
     def __init__(self, dim: int, heads: int = 4) -> None:
         super().__init__()
@@ -225,5 +236,9 @@ class PostNormBlock(PreNormBlock):
         return x
 
 
-IDENTITY_BLOCKS = {"preact", "pre-norm"}
+def kept(x):
+    # branch at zero: the block computes relu(0 + x), which is x where x >= 0
+    return x >= 0
+
+
 SCALE_PREDICTION = "pre-norm"
