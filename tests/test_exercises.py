@@ -1036,8 +1036,8 @@ WRONG_KINDS = {
     "a probe returning a non-model": (
         ex.check_linear_probe,
         (lambda model, k: model.fc,),
-        "raised",
-        "the returned model raised RuntimeError",
+        "head size",
+        "no head named fc",
     ),
 }
 
