@@ -13,7 +13,16 @@ One module per chapter holds its checks; :mod:`resnet_lab.book.exercises.tools` 
 runs against every check, beside planted mistakes that each check must name.
 """
 
-from resnet_lab.book.exercises.background import check_diagnose, check_error_signs, run_gap_prediction
+from resnet_lab.book.exercises.background import (
+    check_diagnose,
+    check_error_signs,
+    run_gap_prediction,
+)
+from resnet_lab.book.exercises.deep_networks import (
+    check_collapsed_features,
+    check_stream_std,
+    run_plain110,
+)
 from resnet_lab.book.exercises.finetuning import (
     FROZEN_OPTIONS,
     check_frozen_train_mode,
@@ -31,7 +40,11 @@ from resnet_lab.book.exercises.residual_block import (
     check_preact_bottleneck,
     run_zero_init_prediction,
 )
-from resnet_lab.book.exercises.residual_math import check_gradient_gain, check_path_count, run_plain110
+from resnet_lab.book.exercises.residual_math import (
+    check_gradient_gain,
+    check_path_count,
+    check_two_basic_blocks,
+)
 from resnet_lab.book.exercises.tools import NotAttempted, NotYet
 from resnet_lab.book.exercises.training import (
     check_label_smoothing,
@@ -51,6 +64,7 @@ __all__ = [
     "check_affine",
     "check_article_pair",
     "check_cifar_params",
+    "check_collapsed_features",
     "check_diagnose",
     "check_error_signs",
     "check_frozen_train_mode",
@@ -63,6 +77,8 @@ __all__ = [
     "check_path_count",
     "check_post_norm_block",
     "check_preact_bottleneck",
+    "check_stream_std",
+    "check_two_basic_blocks",
     "run_gap_prediction",
     "run_plain110",
     "run_scale_prediction",
