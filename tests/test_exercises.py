@@ -23,6 +23,7 @@ from resnet_lab.book.exercises.background import (
     _settled_by,
     measure_test_gap,
 )
+from resnet_lab.book.exercises.deep_networks import STREAM_MISTAKES, measure_plain110
 from resnet_lab.book.exercises.finetuning import measure_zero_lr
 from resnet_lab.book.exercises.full_network import (
     CIFAR_DEPTHS,
@@ -33,7 +34,7 @@ from resnet_lab.book.exercises.full_network import (
 )
 from resnet_lab.book.exercises.own_resnet import cifar_forward
 from resnet_lab.book.exercises.residual_block import OPTION_C_MISTAKES, _option_c_count
-from resnet_lab.book.exercises.residual_math import measure_plain110
+from resnet_lab.book.exercises.residual_math import TWO_BLOCK_MISTAKES
 from resnet_lab.book.exercises.tools import judge_prediction
 from resnet_lab.book.exercises.training import (
     LESION_CHOICES,
@@ -225,35 +226,57 @@ def test_the_recorded_runs_answer_the_prediction():
 # ---------------------------------------------------------------------------- chapter 2
 
 
-def gain_with(block):
+def gain_with(block, backward=False):
     def gradient_gain(lam, depth):
         x0 = torch.randn(5, requires_grad=True)
         x = x0
         for _ in range(depth):
             x = block(lam, x)
         g = torch.ones(5)
+        if backward:  # .backward() and x0.grad instead of torch.autograd.grad
+            x.backward(g)
+            return (x0.grad.norm() / g.norm()).item()
         (grad,) = torch.autograd.grad(x, x0, grad_outputs=g)
         return (grad.norm() / g.norm()).item()
 
     return gradient_gain
 
 
+def gain_by_jacobian(lam, depth):  # autograd through torch.func: one right answer more
+    def stack(x):
+        for _ in range(depth):
+            x = lam * x
+        return x
+
+    J = torch.func.jacrev(stack)(torch.randn(3, dtype=torch.float64))
+    return torch.linalg.matrix_norm(J, 2).item()
+
+
 def test_gradient_gain(capsys):
     accepted(capsys, ex.check_gradient_gain, S.gradient_gain)
-    accepted(capsys, ex.check_gradient_gain, lambda lam, d: lam**d)  # the derivation itself
     accepted(capsys, ex.check_gradient_gain, gain_with(lambda lam, x: lam * x))
-    accepted(capsys, ex.check_gradient_gain, lambda lam, d: np.float32(lam) ** d)  # numpy
+    accepted(capsys, ex.check_gradient_gain, gain_with(lambda lam, x: lam * x, backward=True))
+    accepted(capsys, ex.check_gradient_gain, gain_by_jacobian)
+    assert "λ^" not in capsys.readouterr().out  # the closed form is the reader's to derive
     rejected(ex.check_gradient_gain, stub, mistake="not attempted")
+    # the derivation alone, without autograd, is right in number but not what is asked
+    message = rejected(ex.check_gradient_gain, lambda lam, d: lam**d, mistake="no autograd")
+    assert "autograd" in message and "λ^" not in message
+    rejected(ex.check_gradient_gain, lambda lam, d: np.float32(lam) ** d, mistake="no autograd")
     scaled_branch = gain_with(lambda lam, x: x + lam * torch.zeros_like(x))
     rejected(ex.check_gradient_gain, scaled_branch, mistake="branch scaled")
     rejected(ex.check_gradient_gain, lambda lam, d: lam, mistake="once")
     rejected(ex.check_gradient_gain, lambda lam, d: lam * d, mistake="sum")
     rejected(ex.check_gradient_gain, lambda lam, d: lam**-d, mistake="inverted")
-    rejected(ex.check_gradient_gain, lambda lam, d: lam ** (d - 1), mistake="one block short")
+    one_short = gain_with(lambda lam, x: lam * x)
+    rejected(
+        ex.check_gradient_gain, lambda lam, d: one_short(lam, d - 1), mistake="one block short"
+    )
 
 
 def test_path_count(capsys):
     accepted(capsys, ex.check_path_count, S.N_TERMS, S.N_TWO_BRANCHES)
+    accepted(capsys, ex.check_path_count, float(2**27), sum([26 - i for i in range(27)]))
     rejected(ex.check_path_count, None, None, mistake="not attempted")
     rejected(ex.check_path_count, 28, 351, mistake="one per block")
     rejected(ex.check_path_count, 2**27 - 1, 351, mistake="no direct path")
@@ -261,19 +284,97 @@ def test_path_count(capsys):
     rejected(ex.check_path_count, 2**27, 54, mistake="two per block")
 
 
+def two_blocks_as(variant):
+    """A reader's answer that computes one of the check's variants (right or a mistake)."""
+    from resnet_lab.book.exercises.residual_math import _variants
+
+    return lambda *args: _variants(*args)[variant]
+
+
+def two_blocks_by_rows(J_A, J_B, d_A, d_B):  # right, written with broadcasting, in numpy
+    eye = np.eye(len(J_A))
+    A, B = d_A.numpy()[:, None] * (eye + J_A.numpy()), d_B.numpy()[:, None] * (eye + J_B.numpy())
+    return B @ A
+
+
+def test_two_basic_blocks(capsys):
+    accepted(capsys, ex.check_two_basic_blocks, S.two_basic_blocks)
+    accepted(capsys, ex.check_two_basic_blocks, two_blocks_by_rows)
+    rejected(ex.check_two_basic_blocks, stub, mistake="not attempted")
+    for mistake in TWO_BLOCK_MISTAKES:
+        rejected(ex.check_two_basic_blocks, two_blocks_as(mistake), mistake=mistake)
+    rejected(ex.check_two_basic_blocks, lambda *a: a[0][:3], mistake="shape")
+
+
+# -------------------------------------------------------------- chapter 3 (deep networks)
+
+
 def test_plain110_prediction(capsys):
     # small images keep it fast; the verdict holds for any batch and any seed
     g = torch.Generator().manual_seed(0)
     images, labels = torch.randn(2, 3, 16, 16, generator=g), torch.arange(2)
     rejected(ex.run_plain110, None, images, labels, mistake="not attempted")
-    rejected(ex.run_plain110, "explodes", images, labels, mistake="not a choice")
+    rejected(ex.run_plain110, "explode", images, labels, mistake="not a choice")
     state = torch.random.get_rng_state()
     accepted(capsys, ex.run_plain110, S.PLAIN110_PREDICTION, images, labels)
     assert torch.equal(torch.random.get_rng_state(), state)  # the reader's seed untouched
-    measured = measure_plain110(images, labels, seed=1)
-    assert measured.truth == S.PLAIN110_PREDICTION and "ResNet-110" in capsys.readouterr().out
-    rejected(judge_prediction, "vanish", measured, mistake="predicted vanish")
-    rejected(judge_prediction, "neither", measured, mistake="predicted neither")
+    for seed in (1, 2):
+        measured = measure_plain110(images, labels, seed=seed)
+        assert measured.truth == S.PLAIN110_PREDICTION and "ResNet-110" in capsys.readouterr().out
+    rejected(judge_prediction, "same", measured, mistake="predicted same")
+    rejected(judge_prediction, "double", measured, mistake="predicted double")
+
+
+def test_stream_std(capsys):
+    accepted(capsys, ex.check_stream_std, S.stream_std)
+    # other right answers: a tensor, a closed form with a cumulative sum
+    accepted(
+        capsys,
+        ex.check_stream_std,
+        lambda x0, s: (x0**2 + torch.tensor(s, dtype=torch.float64).pow(2).cumsum(0)).sqrt(),
+    )
+    rejected(ex.check_stream_std, stub, mistake="not attempted")
+    for f, key, _ in STREAM_MISTAKES:
+        rejected(ex.check_stream_std, f, mistake=key)
+    rejected(ex.check_stream_std, lambda x0, s: math.hypot(x0, *s), mistake="type")
+    rejected(ex.check_stream_std, lambda x0, s: S.stream_std(x0, s)[:-1], mistake="length")
+
+
+def _standardised(f):
+    return (f - f.mean(0)) / f.std(0, unbiased=False)
+
+
+def test_collapsed_features(capsys):
+    accepted(capsys, ex.check_collapsed_features, S.collapsed_features)
+
+    def signs(n, c):  # another right answer: ±one vector, the unbiased spread, float64
+        v = torch.randn(n, 1, dtype=torch.float64)
+        sign = torch.tensor([(-1.0) ** j for j in range(c)], dtype=torch.float64)
+        return (v - v.mean()) / v.std() * sign
+
+    accepted(capsys, ex.check_collapsed_features, signs)
+    rejected(ex.check_collapsed_features, stub, mistake="not attempted")
+    rejected(ex.check_collapsed_features, lambda n, c: torch.zeros(n, c), mistake="no spread")
+    rejected(
+        ex.check_collapsed_features,
+        lambda n, c: torch.randn(n, 1).expand(n, c) * 3,
+        mistake="not scaled",
+    )
+    rejected(
+        ex.check_collapsed_features,
+        lambda n, c: S.collapsed_features(n, c) + 1,
+        mistake="not centred",
+    )
+    independent = lambda n, c: _standardised(torch.randn(n, c))  # noqa: E731
+    rejected(ex.check_collapsed_features, independent, mistake="independent channels")
+
+    def two_directions(n, c):
+        a = torch.randn(n, 2)
+        return _standardised(a[:, [j % 2 for j in range(c)]])
+
+    rejected(ex.check_collapsed_features, two_directions, mistake="too many directions")
+    rejected(ex.check_collapsed_features, lambda n, c: S.collapsed_features(c, n), mistake="shape")
+    rejected(ex.check_collapsed_features, lambda n, c: [[0.0]], mistake="type")
 
 
 # ---------------------------------------------------------------------------- chapter 4 (blocks)

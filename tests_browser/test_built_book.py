@@ -1,6 +1,6 @@
 """Checks of the *built* book in headless Chromium (run after `make book`; `.ci/run` does).
 
-- the kernel-free depth slider of chapter 2 changes the figure (screenshots before and after);
+- the kernel-free depth slider of chapter 3 changes the figure (screenshots before and after);
 - saved ipywidgets and formulas render from the book's own JavaScript, and no page asks any
   other host.
 
@@ -71,7 +71,7 @@ def test_every_chapter_renders_and_asks_no_other_host(browser):
 
 
 def test_depth_slider_changes_the_figure(browser):
-    page, _ = open_page(browser, HTML / "book" / "02_residual_math.html")
+    page, _ = open_page(browser, HTML / "book" / "03_deep_networks.html")
     slider = page.locator("input.anim-slider").first
     image = page.locator("img[id^='_anim_img']").first
     slider.scroll_into_view_if_needed()
@@ -88,7 +88,7 @@ def test_depth_slider_changes_the_figure(browser):
 
 
 def test_saved_widgets_render_offline(browser):
-    page, requested = open_page(browser, HTML / "book" / "02_residual_math.html")
+    page, requested = open_page(browser, HTML / "book" / "03_deep_networks.html")
     assert any("/_static/embed-amd.js" in u for u in requested), (
         "widget JavaScript not loaded from the book"
     )

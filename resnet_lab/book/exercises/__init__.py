@@ -20,6 +20,11 @@ from resnet_lab.book.exercises.background import (
     check_settled,
     run_test_gap_prediction,
 )
+from resnet_lab.book.exercises.deep_networks import (
+    check_collapsed_features,
+    check_stream_std,
+    run_plain110,
+)
 from resnet_lab.book.exercises.finetuning import (
     check_layerwise_groups,
     check_linear_probe,
@@ -40,7 +45,7 @@ from resnet_lab.book.exercises.residual_block import (
 from resnet_lab.book.exercises.residual_math import (
     check_gradient_gain,
     check_path_count,
-    run_plain110,
+    check_two_basic_blocks,
 )
 from resnet_lab.book.exercises.tools import NotAttempted, NotYet
 from resnet_lab.book.exercises.training import (
@@ -61,6 +66,7 @@ __all__ = [
     "check_article_pair",
     "check_cifar_params",
     "check_cifar_resnet",
+    "check_collapsed_features",
     "check_diagnose",
     "check_gradient_gain",
     "check_kept",
@@ -74,6 +80,8 @@ __all__ = [
     "check_post_norm_block",
     "check_preact_bottleneck",
     "check_settled",
+    "check_stream_std",
+    "check_two_basic_blocks",
     "run_plain110",
     "run_scale_prediction",
     "run_shortcut_lesion",

@@ -54,7 +54,34 @@ def gradient_gain(lam: float, depth: int) -> float:
 
 
 N_TERMS, N_TWO_BRANCHES = 2**27, math.comb(27, 2)
-PLAIN110_PREDICTION = "explode"
+
+
+def two_basic_blocks(J_A, J_B, d_A, d_B):
+    """∂x₂/∂x₀ of two basic blocks, A then B: each block's factor is diag(ReLU')(I + J)."""
+    eye = torch.eye(len(J_A), dtype=J_A.dtype)
+    return torch.diag(d_B) @ (eye + J_B) @ torch.diag(d_A) @ (eye + J_A)
+
+
+# ------------------------------------------------------------------- chapter 3 (deep networks)
+
+PLAIN110_PREDICTION = "square"
+
+
+def stream_std(x0_std, branch_stds):
+    """The spread of the stream after each block: uncorrelated parts add their variances."""
+    out, var = [], x0_std**2
+    for s in branch_stds:
+        var += s**2
+        out.append(math.sqrt(var))
+    return out
+
+
+def collapsed_features(n, channels):
+    """Every channel one standardised vector: mean 0, spread 1, effective rank 1."""
+    v = torch.randn(n, 1)
+    v = (v - v.mean()) / v.std(unbiased=False)
+    return v.expand(n, channels)
+
 
 # ---------------------------------------------------------------------------- chapter 4 (blocks)
 
