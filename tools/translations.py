@@ -179,13 +179,17 @@ def quote_problems(zh: Path, seed: Path = SEED) -> list[str]:
     (whitespace aside). Without the article beside the checkout, nothing is checked."""
     if not seed.is_file():
         return []
-    article = re.sub(r"\s+", "", seed.read_text(encoding="utf-8"))
+
+    def bare(s: str) -> str:  # whitespace and the article's inline-math delimiters aside
+        return re.sub(r"\s+|\\\(|\\\)|\$", "", s)
+
+    article = bare(seed.read_text(encoding="utf-8"))
     text = FRONT.sub("", zh.read_text(encoding="utf-8"))
     return [
         f"{zh.name}: 「{q[:40]}」 is not the article's text as it stands"
         for q in re.findall(r"「([^」]*)」", text)
-        if re.sub(r"\s+", "", q).replace("……", "")
-        and not all(part in article for part in re.sub(r"\s+", "", q).split("……") if part)
+        if bare(q).replace("……", "")
+        and not all(part in article for part in bare(q).split("……") if part)
     ]
 
 
