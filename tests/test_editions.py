@@ -50,6 +50,8 @@ def test_each_term_takes_its_one_chinese_form(en, zh):
 
 @pytest.mark.parametrize("en,zh", PAIRS, ids=lambda p: p.name if isinstance(p, Path) else "")
 def test_the_article_is_quoted_as_it_stands(en, zh):
+    if not tr.SEED.is_file():
+        pytest.skip(f"the article is not at {tr.SEED} (set RESNET_LAB_ARTICLE)")
     assert not tr.quote_problems(zh), "\n".join(tr.quote_problems(zh))
 
 
