@@ -10,9 +10,9 @@ prediction by the measurement.
 
 One module per chapter holds its checks (chapter 5's whole-network check has one of its own,
 :mod:`~resnet_lab.book.exercises.own_resnet`); :mod:`resnet_lab.book.exercises.tools` what they
-share;
-:mod:`resnet_lab.book.exercises.solutions` the published solutions, which ``tests/test_exercises.py``
-runs against every check, beside planted mistakes that each check must name.
+share; :mod:`resnet_lab.book.exercises.solutions` the published solutions, which
+``tests/test_exercises.py`` runs against every check, beside planted mistakes that each check
+must name.
 """
 
 from resnet_lab.book.exercises.background import (

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numbers
 import statistics
 
-from resnet_lab.checkpoints import History
 from resnet_lab.book.exercises.tools import (
     Measurement,
     NotYet,
@@ -16,6 +15,7 @@ from resnet_lab.book.exercises.tools import (
     judge_prediction,
     passed,
 )
+from resnet_lab.checkpoints import History
 
 
 def _history(train_acc: list[float], test_acc: list[float]) -> History:

@@ -194,7 +194,9 @@ def _as_matrix(value, n: int) -> torch.Tensor:
     try:
         m = torch.as_tensor(value, dtype=torch.float64)
     except Exception as e:
-        raise NotYet(f"return a matrix (a tensor), not {type(value).__name__}: {e}", "type")
+        raise NotYet(
+            f"return a matrix (a tensor), not {type(value).__name__}: {e}", "type"
+        ) from None
     if m.shape != (n, n):
         raise NotYet(f"your Jacobian has shape {tuple(m.shape)}: want ({n}, {n})", "shape")
     return m

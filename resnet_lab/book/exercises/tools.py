@@ -126,7 +126,9 @@ def number(value: Any, name: str = "answer") -> float:
     try:
         as_float = float(value)  # numpy's scalars too
     except OverflowError:
-        raise NotYet(f"{name} is {_magnitude(value)}: far beyond any answer here", "too large") from None
+        raise NotYet(
+            f"{name} is {_magnitude(value)}: far beyond any answer here", "too large"
+        ) from None
     if math.isnan(as_float):
         raise NotYet(f"{name} is NaN (not a number): compute a real value", "not a number")
     return as_float
