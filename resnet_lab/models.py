@@ -35,6 +35,31 @@ from resnet_lab.blocks import (
 MAX_CIFAR_DEPTH = 2000
 
 
+def make_stages(
+    block: type[nn.Module],
+    in_planes: int,
+    layers: Sequence[int],
+    widths: Sequence[int],
+    **block_kw,
+) -> list[nn.Sequential]:
+    """Stage i: ``layers[i]`` blocks of width ``widths[i]``. Only the first
+    block of a stage changes the shape: after the first stage it halves the
+    resolution (stride 2) while it widens the channels, and its shortcut
+    follows (option A pads, B projects). The others keep the shape.
+
+    CIFAR ResNet-20: layers (3, 3, 3), widths (16, 32, 64), (B, 16, 32, 32)
+    -> (B, 16, 32, 32) -> (B, 32, 16, 16) -> (B, 64, 8, 8).
+    """
+    stages = []
+    for i, (n, width) in enumerate(zip(layers, widths)):
+        stride = 1 if i == 0 else 2  # stage 1 keeps the stem's resolution
+        first = block(in_planes, width, stride, **block_kw)
+        in_planes = width * block.expansion  # what the next block takes in
+        rest = [block(in_planes, width, 1, **block_kw) for _ in range(n - 1)]
+        stages.append(nn.Sequential(first, *rest))
+    return stages
+
+
 class ResNet(nn.Module):
     """A stem, stages of residual blocks, global average pooling and a linear classifier.
 
@@ -74,17 +99,11 @@ class ResNet(nn.Module):
         self.bn1 = nn.Identity() if self.preact else nn.BatchNorm2d(stem_width)
         self.relu = nn.Identity() if self.preact else nn.ReLU(inplace=True)
 
-        in_planes = stem_width
-        for i, (n, width) in enumerate(zip(layers, widths), start=1):
-            stride = 1 if i == 1 else 2
-            blocks = []
-            for j in range(n):
-                blocks.append(
-                    block(in_planes, width, stride if j == 0 else 1, skip=skip, shortcut=shortcut)
-                )
-                in_planes = width * block.expansion
-            setattr(self, f"layer{i}", nn.Sequential(*blocks))
+        stages = make_stages(block, stem_width, layers, widths, skip=skip, shortcut=shortcut)
+        for i, stage in enumerate(stages, start=1):
+            setattr(self, f"layer{i}", stage)  # torchvision's names: layer1, layer2, ...
         self.num_stages = len(layers)
+        in_planes = widths[-1] * block.expansion
         # pre-activation blocks end in a conv: one last BN-ReLU before pooling (He et al. 2016)
         self.final_act = (
             nn.Sequential(nn.BatchNorm2d(in_planes), nn.ReLU()) if self.preact else nn.Identity()

@@ -46,8 +46,9 @@ def seed_everything(seed: int) -> None:
 
 
 def set_train_mode(model: nn.Module) -> None:
-    """``model.train()``, except that batch-norm layers whose parameters are frozen stay in eval
-    mode: a frozen layer keeps its running statistics too (see :mod:`resnet_lab.finetune`)."""
+    """``model.train()``, except that batch-norm layers whose parameters
+    are frozen stay in eval mode: a frozen layer keeps its running
+    statistics too (see :mod:`resnet_lab.finetune`)."""
     model.train()
     for m in model.modules():
         if (

@@ -22,6 +22,7 @@ from resnet_lab.lab.runfolder import (
     train_in_folder,
 )
 from resnet_lab.models import cifar_resnet
+from tests.children import popen
 from tests.conftest import ONE_EPOCH, TRAIN_ARGS
 
 pytest.importorskip("fcntl")
@@ -45,9 +46,7 @@ def test_a_second_lock_is_refused_naming_the_first(tmp_path):
 
 
 def test_the_lock_is_freed_when_its_process_is_killed(tmp_path):
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD, str(tmp_path)], stdout=subprocess.PIPE, text=True
-    )
+    holder = popen([sys.executable, "-c", HOLD, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(RunLockedError, match=f"process {holder.pid}"):
@@ -71,7 +70,7 @@ def _cli_train(folder, out, epochs):
         *("--schedule", "constant"),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
 def test_two_cli_runs_into_one_folder_one_refuses(image_folder, tmp_path):
