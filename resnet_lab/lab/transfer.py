@@ -1,4 +1,4 @@
-"""The transfer study of chapter 6: pretrain on some CIFAR-10 classes, adapt to the others.
+"""The transfer study of chapter 8: pretrain on some CIFAR-10 classes, adapt to the others.
 
 A network is pretrained once on the animal classes; then each method adapts to the vehicle
 classes from 10, 50 or 250 labelled images per class, with three seeds. Each method gets its own
