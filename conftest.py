@@ -47,6 +47,7 @@ else:
             import jupytext
 
             self.nb = jupytext.read(str(self.fspath))
+            self.add_marker("slow")  # a chapter runs for minutes: `pytest -m "not slow"` skips it
             cell_num = 0
             for cell in self.nb.cells:
                 if cell.cell_type != "code":

@@ -27,7 +27,7 @@ def _run(
     import torch
 
     torch.set_num_threads(1)
-    from resnet_lab.lab.experiments import result_path, run_experiment
+    from resnet_lab.lab.experiments import record_path, run_experiment
 
     t0 = time.perf_counter()
     try:
@@ -36,7 +36,7 @@ def _run(
             h.meta["gpu_shared_by"] = (
                 f"{workers} runs side by side (benchmarks/gpu_sweep.py): seconds are not one run's"
             )
-            h.save(result_path(name, seed))
+            h.save(record_path(name, seed))
         return name, seed, h.final["test_acc"], time.perf_counter() - t0, ""
     except Exception as e:
         return name, seed, None, time.perf_counter() - t0, f"{type(e).__name__}: {e}"
@@ -58,7 +58,7 @@ def main() -> None:
     os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "2")
 
     from resnet_lab.cifar10 import load_cifar10
-    from resnet_lab.lab.experiments import run_id, runs_to_do
+    from resnet_lab.lab.experiments import run_name, runs_to_do
 
     load_cifar10()  # decode and cache once, before the workers read the cache
     todo = sorted(runs_to_do(args.name, args.seeds), key=lambda r: r[1])
@@ -75,13 +75,13 @@ def main() -> None:
                 name, seed, acc, secs, err = f.result()
                 what = f"{100 * acc:.2f}%" if acc is not None else f"failed: {err}"
                 print(
-                    f"[{time.perf_counter() - t0:5.0f} s] {run_id(name, seed)}: "
+                    f"[{time.perf_counter() - t0:5.0f} s] {run_name(name, seed)}: "
                     f"{what} ({secs:.0f} s)",
                     flush=True,
                 )
                 if queue and time.perf_counter() - t0 < args.deadline:
                     pending.add(pool.submit(_run, *queue.pop(0), args.workers, args.eager))
-    print(f"not started (deadline): {[run_id(n, s) for n, s in queue]}", flush=True)
+    print(f"not started (deadline): {[run_name(n, s) for n, s in queue]}", flush=True)
 
 
 if __name__ == "__main__":

@@ -209,15 +209,16 @@ def _read_json(path: Path):
 
 def _bad_numbers(record: dict) -> list[str]:
     """What is wrong with the numbers of one epoch's record: ``epoch`` and ``seconds`` must be
-    finite numbers, every ``*_acc`` a fraction in [0, 1] or null, every ``*_loss`` finite or
-    null."""
+    finite numbers, every ``*_acc`` (and ``*_acc_raw``) a fraction in [0, 1] or null, every
+    ``*_loss`` finite or null."""
     bad = [f"lacks a number for {k!r}" for k in ("epoch", "seconds") if not is_real(record.get(k))]
     for k, v in record.items():
         if v is None:
             continue
-        if k.endswith("_acc") and not (is_real(v) and 0 <= v <= 1):
+        kind = k.removesuffix("_raw")  # test_acc_raw: the raw weights' next to the average's
+        if kind.endswith("_acc") and not (is_real(v) and 0 <= v <= 1):
             bad.append(f"{k} {v!r} is not a fraction in [0, 1]")
-        elif k.endswith("_loss") and not is_real(v):
+        elif kind.endswith("_loss") and not is_real(v):
             bad.append(f"{k} {v!r} is not a finite number")
     return bad
 

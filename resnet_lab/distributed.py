@@ -38,16 +38,33 @@ class Ranks:
 def distributed_setup(device_name: str) -> Ranks:
     """Join the process group that ``torchrun`` describes in the environment (nccl on CUDA,
     gloo on the CPU); a single process when ``WORLD_SIZE`` is unset or 1."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = _env_int("WORLD_SIZE", 1)
     if world <= 1:
         return Ranks()
-    local = int(os.environ.get("LOCAL_RANK", "0"))
+    local = _env_int("LOCAL_RANK", 0)
     cuda = device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available())
     if not dist.is_initialized():
         if cuda:
             torch.cuda.set_device(local)
         dist.init_process_group("nccl" if cuda else "gloo")
     return Ranks(dist.get_rank(), dist.get_world_size(), local)
+
+
+def _env_int(name: str, default: int) -> int:
+    """A whole number that torchrun puts in the environment; anything else names the variable."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValueError(
+            f"{name}={text!r} is not a number of processes or a rank: torchrun sets it; "
+            f"unset it to train in one process, or start the run with torchrun"
+        )
+    return value
 
 
 def all_sum(t: torch.Tensor, ranks: Ranks) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Fine-tuning: a new head, frozen parts, learning rates per part, pretrained weights.
 
 >>> model = cifar_resnet(20)                                     # doctest: +SKIP
->>> load_pretrained(model, "results/finetune/pretrained_animals.pt")  # our own checkpoint
+>>> load_pretrained(model, "results/transfer/pretrained.pt")       # our own checkpoint
 >>> replace_head(model, 4)                                       # 4 new classes
 >>> freeze(model, "backbone")                                    # a linear probe ...
 >>> train(model, data, TrainConfig(lr_scales={"backbone": 0.1}))  # ... or a smaller backbone lr

@@ -214,35 +214,8 @@ def cifar_resnet(
 
 
 def resnet20(**kw) -> ResNet:
+    """The paper's ResNet-20; every other depth by name: ``build_model("plain56")``."""
     return cifar_resnet(20, **kw)
-
-
-def resnet32(**kw) -> ResNet:
-    return cifar_resnet(32, **kw)
-
-
-def resnet44(**kw) -> ResNet:
-    return cifar_resnet(44, **kw)
-
-
-def resnet56(**kw) -> ResNet:
-    return cifar_resnet(56, **kw)
-
-
-def resnet110(**kw) -> ResNet:
-    return cifar_resnet(110, **kw)
-
-
-def plain20(**kw) -> ResNet:
-    return cifar_resnet(20, skip=False, **kw)
-
-
-def plain44(**kw) -> ResNet:
-    return cifar_resnet(44, skip=False, **kw)
-
-
-def plain56(**kw) -> ResNet:
-    return cifar_resnet(56, skip=False, **kw)
 
 
 # ---------------------------------------------------------------------------- ImageNet
@@ -292,10 +265,6 @@ def resnet18(num_classes: int = 1000, **kw) -> ResNet:
 
 def resnet50(num_classes: int = 1000, **kw) -> ResNet:
     return imagenet_resnet(50, num_classes=num_classes, **kw)
-
-
-def resnet152(num_classes: int = 1000, **kw) -> ResNet:
-    return imagenet_resnet(152, num_classes=num_classes, **kw)
 
 
 # ---------------------------------------------------------------------------- weights, parameters

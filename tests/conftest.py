@@ -29,9 +29,12 @@ def _png_bytes(arr):
 
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path, monkeypatch):
-    """Every test gets its own user cache folder and no RESNET_LAB_DATA."""
+    """Every test gets its own user cache and data folders (so its own results folder, empty),
+    no RESNET_LAB_DATA and no RESNET_LAB_RESULTS."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     monkeypatch.delenv("RESNET_LAB_DATA", raising=False)
+    monkeypatch.delenv("RESNET_LAB_RESULTS", raising=False)
 
 
 @pytest.fixture

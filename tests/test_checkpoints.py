@@ -5,6 +5,9 @@ import copy
 import json
 import os
 import pickle
+import re
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -15,6 +18,7 @@ from resnet_lab.checkpoints import (
     History,
     atomic_save,
     load_checkpoint,
+    remove_dead_temps,
     save_checkpoint,
 )
 from resnet_lab.config import TrainConfig
@@ -243,3 +247,76 @@ def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
     if not a.is_floating_point():
         return torch.equal(a, b)
     return torch.allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+# ---------------------------------------------------------------- bad input (issue 29)
+
+
+@pytest.mark.parametrize(
+    "field, value, says",
+    [
+        ("test_acc", 7.5, "test_acc 7.5 is not a fraction in [0, 1]"),
+        ("test_acc", float("nan"), "test_acc nan is not a fraction in [0, 1]"),
+        ("train_acc", -0.1, "train_acc -0.1 is not a fraction in [0, 1]"),
+        ("test_acc_raw", "0.9", "test_acc_raw '0.9' is not a fraction in [0, 1]"),
+        ("train_loss", float("inf"), "train_loss inf is not a finite number"),
+        ("test_loss", float("nan"), "test_loss nan is not a finite number"),
+    ],
+)
+def test_history_load_refuses_numbers_a_record_cannot_hold(tmp_path, field, value, says):
+    epochs = [{"epoch": 1, "seconds": 1.0, "test_acc": 0.5, "test_loss": None, field: value}]
+    path = tmp_path / "h.json"
+    path.write_text(json.dumps({"meta": {}, "epochs": epochs}))  # NaN as JSON writes it
+    with pytest.raises(ValueError, match=f"h.json: epoch record 0: {re.escape(says)}"):
+        History.load(path)
+    epochs[0][field] = None  # not measured: allowed
+    path.write_text(json.dumps({"meta": {}, "epochs": epochs}))
+    assert History.load(path).final[field] is None
+
+
+def _checkpoint(tmp_path, **changes):
+    """A real checkpoint of a tiny model at tmp_path/c.pt, with ``changes`` made to its fields
+    (a value of ... removes the field)."""
+    model, opt, sched, cfg, history = _state(tmp_path)
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, model, opt, sched, 1, cfg, history)
+    state = torch.load(path, weights_only=True)
+    for k, v in changes.items():
+        state.pop(k) if v is ... else state.__setitem__(k, v)
+    torch.save(state, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "changes, says",
+    [
+        ({"model_name": ...}, "no 'model_name'"),
+        ({"build": "cifar_resnet"}, "'build' is a str, not a dict"),
+        ({"build": {"name": "cifar_resnet"}}, "'build' lacks its name and kwargs"),
+        ({"history": {"epochs": []}}, "'history' lacks its meta and epochs"),
+        ({"epoch": "1"}, "'epoch' is a str, not a int"),
+    ],
+)
+def test_a_checkpoint_with_a_missing_or_odd_field_is_named(tmp_path, changes, says):
+    path = _checkpoint(tmp_path, **changes)
+    with pytest.raises(ValueError, match=f"c.pt is a damaged resnet_lab checkpoint .*{says}"):
+        load_checkpoint(path)
+    assert load_checkpoint(_checkpoint(tmp_path, history=None, build=None))["epoch"] == 1
+
+
+def test_every_shipped_weight_and_the_old_checkpoint_still_load():
+    root = Path(__file__).resolve().parents[1]
+    for path in [*(root / "results").rglob("*.pt"), *DATA.glob("*.pt")]:
+        assert load_checkpoint(path)["model_name"], path
+
+
+def test_temporary_files_of_dead_writers_are_removed_and_a_live_ones_kept(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    left = tmp_path / f".checkpoint.pt.tmp-{dead.pid}"  # as a SIGKILL mid-write leaves it
+    live = tmp_path / f".history.json.tmp-{os.getpid()}"
+    other = tmp_path / ".notes.tmp-abc"  # not ours: not a pid
+    for p in (left, live, other):
+        p.write_bytes(b"half")
+    assert remove_dead_temps(tmp_path) == [left]
+    assert not left.exists() and live.exists() and other.exists()

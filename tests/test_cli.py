@@ -164,7 +164,7 @@ def test_an_imagenet_resnet_gets_a_head_for_the_data(image_folder, tmp_path, cap
 
 
 @pytest.mark.parametrize(
-    "record, classes", [("finetune/pretrained.pt", 6), ("degradation/resnet20-seed0.pt", 10)]
+    "record, classes", [("transfer/pretrained.pt", 6), ("degradation/resnet20-seed0.pt", 10)]
 )
 def test_evaluate_reads_the_shipped_weights(image_folder, capsys, record, classes):
     """The 6-class pretrained network gave 'IndexError: Target 6 is out of bounds'; the
@@ -179,7 +179,7 @@ def test_evaluate_reads_the_shipped_weights(image_folder, capsys, record, classe
 
 
 def test_evaluate_refuses_a_head_of_unknown_classes(image_folder, tmp_path, capsys):
-    state = torch.load(REPO / "results" / "finetune" / "pretrained.pt", weights_only=True)
+    state = torch.load(REPO / "results" / "transfer" / "pretrained.pt", weights_only=True)
     state["data"] = state["history"]["meta"]["data"] = "some 6-class data"
     torch.save(state, tmp_path / "w.pt")
     assert (
@@ -340,3 +340,88 @@ def test_bad_data_and_bad_checkpoint_are_one_line(tmp_path, capsys):
 def test_debug_shows_the_traceback(tmp_path):
     with pytest.raises(ValueError, match="6n\\+2"):
         main(["--debug", "train", "--model", "resnet21"])
+
+
+# ---------------------------------------------------------------- bad input (issue 29)
+
+
+@pytest.mark.parametrize(
+    "field, value, says",
+    [
+        ("model_name", ..., "no 'model_name'"),
+        ("history", None, None),  # allowed: evaluates, with the classes of the data
+        ("build", "cifar_resnet", "'build' is a str, not a dict"),
+        ("history", {"meta": None, "epochs": []}, "'history' lacks its meta and epochs"),
+    ],
+)
+def test_evaluate_a_checkpoint_with_a_missing_or_odd_field(
+    image_folder, tmp_path, capsys, field, value, says
+):
+    """These gave KeyError or TypeError tracebacks."""
+    assert cli_train(image_folder, tmp_path / "run") == 0
+    path = tmp_path / "run" / "checkpoint.pt"
+    state = torch.load(path, weights_only=True)
+    state.pop(field) if value is ... else state.__setitem__(field, value)
+    torch.save(state, path)
+    capsys.readouterr()
+    args = ["evaluate", "--checkpoint", str(path), "--data", str(image_folder), "--no-download"]
+    if says is None:
+        assert main(args) == 0 and "test accuracy" in capsys.readouterr().out
+        return
+    assert main(args) == 2
+    msg = last_error(capsys)
+    assert "is a damaged resnet_lab checkpoint" in msg and says in msg
+
+
+def test_a_bad_world_size_names_the_variable(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "abc")
+    assert main(["train", "--data", str(tmp_path / "nowhere"), "--no-download"]) == 2
+    msg = last_error(capsys)
+    assert "WORLD_SIZE='abc'" in msg and "torchrun" in msg and "nowhere" not in msg
+
+
+def test_list_refuses_seeds_no_run_can_have(capsys):
+    with pytest.raises(SystemExit):
+        main(["experiment", "degradation", "--list", "--seeds", "0,4294967296"])
+    assert "seeds must be at most 4294967295" in capsys.readouterr().err
+    assert main(["experiment", "degradation/plain20", "--list", "--seeds", "4294967295"]) == 0
+
+
+def test_ctrl_c_in_the_first_checkpoint_write_offers_no_resume(
+    image_folder, tmp_path, capsys, monkeypatch
+):
+    """It said 'no epoch of this run was saved', then 'interrupted after 1 finished epochs;
+    continue with --resume'."""
+    import resnet_lab.run as R
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(R, "save_checkpoint", interrupted)
+    out = tmp_path / "run"
+    assert cli_train(image_folder, out) == 130
+    captured = capsys.readouterr()
+    assert "none is saved in" in captured.out and "resume=True" not in captured.out
+    last = captured.err.strip().splitlines()[-1]
+    assert last.startswith("interrupted before the first epoch was saved")
+    assert "--resume" not in last
+    assert not (out / "checkpoint.pt").exists()
+
+
+def test_ctrl_c_in_a_later_write_counts_only_the_saved_epochs(
+    image_folder, tmp_path, capsys, monkeypatch
+):
+    import resnet_lab.run as R
+
+    real = R.save_checkpoint
+
+    def interrupted_in_the_second_write(path, model, optimizer, scheduler, epoch, *a, **k):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return real(path, model, optimizer, scheduler, epoch, *a, **k)
+
+    monkeypatch.setattr(R, "save_checkpoint", interrupted_in_the_second_write)
+    out = tmp_path / "run"
+    assert cli_train(image_folder, out, "--epochs", "3") == 130
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == f"interrupted: {out} holds 1 finished epochs; continue with --resume --out {out}"

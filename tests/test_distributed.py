@@ -42,6 +42,7 @@ def torchrun(*args, nproc=2):
     return out
 
 
+@pytest.mark.slow  # two torchrun processes and one: about 20 s on 2 cores
 def test_two_processes_match_one(image_folder, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     assert (

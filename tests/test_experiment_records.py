@@ -10,6 +10,7 @@ from dataclasses import replace
 import pytest
 
 import resnet_lab.lab.experiments as ex
+import resnet_lab.lab.records as records
 from resnet_lab.checkpoints import History
 from resnet_lab.config import TrainConfig
 from resnet_lab.lab.cli import main
@@ -69,23 +70,23 @@ def tiny_study(tiny_data, monkeypatch):
     return study
 
 
-# ---------------------------------------------------------------------------- 7. finetune
+# ---------------------------------------------------------------------------- 7. transfer
 
 
-def test_finetune_list_lists_the_study_in_results_dir_and_trains_nothing(tmp_path, no_data, capsys):
-    rc = main(["experiment", "finetune", "--list", "--seeds", "1", "--results-dir", str(tmp_path)])
+def test_transfer_list_lists_the_study_in_results_dir_and_trains_nothing(tmp_path, no_data, capsys):
+    rc = main(["experiment", "transfer", "--list", "--seeds", "1", "--results-dir", str(tmp_path)])
     assert rc == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("pretraining") and "to run" in lines[0]
-    assert str(tmp_path / "finetune" / "pretrained.pt") in lines[0]
+    assert str(tmp_path / "transfer" / "pretrained.pt") in lines[0]
     assert len(lines) == 1 + len(TRANSFER.methods) * len(TRANSFER.budgets)  # seed 1 only
     assert all(re.search(r"seed 1\s+to run$", line) for line in lines[1:])
-    (tmp_path / "finetune").mkdir()
-    (tmp_path / "finetune" / "pretrained.pt").write_bytes(b"")
+    (tmp_path / "transfer").mkdir()
+    (tmp_path / "transfer" / "pretrained.pt").write_bytes(b"")
     run = {"method": "scratch", "labels_per_class": 10, "seed": 1, "test_acc": 0.5}
     older = {**run, "seed": 2}  # the equal-step study's: no protocol, not counted
-    (tmp_path / "finetune.json").write_text(json.dumps([{**run, "protocol": PROTOCOL}, older]))
-    assert main(["experiment", "finetune", "--list", "--results-dir", str(tmp_path)]) == 0
+    (tmp_path / "transfer.json").write_text(json.dumps([{**run, "protocol": PROTOCOL}, older]))
+    assert main(["experiment", "transfer", "--list", "--results-dir", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "recorded" in lines[0]
     assert re.match(r"scratch 10 labels/class seed 1\s+recorded$", lines[2])
@@ -93,14 +94,14 @@ def test_finetune_list_lists_the_study_in_results_dir_and_trains_nothing(tmp_pat
     assert sum("recorded" in line for line in lines) == 2
 
 
-def test_finetune_keeps_its_pretraining_in_results_dir_and_runs_only_its_seeds(
+def test_transfer_keeps_its_pretraining_in_results_dir_and_runs_only_its_seeds(
     tiny_study, tmp_path
 ):
     res = tmp_path / "res"
     rc = main(
         [
             "experiment",
-            "finetune",
+            "transfer",
             "--seeds",
             "1",
             "--results-dir",
@@ -113,9 +114,9 @@ def test_finetune_keeps_its_pretraining_in_results_dir_and_runs_only_its_seeds(
         ]
     )
     assert rc == 0
-    assert (res / "finetune" / "pretrained.pt").is_file()
-    assert (res / "finetune" / "pretrained.json").is_file()
-    records = json.loads((res / "finetune.json").read_text())
+    assert (res / "transfer" / "pretrained.pt").is_file()
+    assert (res / "transfer" / "pretrained.json").is_file()
+    records = json.loads((res / "transfer.json").read_text())
     assert sorted((r["method"], r["seed"]) for r in records) == [("finetune", 1), ("scratch", 1)]
     assert all(r["meta"]["cpu_shared"] == "other jobs ran beside it" for r in records)
     by = {r["method"]: r["selection"] for r in records}
@@ -124,10 +125,10 @@ def test_finetune_keeps_its_pretraining_in_results_dir_and_runs_only_its_seeds(
     assert len(by["finetune"]["candidates"]) == 3
 
 
-def test_cpu_shared_is_refused_outside_the_finetune_study(tmp_path, no_data, capsys):
+def test_cpu_shared_is_refused_outside_the_transfer_study(tmp_path, no_data, capsys):
     rc = main(["experiment", "degradation", "--cpu-shared", "x", "--results-dir", str(tmp_path)])
     assert rc == 2
-    assert "--cpu-shared is kept only by the finetune study's records" in capsys.readouterr().err
+    assert "--cpu-shared is kept only by the transfer study's records" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------- 8. records
@@ -166,17 +167,18 @@ def test_load_results_skips_a_record_whose_meta_names_another_run(tmp_path):
 def test_load_results_of_a_missing_folder_is_an_error_or_a_note(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="no results folder .*resluts: check the path"):
         load_results("degradation", tmp_path / "resluts")
-    monkeypatch.setenv("RESNET_LAB_RESULTS", str(tmp_path / "gone"))
+    monkeypatch.setattr(records, "PACKAGE", tmp_path / "site-packages" / "resnet_lab")
+    monkeypatch.setattr(records, "SHIPPED", tmp_path / "site-packages" / "resnet_lab" / "_results")
     notes: list[str] = []
     assert load_results("degradation", notes=notes) == {}
-    assert notes == [f"no results folder {tmp_path / 'gone'}: nothing is recorded"]
+    assert notes == [f"no results folder {records.SHIPPED}: nothing is recorded"]
 
 
 def test_every_shipped_record_still_loads():
     """Each file named <stem>-seed<k>.json in results/ loads, with no note: as many runs as the
     glob that load_results used before counts."""
     for name in EXPERIMENTS:
-        folder = ex.result_path(name, 0).parent
+        folder = ex.record_path(name, 0, records.results_dir()).parent
         files = list(folder.glob(f"{name.rsplit('/', 1)[-1]}-seed*.json"))
         notes: list[str] = []
         runs = load_results(name, notes=notes).get(name, [])
@@ -238,7 +240,7 @@ def test_one_function_says_which_runs_are_still_to_do(tmp_path, capsys):
         for line in capsys.readouterr().out.splitlines()
         if not line.endswith("recorded")
     ]
-    assert listed == [ex.run_id(n, s) for n, s in ex.runs_to_do("degradation", [0, 1], tmp_path)]
+    assert listed == [ex.run_name(n, s) for n, s in ex.runs_to_do("degradation", [0, 1], tmp_path)]
 
 
 # ---------------------------------------------------------------------------- 9a and the CLI
@@ -262,7 +264,7 @@ def test_a_results_dir_that_is_a_file_fails_before_any_training(
 ):
     file = tmp_path / "results.txt"
     file.write_text("not a folder")
-    for name in ("degradation/plain20", "finetune"):
+    for name in ("degradation/plain20", "transfer"):
         rc = main(
             [
                 "experiment",
@@ -296,3 +298,34 @@ def test_a_results_dir_that_is_a_file_fails_before_any_training(
             progress=False,
             **FAST,
         )
+
+
+# ---------------------------------------------------------------------------- where runs go
+
+
+def test_a_clones_experiment_records_into_the_readers_folder_not_the_books(tiny_data, tmp_path):
+    """Run from a checkout, an experiment used to write over the book's results/ (issue 27)."""
+    book = records.results_dir()
+    before = sorted(p.relative_to(book) for p in book.rglob("*"))
+    name, runs = "degradation/plain20", tmp_path / "runs"
+    (h,) = run_sweep(name, seeds=[7], runs_dir=runs, progress=False, data=tiny_data, **FAST)
+    own = records.own_results_dir()
+    assert own.is_relative_to(tmp_path)  # conftest's XDG_DATA_HOME
+    assert (own / "degradation" / "plain20-seed7.json").is_file()
+    assert sorted(p.relative_to(book) for p in book.rglob("*")) == before
+    notes: list[str] = []
+    seeds = [r.meta["seed"] for r in load_results(name, notes=notes)[name]]
+    assert seeds == [0, 1, 2, 7] and "your own runs: degradation/plain20 seed 7" in notes[0]
+    assert h.meta["git_commit"]  # the record says which code made it
+
+
+def test_into_book_results_is_the_maintainers_way_to_record_into_results(capsys):
+    command = ["experiment", "degradation/plain20", "--list"]
+    assert main(command) == 0  # the reader's folder: nothing recorded there
+    assert all(line.endswith("to run") for line in capsys.readouterr().out.splitlines())
+    assert main([*command, "--into-book-results"]) == 0  # the book's: its three seeds
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and all(line.endswith("recorded") for line in lines)
+    with pytest.raises(SystemExit):  # one or the other
+        main([*command, "--into-book-results", "--results-dir", "x"])
+    assert "not allowed with argument" in capsys.readouterr().err

@@ -311,7 +311,7 @@ def _tiny_study(**kw):
 
 def test_transfer_study_records_and_resumes(tiny_data, tmp_path):
     study = _tiny_study()
-    out, weights = tmp_path / "finetune.json", tmp_path / "pre.pt"
+    out, weights = tmp_path / "transfer.json", tmp_path / "pre.pt"
     records = run_transfer_study(
         study,
         data=tiny_data,
@@ -393,7 +393,7 @@ def test_one_candidate_trains_nothing_to_choose_it(tiny_data, tmp_path, monkeypa
 
 
 def test_records_of_the_older_protocol_are_refused_and_skipped(tiny_data, tmp_path):
-    out = tmp_path / "finetune.json"
+    out = tmp_path / "transfer.json"
     old = {"method": "scratch", "labels_per_class": 10, "seed": 0, "test_acc": 0.4}
     out.write_text(json.dumps([old]))
     with pytest.raises(ValueError, match="holds 1 runs made before each method chose its recipe"):

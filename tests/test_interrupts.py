@@ -67,6 +67,7 @@ def _train_cmd(data, out, *extra):
     ]
 
 
+@pytest.mark.slow  # a run, a signal and a resume, each: about 10 s
 @pytest.mark.parametrize(
     "sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=lambda s: s.name
 )
@@ -102,6 +103,7 @@ def _torchrun_cmd(data, out, *extra):
     return [torchrun, "--standalone", "--nproc_per_node", "2", *python_m]
 
 
+@pytest.mark.slow  # about 20 s
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the ranks through /proc")
 def test_torchrun_resume_after_one_rank_is_killed_equals_an_uninterrupted_run(
     image_folder, tmp_path
@@ -125,6 +127,7 @@ def test_torchrun_resume_after_one_rank_is_killed_equals_an_uninterrupted_run(
     _assert_same_weights(_weights(whole), _weights(cut))
 
 
+@pytest.mark.slow  # about 12 s
 @pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="sends the terminal's Ctrl-C to a process group"
 )

@@ -15,7 +15,6 @@ from resnet_lab.models import (
     cifar_resnet,
     count_params,
     imagenet_resnet,
-    plain56,
     resnet18,
     resnet20,
     resnet50,
@@ -41,7 +40,7 @@ def test_builders_and_output_shape():
     assert cifar_resnet(20, num_classes=100)(x).shape == (2, 100)
     assert cifar_resnet(11, block="bottleneck")(x).shape == (2, 10)
     assert cifar_resnet(20, block="preact", width=8)(x).shape == (2, 10)
-    m = plain56()
+    m = cifar_resnet(56, skip=False)
     assert not m.skip and all(b.downsample is None for b in m.blocks())
     assert len(m.blocks()) == 27
 

@@ -16,7 +16,7 @@ import pytest
 
 import resnet_lab.lab.records as records
 from resnet_lab.checkpoints import History
-from resnet_lab.lab.experiments import result_path
+from resnet_lab.lab.experiments import record_path
 from resnet_lab.lab.results import load_results, record_weights
 from resnet_lab.lab.transfer import PROTOCOL, load_transfer, transfer_paths
 
@@ -47,17 +47,44 @@ def installed(tmp_path, monkeypatch):
     return shipped, tmp_path / "data" / "resnet-lab" / "results"
 
 
-def test_a_checkout_reads_and_writes_its_results_folder(monkeypatch):
-    monkeypatch.delenv(records.ENV, raising=False)
+def test_a_checkout_reads_its_results_folder_and_writes_the_readers_own(tmp_path):
+    """A clone's experiment never writes over the book's results/ (issue 27)."""
+    own = tmp_path / "data" / "resnet-lab" / "results"  # XDG_DATA_HOME, set by conftest
     assert records.checkout_results() == ROOT / "results"
-    assert records.results_dir() == records.own_results_dir() == ROOT / "results"
-    assert records.record_dirs() == [ROOT / "results"]
+    assert records.results_dir() == ROOT / "results"
+    assert records.own_results_dir() == own
+    assert record_path("degradation/plain20", 1) == own / "degradation/plain20-seed1.json"
+    assert transfer_paths()[0] == own / "transfer.json"
+    assert records.record_dirs() == [ROOT / "results"]  # until the reader records a run
+    own.mkdir(parents=True)
+    assert records.record_dirs() == [ROOT / "results", own]
+    assert records.book_results_to_write() == ROOT / "results"  # a maintainer's, on purpose
 
 
-def test_the_environment_variable_overrides_both(tmp_path, monkeypatch, installed):
+def test_the_environment_variable_names_the_readers_folder_never_the_books(
+    tmp_path, monkeypatch, installed
+):
+    shipped, _ = installed
+    _record(shipped, "degradation/plain20", 0)
+    (tmp_path / "mine").mkdir()  # set to an empty folder: the book's records stay in view
     monkeypatch.setenv(records.ENV, str(tmp_path / "mine"))
-    assert records.results_dir() == records.own_results_dir() == tmp_path / "mine"
-    assert result_path("degradation/plain20", 1) == tmp_path / "mine/degradation/plain20-seed1.json"
+    assert records.results_dir() == shipped
+    assert records.own_results_dir() == tmp_path / "mine"
+    assert record_path("degradation/plain20", 1) == tmp_path / "mine/degradation/plain20-seed1.json"
+    assert records.record_dirs() == [shipped, tmp_path / "mine"]
+    runs = load_results("degradation/plain20", notes=[])["degradation/plain20"]
+    assert [h.meta["seed"] for h in runs] == [0]
+    with pytest.raises(ValueError, match="--into-book-results records into a checkout's results/"):
+        records.book_results_to_write()
+
+
+@pytest.mark.parametrize("inside", ["", "mine"])
+def test_the_environment_variable_never_names_the_books_folder(monkeypatch, inside):
+    """RESNET_LAB_RESULTS=results used to make a reader's runs overwrite the book's records."""
+    monkeypatch.setenv(records.ENV, str(ROOT / "results" / inside))
+    with pytest.raises(ValueError, match="is the book's results folder .*--into-book-results"):
+        records.own_results_dir()
+    assert records.book_results_to_write() == ROOT / "results"
 
 
 def test_installed_reads_the_shipped_records_and_writes_beside_them(installed):
@@ -65,8 +92,8 @@ def test_installed_reads_the_shipped_records_and_writes_beside_them(installed):
     assert records.checkout_results() is None
     assert records.results_dir() == shipped and records.record_dirs() == [shipped]
     assert records.own_results_dir() == own  # never inside the package
-    assert result_path("degradation/plain20", 0).parent == own / "degradation"
-    assert transfer_paths()[0] == own / "finetune.json"
+    assert record_path("degradation/plain20", 0).parent == own / "degradation"
+    assert transfer_paths()[0] == own / "transfer.json"
 
 
 def test_the_readers_own_runs_are_read_beside_the_shipped_ones(installed):
@@ -103,28 +130,43 @@ def test_load_transfer_puts_the_readers_runs_in_place_of_the_books(installed):
     shipped, own = installed
     run = {"method": "scratch", "labels_per_class": 10, "seed": 0, "test_acc": 0.5}
     run["protocol"] = PROTOCOL
-    (shipped / "finetune").mkdir()
-    (shipped / "finetune.json").write_text(json.dumps([run, {**run, "seed": 1}]))
-    (shipped / "finetune" / "pretrained.pt").write_bytes(b"book")
+    (shipped / "transfer").mkdir()
+    (shipped / "transfer.json").write_text(json.dumps([run, {**run, "seed": 1}]))
+    (shipped / "transfer" / "pretrained.pt").write_bytes(b"book")
     assert load_transfer(notes=[]) == (
         [run, {**run, "seed": 1}],
-        shipped / "finetune/pretrained.pt",
+        shipped / "transfer/pretrained.pt",
     )
     own.mkdir(parents=True)
-    (own / "finetune.json").write_text(json.dumps([{**run, "test_acc": 0.7}]))
+    (own / "transfer.json").write_text(json.dumps([{**run, "test_acc": 0.7}]))
     notes: list[str] = []
     runs, weights = load_transfer(notes=notes)
     assert [r["test_acc"] for r in runs] == [0.7, 0.5]
-    assert weights == shipped / "finetune/pretrained.pt"
-    assert notes == [f"your own runs: 1 transfer runs from {own / 'finetune.json'}"]
+    assert weights == shipped / "transfer/pretrained.pt"
+    assert notes == [f"your own runs: 1 transfer runs from {own / 'transfer.json'}"]
 
 
 def test_load_transfer_skips_a_damaged_file_with_a_note(installed):
     shipped, _ = installed
-    (shipped / "finetune.json").write_text("{not json")
+    (shipped / "transfer.json").write_text("{not json")
     notes: list[str] = []
     assert load_transfer(notes=notes) == ([], None)
-    assert len(notes) == 1 and notes[0].startswith("skipped finetune.json:")
+    assert len(notes) == 1 and notes[0].startswith("skipped transfer.json:")
+
+
+def test_a_readers_transfer_records_under_their_old_names_still_load(installed):
+    """Before the study was called 'transfer', a reader's run wrote finetune.json and
+    finetune/pretrained.pt: they still load, and a resumed study goes on appending to them."""
+    _, own = installed
+    run = {"method": "scratch", "labels_per_class": 10, "seed": 0, "test_acc": 0.5}
+    run["protocol"] = PROTOCOL
+    (own / "finetune").mkdir(parents=True)
+    (own / "finetune.json").write_text(json.dumps([run]))
+    (own / "finetune" / "pretrained.pt").write_bytes(b"mine")
+    assert transfer_paths() == (own / "finetune.json", own / "finetune" / "pretrained.pt")
+    assert load_transfer(notes=[]) == ([run], own / "finetune" / "pretrained.pt")
+    (own / "transfer.json").write_text(json.dumps([]))  # the new name wins once it is there
+    assert transfer_paths()[0] == own / "transfer.json"
 
 
 def test_chapters_never_open_the_repositorys_files():

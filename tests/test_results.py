@@ -1,6 +1,7 @@
 """resnet_lab.lab.results: config_differences and the paper's recipe it compares with, the
 standard error of a difference, and the readers of records behind chapters 5 and 7."""
 
+import json
 import math
 from dataclasses import asdict, replace
 
@@ -25,11 +26,14 @@ from resnet_lab.lab.results import (
     load_note,
     load_results,
     load_sweep,
+    mean_sd,
     paper_protocol,
     record_weights,
     recorded_model,
     standard_error,
+    summarize,
 )
+from resnet_lab.lab.transfer import PROTOCOL, load_transfer, transfer_summary
 from resnet_lab.models import build_model
 
 
@@ -223,3 +227,49 @@ def test_load_sweep_names_the_runs_without_the_sweeps_folder():
     assert sorted(sweep) == sorted(name.split("/")[1] for name in full)
     assert {"plain20", "plain56", "resnet20", "resnet56"} <= set(sweep)
     assert sweep["plain20"] == full["degradation/plain20"]
+
+
+# ---------------------------------------------------------------- bad records (issue 29)
+
+
+def test_a_sweep_summary_skips_a_bad_record_and_says_so(tmp_path):
+    """A test_acc of NaN used to vanish from the mean without a word, and one of 7.5 made it
+    411%."""
+    folder = tmp_path / "degradation"
+    for seed, acc in enumerate((0.5, 0.7, float("nan"), 7.5)):
+        epochs = [{"epoch": 1, "seconds": 1.0, "test_acc": acc}]
+        meta = {"experiment": "degradation/plain20", "seed": seed}
+        (folder / f"plain20-seed{seed}.json").parent.mkdir(exist_ok=True)
+        (folder / f"plain20-seed{seed}.json").write_text(
+            json.dumps({"meta": meta, "epochs": epochs})
+        )
+    notes: list[str] = []
+    runs = load_results("degradation/plain20", tmp_path, notes=notes)
+    assert summarize(runs)["degradation/plain20"] == pytest.approx((0.6, 0.1414, 2), abs=1e-4)
+    assert len(notes) == 2
+    assert "plain20-seed2.json" in notes[0] and "test_acc nan is not a fraction" in notes[0]
+    assert "plain20-seed3.json" in notes[1] and "test_acc 7.5 is not a fraction" in notes[1]
+
+
+def test_a_mean_never_drops_a_nan_silently():
+    assert mean_sd([0.5, None, 0.7])[2] == 2  # None: not measured
+    with pytest.raises(ValueError, match="not a finite number"):
+        mean_sd([0.5, float("nan"), 0.7])
+
+
+def test_a_damaged_transfer_run_is_skipped_with_a_note(tmp_path):
+    good = {"method": "scratch", "labels_per_class": 10, "seed": 0, "test_acc": 0.5}
+    good["protocol"] = PROTOCOL
+    bad = [
+        {**good, "seed": 1, "test_acc": 7.5},
+        {**good, "seed": 2, "test_acc": float("nan")},
+        {**good, "seed": 3, "test_loss": float("nan")},
+        {**good, "seed": 4, "method": "finetuen"},
+    ]
+    (tmp_path / "transfer.json").write_text(json.dumps([good, *bad]))
+    notes: list[str] = []
+    runs, _ = load_transfer(tmp_path, notes=notes)
+    assert runs == [good]
+    assert transfer_summary(runs) == {("scratch", 10): (0.5, 0.0, 1)}
+    assert len(notes) == 4 and all(n.startswith("skipped a run of transfer.json:") for n in notes)
+    assert "test_acc 7.5 is not a fraction" in notes[0] and "unknown method" in notes[3]

@@ -237,3 +237,19 @@ def test_a_checkpoint_from_before_the_data_digest_still_resumes(tiny_data, tmp_p
             checkpoint_dir=tmp_path,
             resume=True,
         )
+
+
+def test_a_resume_removes_what_a_writer_killed_mid_write_left(tiny_data, tmp_path):
+    """A SIGKILL during a checkpoint write left .checkpoint.pt.tmp-<pid> for good."""
+    import subprocess
+    import sys
+
+    cfg = replace(CFG, epochs=2, schedule="constant")  # resumable for a longer run
+    train(small_model(), tiny_data, replace(cfg, epochs=1), progress=False, checkpoint_dir=tmp_path)
+    killed = subprocess.Popen([sys.executable, "-c", "pass"])
+    killed.wait()
+    left = tmp_path / f".checkpoint.pt.tmp-{killed.pid}"
+    left.write_bytes(b"half a checkpoint")
+    h = train(small_model(), tiny_data, cfg, progress=False, checkpoint_dir=tmp_path, resume=True)
+    assert h["epoch"] == [1, 2] and not left.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "history.json"]

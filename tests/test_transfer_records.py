@@ -37,8 +37,8 @@ def _record(method="scratch", budget=10, seed=0, acc=0.5, *, recipe=None, candid
 def test_caption_counts_runs_seeds_minutes_and_warns_of_a_shared_cpu():
     records = [_record(seed=0), _record(seed=1, cpu_shared="nice 10")]
     text = transfer_caption(records, None)
-    assert text.startswith("Recorded in finetune.json: 2 runs, mean ± sd over 2 seeds;")
-    assert "(see results/finetune/)" in text and "2 min in all" in text
+    assert text.startswith("Recorded in transfer.json: 2 runs, mean ± sd over 2 seeds;")
+    assert "(see results/transfer/)" in text and "2 min in all" in text
     assert "(1 runs shared the CPU" in text and text.endswith("on cpu; commit abc.")
     pre = History(epochs=[{"epoch": 1, "seconds": 60.0, "test_acc": 0.8}], meta={})
     alone = transfer_caption(records[:1], pre)

@@ -3,6 +3,7 @@
     python -m resnet_lab train --model resnet20 --epochs 30 --data auto --out runs/resnet20
     python -m resnet_lab evaluate --checkpoint runs/resnet20/checkpoint.pt
     python -m resnet_lab experiment degradation          # a sweep: every model x seed
+    python -m resnet_lab experiment transfer             # chapter 8's transfer study
     torchrun --nproc_per_node 2 -m resnet_lab train --model resnet20 --out runs/ddp
 
 Expected errors (bad data, a checkpoint of another model, a bad setting, an unknown model) print
@@ -25,8 +26,10 @@ from resnet_lab.checkpoints import CheckpointMismatch, load_checkpoint
 from resnet_lab.cifar10 import DataError, load_cifar10
 from resnet_lab.config import TrainConfig
 from resnet_lab.device import pick_device
+from resnet_lab.distributed import distributed_setup
 from resnet_lab.evaluation import evaluate
-from resnet_lab.lab.experiments import run_id, run_sweep, sweep_status
+from resnet_lab.lab.experiments import run_name, run_sweep, sweep_status
+from resnet_lab.lab.records import book_results_to_write, own_results_dir
 from resnet_lab.lab.runfolder import RunLockedError, train_in_folder
 from resnet_lab.lab.transfer import (
     TRANSFER,
@@ -40,6 +43,7 @@ from resnet_lab.models import build_model, check_model_name
 from resnet_lab.train import seed_everything
 
 TRUE, FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
+MAX_SEED = 2**32 - 1
 
 
 def parse_bool(text: str) -> bool:
@@ -85,6 +89,10 @@ def _seeds(text: str) -> list[int]:
         )
     if min(seeds) < 0 or len(set(seeds)) < len(seeds):
         raise argparse.ArgumentTypeError(f"seeds must be distinct and 0 or more, got {text!r}")
+    if max(seeds) > MAX_SEED:  # TrainConfig.seed's rule: no run could use it
+        raise argparse.ArgumentTypeError(
+            f"seeds must be at most {MAX_SEED} (2**32 - 1, TrainConfig.seed), got {max(seeds)}"
+        )
     return seeds
 
 
@@ -181,8 +189,8 @@ def _experiment_args(sub) -> None:
     """The ``experiment`` command's arguments."""
     p_exp = sub.add_parser(
         "experiment",
-        help="run a named experiment or sweep, writing results/<name>-seed<k>.json "
-        "('finetune': the transfer study, results/finetune.json)",
+        help="run a named experiment or sweep, recording each run as <name>-seed<k>.json in "
+        "your results folder ('transfer': chapter 8's transfer study, transfer.json)",
     )
     p_exp.add_argument("name")
     p_exp.add_argument(
@@ -191,15 +199,20 @@ def _experiment_args(sub) -> None:
         default=None,
         help="seeds to run, e.g. 0,1,2 (default: the experiment's)",
     )
-    p_exp.add_argument(
+    where = p_exp.add_mutually_exclusive_group()
+    where.add_argument(
         "--results-dir",
         default=None,
-        help="where the records are read and written (default: a checkout's "
-        "results/; installed, ~/.local/share/resnet-lab/results, see "
-        "resnet_lab.lab.records); for finetune, finetune.json and "
-        "finetune/pretrained.pt",
+        help="the results folder where the records are read and written (default: yours, "
+        "$RESNET_LAB_RESULTS or ~/.local/share/resnet-lab/results; see resnet_lab.lab.records)",
     )
-    p_exp.add_argument("--runs-dir", default="runs", help="where checkpoints of unfinished runs go")
+    where.add_argument(
+        "--into-book-results",
+        action="store_true",
+        help="for the book's maintainers: record into the checkout's results/, the book's "
+        "records, instead of your own folder",
+    )
+    p_exp.add_argument("--runs-dir", default="runs", help="where the run folders go")
     p_exp.add_argument("--no-progress", action="store_true")
     p_exp.add_argument(
         "--list", action="store_true", help="list the runs and whether they are recorded"
@@ -208,7 +221,7 @@ def _experiment_args(sub) -> None:
         "--cpu-shared",
         default=None,
         metavar="NOTE",
-        help="finetune only: a line kept in each run's meta (cpu_shared), saying that other "
+        help="transfer only: a line kept in each run's meta (cpu_shared), saying that other "
         "jobs shared the machine, so that its minutes are not taken for clean timings",
     )
 
@@ -227,6 +240,7 @@ def _train(args) -> int:
     if args.out is not None and not args.out.strip():
         raise ValueError("--out is empty: name the run's folder, e.g. --out runs/resnet20")
     pick_device(cfg.device)  # a device this machine lacks fails before the data is loaded
+    distributed_setup(cfg.device)  # so does a bad WORLD_SIZE; under torchrun: join the others
     data = _load_data(args)
     print(f"data: {data.describe()}")
     seed_everything(cfg.seed)  # before the model is built: the seed fixes the starting weights
@@ -282,10 +296,11 @@ def _head_classes(model: nn.Module) -> int | None:
 def _trained_classes(state: dict) -> list[str] | None:
     """The class names a checkpoint was trained on: its History's ``classes``, or for older
     records the ``classes: ...`` note of its data description; None when neither says."""
-    meta = state["history"]["meta"]
-    if meta.get("classes"):
-        return list(meta["classes"])
-    found = re.search(r"classes: ([^;)]*)", state.get("data") or meta.get("data") or "")
+    meta = (state.get("history") or {}).get("meta", {})
+    classes, data = meta.get("classes"), state.get("data") or meta.get("data")
+    if isinstance(classes, list) and all(isinstance(c, str) for c in classes) and classes:
+        return classes
+    found = re.search(r"classes: ([^;)]*)", data if isinstance(data, str) else "")
     return [c.strip() for c in found.group(1).split(",")] if found else None
 
 
@@ -325,53 +340,71 @@ def _evaluate(args) -> int:
     return 0
 
 
-def _experiment(args) -> int:
-
+def _results_folder(args) -> str | Path | None:
+    """The results folder the command records into: ``--results-dir``, the book's with
+    ``--into-book-results``, else None (the reader's own, resnet_lab.lab.records)."""
     if args.results_dir == "":
         raise ValueError(
-            "--results-dir is empty: name a folder, or leave it out for the "
-            "default (resnet_lab.lab.records.own_results_dir)"
+            "--results-dir is empty: name a folder, or leave it out for your own "
+            f"({own_results_dir()})"
         )
+    if args.into_book_results:
+        return book_results_to_write()
     if args.list and args.results_dir and not Path(args.results_dir).is_dir():
         print(
             f"note: {args.results_dir} is not a folder: nothing is recorded there", file=sys.stderr
         )
-    if args.name == "finetune":  # the transfer study of chapter 6: finetune.json in --results-dir
-        study = TRANSFER if args.seeds is None else replace(TRANSFER, seeds=tuple(args.seeds))
-        out, weights = transfer_paths(args.results_dir)
-        if args.list:
-            state = "recorded" if weights.is_file() else "to run"
-            print(f"{'pretraining':40s} {state} ({weights})")
-            for method, budget, seed, done in transfer_status(study, out):
-                print(
-                    f"{f'{method} {budget} labels/class seed {seed}':40s} "
-                    f"{'recorded' if done else 'to run'}"
-                )
-            return 0
-        records = run_transfer_study(
-            study,
-            out=out,
-            weights=weights,
-            runs_dir=args.runs_dir,
-            progress=not args.no_progress,
-            cpu_shared=args.cpu_shared,
-        )
-        for (method, budget), (mean, sd, n) in transfer_summary(records).items():
+    return args.results_dir
+
+
+def _transfer(args, results: str | Path | None) -> int:
+    """``experiment transfer``: the transfer study of chapter 8, listed or run."""
+    study = TRANSFER if args.seeds is None else replace(TRANSFER, seeds=tuple(args.seeds))
+    out, weights = transfer_paths(results)
+    if args.list:
+        state = "recorded" if weights.is_file() else "to run"
+        print(f"{'pretraining':40s} {state} ({weights})")
+        for method, budget, seed, done in transfer_status(study, out):
             print(
-                f"{method:15s} {budget:4d} labels/class: {100 * mean:5.1f} +- {100 * sd:.1f}% "
-                f"test accuracy ({n} seeds)"
+                f"{f'{method} {budget} labels/class seed {seed}':40s} "
+                f"{'recorded' if done else 'to run'}"
             )
         return 0
+    records = run_transfer_study(
+        study,
+        out=out,
+        weights=weights,
+        runs_dir=args.runs_dir,
+        progress=not args.no_progress,
+        cpu_shared=args.cpu_shared,
+    )
+    for (method, budget), (mean, sd, n) in transfer_summary(records).items():
+        print(
+            f"{method:15s} {budget:4d} labels/class: {100 * mean:5.1f} +- {100 * sd:.1f}% "
+            f"test accuracy ({n} seeds)"
+        )
+    return 0
+
+
+def _experiment(args) -> int:
+    if args.name == "finetune":
+        raise ValueError(
+            "the transfer study of chapter 8 is called 'transfer' now: python -m resnet_lab "
+            "experiment transfer (its records: transfer.json, transfer/pretrained.pt)"
+        )
+    results = _results_folder(args)
+    if args.name == "transfer":
+        return _transfer(args, results)
     if args.cpu_shared is not None:
-        raise ValueError("--cpu-shared is kept only by the finetune study's records: leave it out")
+        raise ValueError("--cpu-shared is kept only by the transfer study's records: leave it out")
     if args.list:
-        for name, seed, state in sweep_status(args.name, args.seeds, args.results_dir):
-            print(f"{run_id(name, seed):40s} {state}")
+        for name, seed, state in sweep_status(args.name, args.seeds, results):
+            print(f"{run_name(name, seed):40s} {state}")
         return 0
     done = run_sweep(
         args.name,
         seeds=args.seeds,
-        results_dir=args.results_dir,
+        results_dir=results,
         runs_dir=args.runs_dir,
         progress=not args.no_progress,
     )

@@ -1,17 +1,16 @@
-"""Named experiments and sweeps whose results the book plots.
+"""Named experiments and sweeps whose records the book plots.
 
-An experiment is a model (a :func:`~resnet_lab.models.build_model` name and arguments), a
+An *experiment* is a model (a :func:`~resnet_lab.models.build_model` name and arguments), a
 recipe (a :class:`~resnet_lab.train.TrainConfig`), the data it trains on and the seeds to run it
 with. A *sweep* is a group of experiments sharing a prefix (``degradation/plain20``,
 ``degradation/resnet20``, ...), run as one: ``python -m resnet_lab experiment degradation``.
+A *run* is one experiment with one seed (:func:`run_name`: ``degradation/plain20-seed1``).
 
-Layout of a results folder: one History JSON per run, ``<experiment>-seed<k>.json``
-(``degradation/resnet20-seed1.json``), and ``.pt`` weights beside it where the book needs the
-trained network. Which folder is read and which is written is :mod:`resnet_lab.lab.records`' rule:
-a checkout's ``results/``, or, installed, the records shipped in the package read beside the
-reader's own folder. A run already recorded is skipped; an interrupted run resumes from its
-checkpoint in ``runs/<experiment>-seed<k>/``. :func:`load_results` reads a sweep back and
-:func:`mean_sd` gives the mean and standard deviation over seeds that the book reports.
+:func:`run_experiment` trains a run in its run folder ``runs/<run name>/`` (resumed there if
+interrupted) and, once finished, saves its *record* ``<run name>.json`` (with ``.pt`` weights
+beside it where the book needs the trained network) in a results folder: by default the
+reader's own, never the book's (:mod:`resnet_lab.lab.records`). A run already recorded is
+skipped. :func:`~resnet_lab.lab.results.load_results` reads the records back.
 """
 
 from __future__ import annotations
@@ -263,14 +262,16 @@ def experiment_names(name: str) -> list[str]:
     return group
 
 
-def run_id(name: str, seed: int) -> str:
+def run_name(name: str, seed: int) -> str:
+    """A run's name: its experiment and seed, ``degradation/plain20-seed1``. Its run folder is
+    ``runs/<run name>/``, its record ``<run name>.json`` in a results folder."""
     return f"{name}-seed{seed}"
 
 
-def result_path(name: str, seed: int, results_dir: str | Path | None = None) -> Path:
-    """Where run ``seed`` of ``name`` is recorded in ``results_dir``; by default where the reader's
-    runs are written (:func:`~resnet_lab.lab.records.own_results_dir`)."""
-    return Path(results_dir or own_results_dir()) / f"{run_id(name, seed)}.json"
+def record_path(name: str, seed: int, results_dir: str | Path | None = None) -> Path:
+    """The path of the record of run ``seed`` of experiment ``name`` in the results folder
+    ``results_dir``; by default the reader's (:func:`~resnet_lab.lab.records.own_results_dir`)."""
+    return Path(results_dir or own_results_dir()) / f"{run_name(name, seed)}.json"
 
 
 def is_recorded(path: Path, epochs: int, *, weights: bool = False) -> bool:
@@ -333,12 +334,12 @@ def run_experiment(
     exp = EXPERIMENTS[name]
     seed = exp.seeds[0] if seed is None else seed
     cfg = replace(exp.config, seed=seed, **overrides)
-    out = Path(out) if out is not None else result_path(name, seed)
-    run_dir = Path(runs_dir) / run_id(name, seed)
+    out = Path(out) if out is not None else record_path(name, seed)
+    run_dir = Path(runs_dir) / run_name(name, seed)
     if not overwrite and is_recorded(out, cfg.epochs):
         if not exp.keep_weights or out.with_suffix(".pt").is_file():
             raise RunExistsError(
-                f"{run_id(name, seed)} is already recorded in {out}: "
+                f"{run_name(name, seed)} is already recorded in {out}: "
                 "keep it, or pass overwrite=True to train it again"
             )
         if _export_recorded(run_dir, out):  # only the weights were lost
@@ -382,7 +383,7 @@ def run_state(
     (``epochs`` long, default the experiment's; with its ``.pt`` where the experiment keeps its
     weights), else ``"to run"``, with the reason when only the weights are missing."""
     exp = EXPERIMENTS[name]
-    path = result_path(name, seed, results_dir)
+    path = record_path(name, seed, results_dir)
     epochs = exp.config.epochs if epochs is None else epochs
     if is_recorded(path, epochs, weights=exp.keep_weights):
         return RECORDED
@@ -431,15 +432,15 @@ def run_sweep(
     ``results/``, with a progress bar over runs. Returns the Histories of the runs it trained."""
     todo = []
     for exp_name, seed, state in sweep_status(name, seeds, results_dir, overrides.get("epochs")):
-        out = result_path(exp_name, seed, results_dir)
+        out = record_path(exp_name, seed, results_dir)
         if state == RECORDED:
-            tqdm.write(f"{run_id(exp_name, seed)}: already recorded in {out}, skipped")
+            tqdm.write(f"{run_name(exp_name, seed)}: already recorded in {out}, skipped")
         else:
             todo.append((exp_name, seed, out))
     done = []
     bar = tqdm(todo, desc=f"sweep {name}", unit="run", disable=not progress, position=0)
     for exp_name, seed, out in bar:
-        bar.set_postfix(run=run_id(exp_name, seed))
+        bar.set_postfix(run=run_name(exp_name, seed))
         h = run_experiment(
             exp_name,
             seed=seed,
@@ -452,5 +453,5 @@ def run_sweep(
         done.append(h)
         if h.interrupted:
             break
-        bar.write(f"{run_id(exp_name, seed)}: {h.summary()}")
+        bar.write(f"{run_name(exp_name, seed)}: {h.summary()}")
     return done

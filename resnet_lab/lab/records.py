@@ -1,18 +1,22 @@
-"""Where the book's records are read from, and where a reader's own runs are written.
+"""Where the book's records are read from, and where a reader's own runs are recorded.
 
-Records are the small JSON Histories of real runs (and the few weights the book loads) that
-the chapters plot. One rule says where they are:
+A *record* is the History of a finished run saved as JSON (``<experiment>-seed<k>.json``, and
+for a few runs the trained weights beside it, ``.pt``); a *results folder* holds records. Two
+of them count, and the rule is the same from a clone and from a wheel:
 
-1. ``$RESNET_LAB_RESULTS``, when set: that folder alone, read and written;
-2. else, running from a checkout (the package's parent folder holds ``pyproject.toml`` and
-   ``results/``; an editable install counts): the checkout's ``results/``, read and written,
-   since its records are the book's;
-3. else, installed from a wheel: the copy shipped inside the package (``resnet_lab/_results``,
-   which ``setup.py`` copies from ``results/`` at build time), read only. The reader's own
-   runs are written to :func:`own_results_dir` (``$XDG_DATA_HOME/resnet-lab/results``, by
-   default ``~/.local/share/resnet-lab/results``), never into the installed package, and read
-   beside the shipped ones: a reader's record of a run takes the place of the shipped record
-   of the same run, and the chapter says so.
+1. The book's records (:func:`results_dir`), always read: running from a checkout (the
+   package's parent folder holds ``pyproject.toml`` and ``results/``; an editable install
+   counts), the checkout's ``results/``; installed from a wheel, the copy shipped inside the
+   package (``resnet_lab/_results``, which ``setup.py`` copies from ``results/`` at build time).
+2. The reader's own (:func:`own_results_dir`): ``$RESNET_LAB_RESULTS`` when set, else
+   ``$XDG_DATA_HOME/resnet-lab/results`` (by default ``~/.local/share/resnet-lab/results``).
+   Experiments write here, never over the book's records, and the chapters read these records
+   beside the book's: a reader's record of a run takes the place of the book's record of the
+   same run, and the chapter says so.
+
+The book's maintainers record into the checkout's ``results/`` on purpose:
+``python -m resnet_lab experiment NAME --into-book-results`` (:func:`book_results_to_write`).
+``$RESNET_LAB_RESULTS`` naming the book's folder, or a folder inside it, is refused.
 
 Standard library only: ``setup.py`` reads :data:`SHIPPED_WEIGHTS` from this file at build time,
 before torch or anything else is installed.
@@ -34,7 +38,7 @@ SHIPPED_WEIGHTS = (
     "cpu_resnet20-seed0.pt",
     "degradation/resnet20-seed0.pt",
     "degradation/plain20-seed0.pt",
-    "finetune/pretrained.pt",
+    "transfer/pretrained.pt",
 )
 
 
@@ -46,33 +50,50 @@ def checkout_results() -> Path | None:
     return None
 
 
-def _from_env() -> Path | None:
-    value = os.environ.get(ENV, "").strip()
-    return Path(value).expanduser() if value else None
-
-
 def results_dir() -> Path:
-    """Where the book's records are read from: ``$RESNET_LAB_RESULTS``, the checkout's
-    ``results/``, else the copy shipped in the package (see the module docstring)."""
-    return _from_env() or checkout_results() or SHIPPED
+    """The book's records, always read: the checkout's ``results/``, else the copy shipped in
+    the package (see the module docstring)."""
+    return checkout_results() or SHIPPED
 
 
 def own_results_dir() -> Path:
-    """Where experiments write their records: ``$RESNET_LAB_RESULTS``, the checkout's
-    ``results/``, else the reader's data folder (``$XDG_DATA_HOME/resnet-lab/results``, by
-    default ``~/.local/share/resnet-lab/results``): never inside the installed package."""
-    found = _from_env() or checkout_results()
-    if found is not None:
-        return found
+    """Where the reader's runs are recorded, and read beside the book's: ``$RESNET_LAB_RESULTS``
+    when set, else ``$XDG_DATA_HOME/resnet-lab/results`` (by default
+    ``~/.local/share/resnet-lab/results``); never inside the installed package."""
+    value = os.environ.get(ENV, "").strip()
+    if value:
+        own, book = Path(value).expanduser(), results_dir()
+        if own.resolve().is_relative_to(book.resolve()):
+            raise ValueError(
+                f"{ENV}={value!r} is the book's results folder ({book}): your runs would "
+                "overwrite the book's records; name a folder of your own, e.g. "
+                f"{ENV}=~/resnet-lab-results (a maintainer records into the book with "
+                "--into-book-results)"
+            )
+        return own
     base = os.environ.get("XDG_DATA_HOME", "").strip() or Path.home() / ".local" / "share"
     return Path(base).expanduser() / "resnet-lab" / "results"
 
 
+def book_results_to_write() -> Path:
+    """The checkout's ``results/``, for a maintainer who records a run into the book
+    (``--into-book-results``); an installed package has none to write."""
+    found = checkout_results()
+    if found is None:
+        raise ValueError(
+            "--into-book-results records into a checkout's results/, but this resnet_lab is "
+            f"installed ({PACKAGE}): run it from a clone of the repository, or leave the option "
+            f"out to record into {own_results_dir()}"
+        )
+    return found
+
+
 def record_dirs() -> list[Path]:
-    """The folders records are read from, the book's first: one folder, or two when the package
-    is installed and the reader has recorded runs of their own."""
-    read, own = results_dir(), own_results_dir()
-    return [read, own] if own != read and own.is_dir() else [read]
+    """The results folders records are read from, the book's first: one folder, or two when the
+    reader has recorded runs of their own (in a folder other than the book's)."""
+    book, own = results_dir(), own_results_dir()
+    same = own.is_dir() and book.is_dir() and own.resolve() == book.resolve()
+    return [book, own] if own.is_dir() and not same else [book]
 
 
 def git_commit() -> str | None:

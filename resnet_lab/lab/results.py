@@ -26,7 +26,7 @@ from torch import nn
 
 from resnet_lab.checkpoints import History, load_checkpoint
 from resnet_lab.config import TrainConfig
-from resnet_lab.lab.experiments import EXPERIMENTS, experiment_names, result_path
+from resnet_lab.lab.experiments import EXPERIMENTS, experiment_names, record_path
 from resnet_lab.lab.records import record_dirs
 from resnet_lab.lab.records import results_dir as book_results_dir
 from resnet_lab.models import build_model
@@ -35,7 +35,7 @@ from resnet_lab.models import build_model
 def _record_files(exp_name: str, root: Path, note) -> list[tuple[int, Path]]:
     """(seed, path) of the files named exactly ``<stem>-seed<k>.json`` for ``exp_name`` under
     ``root``, by seed; a look-alike (``-seed0-backup.json``, ``-seed0 (copy).json``) gets a note."""
-    folder = result_path(exp_name, 0, root).parent
+    folder = record_path(exp_name, 0, root).parent
     stem = Path(exp_name).name
     exact = re.compile(re.escape(stem) + r"-seed(0|[1-9][0-9]*)\.json")
     found = []
@@ -125,7 +125,7 @@ def record_weights(name: str, seed: int = 0, *, notes: list[str] | None = None) 
     """The ``.pt`` weights recorded beside run ``seed`` of ``name``: the reader's own when they
     have them (with a note, appended to ``notes``, else printed), else the book's; None when
     neither is recorded."""
-    book, *own = [result_path(name, seed, d).with_suffix(".pt") for d in record_dirs()]
+    book, *own = [record_path(name, seed, d).with_suffix(".pt") for d in record_dirs()]
     for path in own:
         if path.is_file():
             (print if notes is None else notes.append)(f"your own weights: {name} from {path}")
@@ -171,8 +171,15 @@ def load_note(name: str) -> dict | None:
 
 
 def mean_sd(values) -> tuple[float, float, int]:
-    """Mean, sample standard deviation (0 for a single value) and count."""
-    values = [float(v) for v in values if v is not None and not math.isnan(v)]
+    """Mean, sample standard deviation (0 for a single value) and count; a None (not measured)
+    is left out. A NaN or infinite value is a ValueError: it must not vanish from a mean."""
+    values = [float(v) for v in values if v is not None]
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(
+            f"cannot average {values}: a value that is not a finite number, from a damaged "
+            "record or a run that diverged; load the records with load_results, which skips "
+            "such a record with a note"
+        )
     if not values:
         return float("nan"), float("nan"), 0
     sd = statistics.stdev(values) if len(values) > 1 else 0.0

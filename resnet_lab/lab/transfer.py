@@ -1,4 +1,4 @@
-"""The transfer study of chapter 6: pretrain on some CIFAR-10 classes, adapt to the others.
+"""The transfer study of chapter 8: pretrain on some CIFAR-10 classes, adapt to the others.
 
 A network is pretrained once on the animal classes; then each method adapts to the vehicle
 classes from 10, 50 or 250 labelled images per class, with three seeds. Each method gets its own
@@ -11,7 +11,7 @@ recipe, chosen on the labelled images alone (never on the test set), then tested
   rates, then more steps at the best rate) is scored on one held-out fold of the labelled
   images, and the chosen setting is retrained on all of them.
 
-The records are one JSON list, ``finetune.json``, each run with its chosen setting and the
+The records are one JSON list, ``transfer.json``, each run with its chosen setting and the
 validation scores behind the choice; the pretrained network is kept beside it.
 """
 
@@ -27,7 +27,7 @@ import torch
 
 from resnet_lab.checkpoints import CHECKPOINT_NAME, atomic_write
 from resnet_lab.cifar10 import load_cifar10
-from resnet_lab.config import TrainConfig
+from resnet_lab.config import TrainConfig, is_real
 from resnet_lab.device import hardware_name, pick_device
 from resnet_lab.evaluation import evaluate
 from resnet_lab.finetune import load_pretrained, replace_head
@@ -136,9 +136,14 @@ TRANSFER = TransferStudy()
 def transfer_paths(results_dir: str | Path | None = None) -> tuple[Path, Path]:
     """Where the transfer study keeps its records and its pretrained network in ``results_dir``
     (default: where the reader's runs are written, :func:`~resnet_lab.lab.records.own_results_dir`):
-    ``finetune.json`` and ``finetune/pretrained.pt``."""
+    ``transfer.json`` and ``transfer/pretrained.pt``, or the names an earlier version gave
+    them (``finetune.json``, ``finetune/pretrained.pt``) where only those are there."""
     root = Path(results_dir) if results_dir else own_results_dir()
-    return root / "finetune.json", root / "finetune" / "pretrained.pt"
+    paths = [root / "transfer.json", root / "transfer" / "pretrained.pt"]
+    for i, old in enumerate((root / "finetune.json", root / "finetune" / "pretrained.pt")):
+        if not paths[i].exists() and old.is_file():
+            paths[i] = old
+    return paths[0], paths[1]
 
 
 def load_transfer(
@@ -146,9 +151,9 @@ def load_transfer(
 ) -> tuple[list[dict], Path | None]:
     """The transfer study as the book reads it: its records and its pretrained weights (None
     when none are recorded). Without ``results_dir``, the book's records, and, installed, the
-    reader's own (from their ``experiment finetune``) in place of the book's run of the same
+    reader's own (from their ``experiment transfer``) in place of the book's run of the same
     method, labels and seed, with a note saying so (appended to ``notes``, else printed). A
-    damaged ``finetune.json``, and records of the older equal-step protocol, are skipped with a
+    damaged ``transfer.json``, and records of the older equal-step protocol, are skipped with a
     note."""
     note = print if notes is None else notes.append
     folders = [Path(results_dir)] if results_dir else record_dirs()
@@ -164,6 +169,9 @@ def load_transfer(
         if old := [r for r in records if r.get("protocol") != PROTOCOL]:
             note(f"skipped {len(old)} runs of {out}: {_OLD}")
         records = [r for r in records if r.get("protocol") == PROTOCOL]
+        for r in [r for r in records if _damaged(r)]:
+            note(f"skipped a run of {out.name}: {_damaged(r)}")
+            records.remove(r)
         if i and records:
             note(f"your own runs: {len(records)} transfer runs from {out}")
         runs |= {(r["method"], r["labels_per_class"], r["seed"]): r for r in records}
@@ -176,27 +184,49 @@ def load_transfer(
 
 _OLD = (
     f"made before each method chose its recipe (not protocol {PROTOCOL}); "
-    "move them aside and rerun `python -m resnet_lab experiment finetune`"
+    "move them aside and rerun `python -m resnet_lab experiment transfer`"
 )
+
+
+def _damaged(record: dict) -> str | None:
+    """What makes a transfer run's record unusable (an accuracy outside [0, 1], a NaN loss, a
+    missing setting), or None."""
+    if not all(isinstance(record.get(k), int) for k in ("labels_per_class", "seed")):
+        return f"{str(record)[:60]} lacks its labels_per_class or seed"
+    what = f"{record.get('method')} {record['labels_per_class']}/class seed {record['seed']}"
+    if record.get("method") not in TRANSFER_METHODS:
+        return f"{what}: unknown method"
+    acc, train_acc, loss = (record.get(k) for k in ("test_acc", "train_acc", "test_loss"))
+    for key, value in (("test_acc", acc), ("train_acc", train_acc)):
+        if (value is not None or key == "test_acc") and not (is_real(value) and 0 <= value <= 1):
+            return f"{what}: {key} {value!r} is not a fraction in [0, 1]"
+    if loss is not None and not is_real(loss):
+        return f"{what}: test_loss {loss!r} is not a finite number"
+    return None
 
 
 def _transfer_records(out: Path) -> list[dict]:
     if not out.is_file():
         return []
     try:
-        return json.loads(out.read_text())
+        records = json.loads(out.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        records = e
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        why = records if isinstance(records, Exception) else "not a list of runs"
         raise ValueError(
-            f"{out} is not a transfer study's JSON records ({e}): "
+            f"{out} is not a transfer study's JSON records ({why}): "
             "move it aside, or choose another results folder"
-        ) from e
+        )
+    return records
 
 
 def transfer_status(
     study: TransferStudy = TRANSFER, out: str | Path | None = None
 ) -> list[tuple[str, int, int, bool]]:
     """Every (method, labels per class, seed) run of ``study``, in the order they run, and
-    whether ``out`` (default ``results/finetune.json``) records it (in this protocol)."""
+    whether ``out`` (default: ``transfer.json`` in the reader's results folder) records it (in
+    this protocol)."""
     out = Path(out) if out is not None else transfer_paths()[0]
     done = {
         (r["method"], r["labels_per_class"], r["seed"])
@@ -220,13 +250,13 @@ def _pretrain(study: TransferStudy, data, weights: Path, runs_dir: Path, progres
         source = source.subset(study.pretrain_subset, seed=0)
     seed_everything(0)
     net = build_model(study.model, num_classes=len(study.source))
-    run_dir = runs_dir / "finetune-pretrain"
+    run_dir = runs_dir / "transfer-pretrain"
     h = train_in_folder(net, source, study.pretrain, run_dir, resume=True, progress=progress)
     if h.interrupted:
         return False
     h.meta.update(
         git_commit=git_commit(),
-        experiment="finetune/pretrain",
+        experiment="transfer/pretrain",
         description=f"{study.model} pretrained on {', '.join(study.source)}",
     )
     h.save(weights.with_suffix(".json"))
@@ -385,15 +415,15 @@ def run_transfer_study(
     cpu_shared: str | None = None,
 ) -> list[dict]:
     """Run (or resume) the transfer study: pretrain on ``study.source`` (kept in ``weights``,
-    default ``finetune/pretrained.pt`` beside ``out``, with its History beside it), then one run
-    per method x budget x seed on ``study.target``, each appended to ``out`` (default
-    ``results/finetune.json``) as soon as it ends, with ``cpu_shared`` in its meta when given
-    (other jobs shared the machine: its minutes overstate the cost). Runs
+    default ``transfer/pretrained.pt`` beside ``out``, with its History beside it), then one run
+    per method x budget x seed on ``study.target``, each appended to ``out`` (default:
+    ``transfer.json`` in the reader's results folder) as soon as it ends, with ``cpu_shared`` in
+    its meta when given (other jobs shared the machine: its minutes overstate the cost). Runs
     already in ``out`` are skipped; records of the older protocol there are refused."""
     from tqdm.auto import tqdm
 
     out = Path(out) if out is not None else transfer_paths()[0]
-    weights = Path(weights) if weights is not None else out.parent / "finetune" / "pretrained.pt"
+    weights = Path(weights) if weights is not None else out.parent / "transfer" / "pretrained.pt"
     records = _transfer_records(out)
     if old := [r for r in records if r.get("protocol") != PROTOCOL]:
         raise ValueError(f"{out} holds {len(old)} runs {_OLD}")

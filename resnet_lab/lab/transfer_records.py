@@ -52,9 +52,9 @@ def transfer_caption(records: list[dict], pretrained: History | None) -> str:
     cost = f"{minutes:.0f} min in all, choosing the recipes included"
     if shared:
         cost += f" ({shared} runs shared the CPU with other jobs: their minutes overstate)"
-    source = pretrained.summary() if pretrained else "see results/finetune/"
+    source = pretrained.summary() if pretrained else "see results/transfer/"
     return (
-        f"Recorded in finetune.json: {len(records)} runs, mean ± sd over {n_seeds} seeds;"
+        f"Recorded in transfer.json: {len(records)} runs, mean ± sd over {n_seeds} seeds;"
         " each method's recipe chosen on its labelled images;"
         f" ResNet-20 pretrained on the 6 animal classes ({source});"
         f" {cost}, on {meta['hardware']}; commit {meta['commit']}."
