@@ -11,7 +11,6 @@ checkpoint and the History atomically (rank 0 alone under ``torchrun``).
 from __future__ import annotations
 
 import contextlib
-import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ from resnet_lab.checkpoints import (
     model_name,
     save_checkpoint,
 )
-from resnet_lab.cifar10 import CifarData
+from resnet_lab.cifar10 import CifarData, same_data
 from resnet_lab.config import TrainConfig, lr_factor
 from resnet_lab.device import (
     autocast_context,
@@ -213,7 +212,7 @@ def _check_resumable(path: Path, state: dict, cfg: TrainConfig, data_desc: str) 
             "resume with the same TrainConfig, or use a new checkpoint_dir"
         )
     saved_data = state.get("data") or state["history"]["meta"].get("data")
-    if saved_data is not None and not _same_data(saved_data, data_desc):
+    if saved_data is not None and not same_data(saved_data, data_desc):
         raise CheckpointMismatch(
             f"{path} was trained on other data: saved '{saved_data}', now '{data_desc}'. Resume "
             "with the same data (--subset, --test-subset, --data), or use a new checkpoint_dir"
@@ -273,11 +272,3 @@ def save_run(run: Run, history: History, checkpoint: bool = True) -> None:
         )
         run.saved_epochs = len(history)
     history.save(run.checkpoint.parent / HISTORY_NAME)
-
-
-def _same_data(saved: str, ours: str) -> bool:
-    """Whether two data descriptions name the same data. Descriptions written before they
-    carried a content digest are compared without it (such checkpoints still resume)."""
-    if saved == ours or "; digest " in saved:
-        return saved == ours
-    return re.sub(r"; digest [0-9a-f]+\)$", ")", ours) == saved
