@@ -54,12 +54,12 @@ class Profile:
     race_epochs: int  # epochs of each run in the race
     batch_size: int
     depths: tuple[int, ...]  # depths compared in live depth experiments
-    transfer_steps: int  # steps of each of chapter 6's live adaptation runs
-    transfer_labels: int  # labelled images per class in chapter 6's live runs
+    transfer_steps: int  # steps of chapter 8's live fine-tune by hand
+    transfer_labels: int  # labelled images per class in chapter 8's live runs
 
     @property
     def imagenet_steps(self) -> int:
-        """Steps of chapter 6's online ResNet-18 fine-tune from ImageNet weights (224 pixels)."""
+        """Steps of chapter 8's online ResNet-18 fine-tune from ImageNet weights (224 pixels)."""
         return max(2, self.transfer_steps // 10)
 
     def describe(self) -> str:
@@ -107,17 +107,19 @@ def training_work(profile: Profile) -> dict[str, float]:
 
     - chapter 1: the race, a plain and a residual network at each depth;
     - chapter 5: ResNet-20 on the live subset;
-    - chapter 6: two adaptation runs (fine-tuning and from scratch) of ResNet-20, and, online
-      only, a ResNet-18 fine-tune at 224 pixels from ImageNet weights (batches of up to 50).
+    - chapter 8: the fine-tune by hand (epochs of batches of 32 images, about ``transfer_steps``
+      steps in all), one epoch of the trainer on 64 images, and, online only, a ResNet-18
+      fine-tune at 224 pixels from ImageNet weights (batches of up to 50).
     """
     race = profile.race_subset or 50_000
     train = profile.train_subset or 50_000
-    n6 = 4 * profile.transfer_labels
+    n8 = 4 * profile.transfer_labels
+    batches = max(1, n8 // 32)  # a pass of the fine-tune by hand (its last batch dropped)
+    by_hand = max(1, profile.transfer_steps // batches) * batches * 32
     return {
         "01_background": sum(2 * relative_cost(d) for d in profile.depths)
         * race
         * profile.race_epochs,
         "06_training": train * profile.epochs,
-        "08_finetuning": 2 * profile.transfer_steps * min(64, n6)
-        + profile.imagenet_steps * min(50, n6) * imagenet_cost(),
+        "08_finetuning": by_hand + 64 + profile.imagenet_steps * min(50, n8) * imagenet_cost(),
     }
