@@ -1,25 +1,29 @@
-"""CIFAR-10 as uint8 tensors, from the first source :func:`load_cifar10` finds: image folders
-(torchvision's ImageFolder layout), their archives checked against ``SHA256SUMS`` (the offline
-copy), the official python batches (read by an unpickler that runs nothing), else the official
-release, downloaded by torchvision. Decoded once and cached; the cache is hashed on every load."""
+"""CIFAR-10 as uint8 tensors from image folders, their archives (the offline copy, checked against
+SHA256SUMS), the python batches (unpickled with nothing run) or a download; decoded once, cached."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
 import os
 import pickle
 import re
-import socket
+import shutil
 import sys
 import tarfile
+import textwrap
+import time
+import urllib.request
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
+from urllib.request import Request
 
 import numpy as np
 import torch
 from PIL import Image
+from tqdm.auto import tqdm
 
 from resnet_lab.checkpoints import atomic_save
 
@@ -37,6 +41,7 @@ BATCH_GLOBALS = ARRAYS | {(f"numpy.{c}.multiarray", "_reconstruct") for c in ("c
 CACHE_VERSION = 3  # the key hashes every source file's contents; the file holds the digest
 STALL_SECONDS = 60  # a download that receives nothing for this long fails
 HOLDS = "train/ and test/ image folders, their .tar.gz archives, or python batches"
+DIGEST_FILE = ".sha256"  # in a folder image_folder() unpacked: the digest of its images
 
 
 class DataError(ValueError):
@@ -119,15 +124,16 @@ class CifarData:
         return self.digest
 
     def describe(self) -> str:
-        """One line for captions, records and resume's check (:func:`same_data`)."""
+        """For captions, records and resume's check (:func:`same_data`), in lines of 77."""
         extra = "".join(f"; {note}" for note in self.notes)
         sizes = f"{len(self.train_labels):,} train / {len(self.test_labels):,} test images"
-        return f"{self.source} ({sizes}{extra}; digest {self.content_digest()[:12]})"
+        line = f"{self.source} ({sizes}{extra}; digest {self.content_digest()[:12]})"
+        return textwrap.fill(line, 77, subsequent_indent="  ", break_on_hyphens=False)
 
 
 def same_data(saved: str, ours: str) -> bool:
-    """Whether two :meth:`CifarData.describe` lines name the same data: by digest, whatever their
-    format; a line from before digests, by its sizes and notes."""
+    """Whether two :meth:`CifarData.describe` name the same data: by digest, else by sizes."""
+    saved, ours = (" ".join(s.split()) for s in (saved, ours))
     a, b = (re.search(r"; digest ([0-9a-f]{12})[0-9a-f]*\)$", s) for s in (saved, ours))
     if a and b:
         return a[1] == b[1]
@@ -168,31 +174,43 @@ def load_cifar10(
     validation: int | None = None,
     seed: int = 0,
 ) -> CifarData:
-    """CIFAR-10 from the first source under ``root``, or ``$RESNET_LAB_DATA`` (blank is unset),
-    which must exist; ``download`` fills it, or the default root. ``subset``/``test_subset``:
-    balanced subsets; ``validation``: held-out training images (5000: the paper's 45k/5k)."""
-    env = os.environ.get("RESNET_LAB_DATA", "").strip()
-    named = f"{root}" if root is not None else (f"RESNET_LAB_DATA={env}" if env else None)
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "resnet_lab"
-    root = Path(root if root is not None else env or cache / "cifar10").expanduser()
-    if named is not None and not root.is_dir():
-        what = "is a file" if root.exists() else "does not exist"
-        fix = "name the folder that holds it, or make the folder to download it into"
-        raise DataError(f"CIFAR-10 not found: {named} {what}; {fix}")
+    """CIFAR-10 from the first source in ``root`` (default :func:`data_root`), or downloaded into
+    it; balanced subsets, ``validation`` images held out of training (5000: the paper's 45k/5k)."""
+    root = data_root(root)
     if not (found := _from_folders(root) or _from_archives(root) or _from_batches(root)):
         if not download:
             fix = "point RESNET_LAB_DATA (or root=) at a folder that does, or allow download=True"
             raise DataError(f"CIFAR-10 not found in {shown(root)}: it holds no {HOLDS}. Fix: {fix}")
         found = _download(root)
-    data = _cached(root, cache, *found)
+    data = _cached(_cache_dir(root), *found)
     data = data.split_validation(validation, seed) if validation else data
     has_subset = subset is not None or test_subset is not None
     return data.subset(subset, test_subset, seed) if has_subset else data
 
 
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """``root``, else ``$RESNET_LAB_DATA``, else ``<user cache>/cifar10``: a named one exists."""
+    env = os.environ.get("RESNET_LAB_DATA", "")
+    if env and not env.strip():
+        raise DataError(f"RESNET_LAB_DATA is blank ({env!r}): unset it, or name the data folder")
+    named = f"{root}" if root is not None else (f"RESNET_LAB_DATA={env}" if env else None)
+    path = Path(root if root is not None else env or _cache_dir(None) / "cifar10").expanduser()
+    if named is not None and not path.is_dir():
+        what = "is a file" if path.exists() else "does not exist"
+        fix = "name the folder that holds it, or make the folder to download it into"
+        raise DataError(f"CIFAR-10 not found: {named} {what}; {fix}")
+    return path
+
+
+def _cache_dir(root: Path | None) -> Path:
+    """Beside the data, else in the user's cache (root passes access() on read-only folders)."""
+    if root is not None and os.access(root, os.W_OK) and root.stat().st_mode & 0o200:
+        return root / ".resnet_lab_cache"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "resnet_lab"
+
+
 def _from_folders(root: Path):
-    """Image folders, listed by torchvision. The key hashes every file (1.6 s for 60,000 JPEGs),
-    so that an image replaced with its size and mtime kept is noticed."""
+    """Image folders, listed by torchvision; the key hashes every file (1.6 s for 60,000 JPEGs)."""
     if not all((root / s).is_dir() for s in SPLITS):
         return None
     if (root / "train").resolve() == (root / "test").resolve():
@@ -200,17 +218,17 @@ def _from_folders(root: Path):
         raise DataError(f"{shown(root)}: train and test are the same folder, {why}")
     from torchvision.datasets.folder import make_dataset  # 1 s to import: only when needed
 
-    items, h = {}, hashlib.sha256()
+    items, h = [], hashlib.sha256()
     for split, where in ((s, root / s) for s in SPLITS):
         try:  # only the class folders count (not .ipynb_checkpoints); each must hold images
             files = make_dataset(where, dict(zip(CLASSES, range(10))), IMAGE_SUFFIXES)
         except FileNotFoundError as e:
             raise DataError(f"{shown(where)} needs a folder of images per class: {e}") from None
-        items[split] = [(label, Path(path).read_bytes(), path) for path, label in files]
-        for label, blob, path in items[split]:
+        items.append([(label, Path(path).read_bytes(), path) for path, label in files])
+        for label, blob, path in items[-1]:
             h.update(f"{split}/{CLASSES[label]}/{Path(path).name}:{len(blob)}:".encode())
             h.update(hashlib.sha256(blob).digest())
-    return h.hexdigest(), "CIFAR-10 image folders", lambda split: _decode(items[split])
+    return h.hexdigest(), "CIFAR-10 image folders", lambda: [t for it in items for t in _decode(it)]
 
 
 def _from_archives(root: Path):
@@ -226,13 +244,13 @@ def _from_archives(root: Path):
                 why = f"SHA256SUMS says {want[:12]}, the file hashes to {digest[:12]}"
                 fix = "it is damaged or from another copy: copy the archives and sums again"
                 raise DataError(f"checksum mismatch for {shown(path)}: {why}; {fix}")
-    source = "CIFAR-10 JPEG archives" + ("" if sums.is_file() else ", no SHA256SUMS")
-    return "".join(digests), source, lambda split: _read_archive(root / f"{split}.tar.gz", split)
+    source = "CIFAR-10 JPEG copy" + ("" if sums.is_file() else ", no SHA256SUMS")
+    split_items = [lambda s=s, p=p: _read_archive(p, s) for s, p in zip(SPLITS, archives)]
+    return "".join(digests), source, lambda: [t for it in split_items for t in _decode(it())]
 
 
-def _read_archive(path: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The images of a ``.tar.gz`` of ``split/<class>/*`` (at its top or in one folder), in
-    archive order. Read to the end of the gzip stream, so that its CRC and length are checked."""
+def _read_archive(path: Path, split: str) -> list[tuple[int, bytes, str]]:
+    """(label, bytes, name) of each image of a .tar.gz of ``[folder/]split/<class>/*``; checked."""
     items, holders = [], set()  # holders: the folders that hold class folders
     try:
         with gzip.open(path, "rb") as gz, tarfile.open(fileobj=gz, mode="r|") as tar:
@@ -253,7 +271,41 @@ def _read_archive(path: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         raise DataError(f"{shown(path)} must hold {split}/<class>/, found {where}. {fix}")
     if missing := sorted(set(CLASSES) - {CLASSES[label] for label, _, _ in items}):
         raise DataError(f"{shown(path)} lacks the class folders {missing}: copy it again")
-    return _decode(items)
+    return items
+
+
+def image_folder(root: str | os.PathLike | None = None) -> Path | None:
+    """``train/<class>/*`` and ``test/<class>/*`` images for torchvision's ImageFolder: ``root``
+    (default :func:`data_root`) if it holds them, else its archives, checked and unpacked once
+    into the cache (named by their checksums, renamed into place when whole, checked against
+    its digest on every call); None when ``root`` holds neither (no offline copy)."""
+    root = data_root(root)
+    if (whole := all((root / s).is_dir() for s in SPLITS)) or not (found := _from_archives(root)):
+        return root if whole else None
+    target = (
+        _cache_dir(root) / f"cifar10-images-{hashlib.sha256(found[0].encode()).hexdigest()[:8]}"
+    )
+    with contextlib.suppress(OSError, DataError, TypeError):  # TypeError: a split folder is gone
+        if (target / DIGEST_FILE).read_text() == _from_folders(target)[0]:
+            return target
+    if target.exists():
+        print(f"note: unpacking the damaged {shown(target)} again", file=sys.stderr)
+    tmp = target.with_name(f".unpacking-{os.getpid()}-{target.name}")
+    try:
+        for split in SPLITS:  # names made here from checked parts: nothing lands elsewhere
+            for label, blob, name in _read_archive(root / f"{split}.tar.gz", split):
+                (tmp / split / CLASSES[label]).mkdir(parents=True, exist_ok=True)
+                (tmp / split / CLASSES[label] / PurePosixPath(name).name).write_bytes(blob)
+        (tmp / DIGEST_FILE).write_text(_from_folders(tmp)[0])
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+    except OSError as e:  # unless another process renamed its whole copy into place first
+        if not (target / DIGEST_FILE).is_file():
+            fix = "free 250 MB there, or set XDG_CACHE_HOME to a writable folder"
+            raise DataError(f"cannot unpack CIFAR-10 into {shown(target)} ({e}): {fix}") from e
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
 
 
 def _decode(items: list) -> tuple[torch.Tensor, torch.Tensor]:
@@ -278,7 +330,7 @@ def _from_batches(root: Path):
     if missing := [f.name for f in files if not f.is_file()]:
         raise DataError(f"{shown(d)} lacks {missing}: the batches are incomplete; fetch them again")
     key = "".join(f"{f.name}:{hashlib.sha256(f.read_bytes()).hexdigest()}\n" for f in files)
-    return key, "official CIFAR-10 release", lambda split: _batches(files, split)
+    return key, "official CIFAR-10 release", lambda: [*_batches(files[:5]), *_batches(files[5:])]
 
 
 class _BatchUnpickler(pickle.Unpickler):
@@ -288,10 +340,10 @@ class _BatchUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def _batches(files: list[Path], split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The python batches of ``split``: uint8 images (N, 3, 32, 32), int64 labels (N,)."""
+def _batches(files: list[Path]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The python batches ``files``: uint8 images (N, 3, 32, 32), int64 labels (N,)."""
     images, labels = [], []
-    for path in files[:5] if split == "train" else files[5:]:
+    for path in files:
         try:
             with open(path, "rb") as fh:
                 entry = _BatchUnpickler(fh, encoding="latin1").load()
@@ -306,30 +358,43 @@ def _batches(files: list[Path], split: str) -> tuple[torch.Tensor, torch.Tensor]
 
 
 def _download(root: Path):
-    """The official release into ``root``, by torchvision (which checks its MD5)."""
+    """The official release (torchvision's address, MD5 and unpacking), kept and resumed when
+    nothing comes for STALL_SECONDS or ``$RESNET_LAB_DOWNLOAD_MINUTES`` (default 20) pass."""
     from torchvision.datasets import CIFAR10  # 1 s to import: only a download needs it
-    from torchvision.datasets.utils import download_and_extract_archive
+    from torchvision.datasets.utils import check_md5, extract_archive
 
+    raw = os.environ.get("RESNET_LAB_DOWNLOAD_MINUTES", "20")
+    if not re.fullmatch(r"\s*\d*\.?\d+\s*", raw) or not float(raw) > 0:
+        fix = "set it to a number above 0, or unset it (20)"
+        raise DataError(f"RESNET_LAB_DOWNLOAD_MINUTES={raw!r} is not a number of minutes: {fix}")
+    part, stop = root / f"{CIFAR10.filename}.part", time.monotonic() + 60 * float(raw)
     print(f"CIFAR-10 not found: downloading the official release (163 MB) into {shown(root)}")
-    before = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(STALL_SECONDS)  # torchvision's urlopen has no timeout: no silent hang
     try:
-        download_and_extract_archive(CIFAR10.url, root, md5=CIFAR10.tgz_md5)
-    except (OSError, RuntimeError, tarfile.TarError) as e:
-        why = f"nothing came for {STALL_SECONDS} s" if isinstance(e, TimeoutError) else e
-        fix = f"put {CIFAR10.filename} into {shown(root)}, or set RESNET_LAB_DATA"
-        raise DataError(f"CIFAR-10 download: {' '.join(f'{why}'.split())}. Retry, {fix}") from e
-    finally:
-        socket.setdefaulttimeout(before)
+        start = part.stat().st_size if part.is_file() else 0
+        rest = {"Range": f"bytes={start}-"} if start else {}
+        with urllib.request.urlopen(Request(CIFAR10.url, headers=rest), timeout=STALL_SECONDS) as r:
+            start *= r.status == 206  # a server that ignores the range sends it all
+            size = start + int(r.headers.get("Content-Length") or 0)
+            bar = tqdm(total=size, initial=start, unit="B", unit_scale=True, desc="CIFAR-10")
+            with open(part, "ab" if start else "wb") as f, bar:
+                while chunk := r.read(1 << 16):
+                    bar.update(f.write(chunk))
+                    if time.monotonic() > stop and bar.n < size:
+                        raise OSError(f"stopped after {raw.strip()} min at {bar.n >> 20} MB")
+        if not check_md5(part, CIFAR10.tgz_md5):
+            part.unlink()
+            raise OSError("it arrived damaged (not the published MD5) and was deleted")
+        extract_archive(str(part.replace(root / CIFAR10.filename)), str(root))
+    except (OSError, tarfile.TarError) as e:
+        why = f"nothing came for {STALL_SECONDS} s" if "timed out" in f"{e}" else e
+        fix = f"Run it again (it resumes); or put {CIFAR10.filename} into {shown(root)}"
+        raise DataError(f"CIFAR-10 download: {' '.join(f'{why}'.split())}. {fix}") from e
     return _from_batches(root)  # the MD5 proves the archive holds them
 
 
-def _cached(root: Path, cache: Path, key: str, source: str, read) -> CifarData:
-    """The data for ``key`` from its cache if that matches its digest, else read and cached
-    beside it, or in the user's ``cache`` where root is read-only (root passes os.access)."""
-    writable = os.access(root, os.W_OK) and root.stat().st_mode & 0o200
-    name = f"cifar10-v{CACHE_VERSION}-{hashlib.sha256(key.encode()).hexdigest()[:32]}.pt"
-    path = (root / ".resnet_lab_cache" if writable else cache) / name
+def _cached(cache: Path, key: str, source: str, read) -> CifarData:
+    """The data for ``key`` from ``cache`` if it matches the digest it holds, else read, cached."""
+    path = cache / f"cifar10-v{CACHE_VERSION}-{hashlib.sha256(key.encode()).hexdigest()[:32]}.pt"
     if path.is_file():
         try:  # mmap: the hash reads the file's pages once, with no copy
             blob = torch.load(path, weights_only=True, mmap=True)
@@ -340,7 +405,7 @@ def _cached(root: Path, cache: Path, key: str, source: str, read) -> CifarData:
         except Exception as e:  # a truncated or foreign file
             why = " ".join(f"{type(e).__name__}: {e}".split())[:60]
         print(f"note: rebuilding the damaged CIFAR-10 cache {shown(path)} ({why})", file=sys.stderr)
-    data = CifarData(*read("train"), *read("test"), source=source)
+    data = CifarData(*read(), source=source)
     blob = {k: getattr(data, k) for k in TENSOR_FIELDS[:4]} | {"digest": data.content_digest()}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -309,4 +309,3 @@ def finish_run(run: Run, history: History) -> History:
     if not history.interrupted:
         save_run(run, history, checkpoint=False)
     return history
-

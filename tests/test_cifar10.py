@@ -38,7 +38,7 @@ def test_image_folders(image_folder):
 def test_archives_with_checksums(archive_folder):
     data = load_cifar10(archive_folder, download=False)
     _check(data, 30, 20)
-    assert data.source == "CIFAR-10 JPEG archives"
+    assert data.source == "CIFAR-10 JPEG copy"
 
 
 def test_archives_without_checksums(image_folder, tmp_path):

@@ -1,5 +1,5 @@
 """Downloads say what happens and never hang: a local HTTP server plays CIFAR-10's host, fast,
-stalled, slow and broken (resnet_lab.download, and load_cifar10's download)."""
+stalled, slow and broken (load_cifar10's download of the official release)."""
 
 from __future__ import annotations
 
@@ -79,5 +79,60 @@ def test_a_failed_cifar10_download_says_how_to_retry_in_one_line(tmp_path, monke
         load_cifar10(root)
     message = str(e.value)
     assert "\n" not in message and message.startswith("CIFAR-10 download: ")
-    assert "Retry" in message and "RESNET_LAB_DATA" in message
+    assert "Run it again (it resumes)" in message and "cifar-10-python.tar.gz" in message
     assert e.value._render_traceback_() == [f"DataError: {message}"]  # Jupyter shows this line
+
+
+@pytest.fixture
+def official(host, python_batches, tmp_path, monkeypatch):
+    """The official release served by ``host``; returns an empty folder to download it into."""
+    from torchvision.datasets import CIFAR10
+
+    Host.body = _official_archive(python_batches, tmp_path)
+    monkeypatch.setattr(CIFAR10, "url", host)
+    monkeypatch.setattr(CIFAR10, "tgz_md5", hashlib.md5(Host.body).hexdigest())
+    (tmp_path / "into").mkdir()
+    return tmp_path / "into"
+
+
+def test_the_deadline_stops_a_slow_download_and_the_next_call_resumes(official, monkeypatch):
+    assert len(Host.body) > 2 * (1 << 16)  # three chunks or more
+    Host.delay = 0.2  # before each chunk of 64 KiB: the deadline comes after the second
+    monkeypatch.setenv("RESNET_LAB_DOWNLOAD_MINUTES", "0.005")  # 0.3 s
+    with pytest.raises(DataError, match=r"stopped after 0.005 min at \d+ MB\. Run it again") as e:
+        load_cifar10(official)
+    assert "\n" not in str(e.value)
+    kept = (official / "cifar-10-python.tar.gz.part").stat().st_size
+    assert 0 < kept < len(Host.body)
+    Host.delay = 0.0
+    monkeypatch.delenv("RESNET_LAB_DOWNLOAD_MINUTES")
+    assert load_cifar10(official).train_images.shape[0] == 50
+    assert Host.ranges == [kept]  # the second call asked only for the rest
+
+
+def test_a_stalled_server_fails_in_one_line(official, monkeypatch):
+    import resnet_lab.cifar10 as D
+
+    monkeypatch.setattr(D, "STALL_SECONDS", 0.5)
+    Host.delay = 3.0
+    with pytest.raises(DataError, match=r"^CIFAR-10 download: nothing came for 0.5 s\. Run it"):
+        load_cifar10(official)
+
+
+def test_a_damaged_download_is_deleted(official, monkeypatch):
+    from torchvision.datasets import CIFAR10
+
+    monkeypatch.setattr(CIFAR10, "tgz_md5", "0" * 32)
+    with pytest.raises(DataError, match="arrived damaged .* deleted"):
+        load_cifar10(official)
+    assert not list(official.iterdir())
+
+
+@pytest.mark.parametrize("minutes", ["abc", "-5", "0", "nan", " "])
+def test_a_bad_download_deadline_is_named_and_refused(official, monkeypatch, minutes):
+    monkeypatch.setenv("RESNET_LAB_DOWNLOAD_MINUTES", minutes)
+    with pytest.raises(
+        DataError, match="^RESNET_LAB_DOWNLOAD_MINUTES=.* is not a number of minutes"
+    ):
+        load_cifar10(official)
+    assert not list(official.iterdir()) and Host.ranges == []  # nothing was asked for
