@@ -484,3 +484,124 @@ def test_python_batch_of_the_wrong_size_names_the_file(python_batches):
         pickle.dump({"data": np.zeros((10, 100), dtype=np.uint8), "labels": list(range(10))}, f)
     with pytest.raises(DataError, match="data_batch_3 is not a CIFAR-10 python batch"):
         load_cifar10(python_batches, download=False)
+
+
+# ------------------------------------------------------------- image_folder(), inputs, pages
+
+
+def test_image_folder_is_the_root_when_it_holds_class_folders(image_folder, tmp_path):
+    assert D.image_folder(image_folder) == image_folder
+    (tmp_path / "empty").mkdir()
+    assert D.image_folder(tmp_path / "empty") is None  # no offline copy: download instead
+
+
+def _flip_a_byte(path):
+    blob = bytearray(path.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    path.write_bytes(bytes(blob))
+
+
+def test_image_folder_unpacks_the_archives_once_for_imagefolder(archive_folder, monkeypatch):
+    from torchvision.datasets import ImageFolder
+
+    folder = D.image_folder(archive_folder)
+    assert folder.parent == archive_folder / ".resnet_lab_cache"
+    assert folder.name.startswith("cifar10-images-") and not list(folder.parent.glob(".unp*"))
+    data = load_cifar10(archive_folder, download=False)
+    for split, n in (("train", 30), ("test", 20)):
+        ds = ImageFolder(folder / split)
+        assert ds.classes == list(CLASSES) and len(ds) == n
+        images = torch.stack([torch.from_numpy(np.array(x)).permute(2, 0, 1) for x, _ in ds])
+        assert torch.equal(images, getattr(data, f"{split}_images"))  # one decoder: PIL
+        assert ds.targets == getattr(data, f"{split}_labels").tolist()
+    monkeypatch.setattr(D, "_read_archive", lambda *a: pytest.fail("unpacked twice"))
+    assert D.image_folder(archive_folder) == folder
+
+
+def test_a_flipped_byte_in_the_unpacked_images_is_caught(archive_folder, capsys):
+    folder = D.image_folder(archive_folder)
+    image = folder / "test" / "cat" / "0001.png"
+    good = image.read_bytes()
+    _flip_a_byte(image)
+    assert D.image_folder(archive_folder) == folder and image.read_bytes() == good
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unpacking the damaged" in err[0], err
+
+
+@pytest.mark.parametrize("damage", ["swapped archives", "a wrong checksum"])
+def test_image_folder_refuses_bad_archives_and_leaves_nothing(image_folder, tmp_path, damage):
+    root = make_archives(image_folder, tmp_path / "arch")
+    if damage == "swapped archives":
+        (root / "SHA256SUMS").unlink()
+        (root / "train.tar.gz").rename(tmp_path / "t")
+        (root / "test.tar.gz").rename(root / "train.tar.gz")
+        (tmp_path / "t").rename(root / "test.tar.gz")
+    else:
+        _flip_a_byte(root / "test.tar.gz")
+    with pytest.raises(DataError, match="must hold train/<class>/|checksum mismatch") as e:
+        D.image_folder(root)
+    assert "\n" not in str(e.value)
+    assert not list((root / ".resnet_lab_cache").glob("*"))
+
+
+def test_image_folder_of_a_read_only_copy_goes_to_the_user_cache(archive_folder, tmp_path):
+    mode = archive_folder.stat().st_mode
+    os.chmod(archive_folder, mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    try:
+        folder = D.image_folder(archive_folder)
+    finally:
+        os.chmod(archive_folder, mode)
+    assert folder.parent == tmp_path / "cache" / "resnet_lab"
+    assert sorted(p.name for p in (folder / "train").iterdir()) == sorted(CLASSES)
+
+
+@pytest.mark.parametrize("value", ["   ", "\t"])
+def test_a_blank_data_variable_is_named(monkeypatch, value):
+    monkeypatch.setenv("RESNET_LAB_DATA", value)
+    for call in (load_cifar10, D.image_folder):
+        with pytest.raises(DataError, match="^RESNET_LAB_DATA is blank .*: unset it"):
+            call()
+
+
+def test_a_mistyped_data_folder_is_refused_by_image_folder_too(tmp_path, monkeypatch):
+    monkeypatch.setenv("RESNET_LAB_DATA", str(tmp_path / "cifar-typo"))
+    with pytest.raises(DataError, match="^CIFAR-10 not found: RESNET_LAB_DATA=.*cifar-typo does"):
+        D.image_folder()
+
+
+def test_repr_and_describe_fit_a_page_and_name_no_local_path(archive_folder, tmp_path):
+    data = load_cifar10(archive_folder, download=False)
+    long = data.select_classes(["airplane", "automobile", "ship", "truck"]).subset(8, 4)
+    for d in (data, long, long.split_validation(4)):
+        for text in (repr(d), d.describe()):
+            assert all(len(line) <= 77 for line in text.splitlines()), text
+            assert str(tmp_path) not in text and d.content_digest()[:12] in text
+            assert d.content_digest()[:13] not in text  # twelve digits, not more
+    assert len(data.describe().splitlines()) == 1  # the whole set fits one line
+
+
+def test_same_data_reads_descriptions_by_their_digest(archive_folder):
+    data = load_cifar10(archive_folder, download=False)
+    ours = data.subset(10, 10).describe()
+    assert "\n" in ours
+    old = f"CIFAR-10 JPEG archives, train.tar.gz sha256 45a63b9dd754... {ours[18:]}"
+    assert D.same_data(" ".join(old.split()), ours)  # an old source, one line: same digest
+    assert not D.same_data(data.subset(10, 10, seed=1).describe(), ours)
+    before_digests = " ".join(ours.split()).rsplit("; digest ", 1)[0] + ")"
+    assert D.same_data(before_digests, ours)
+
+
+def test_a_damaged_cache_in_the_user_cache_is_named_from_its_variable(
+    archive_folder, tmp_path, capsys
+):
+    mode = archive_folder.stat().st_mode
+    os.chmod(archive_folder, mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    try:
+        load_cifar10(archive_folder, download=False)
+        (path,) = (tmp_path / "cache" / "resnet_lab").glob("cifar10-*.pt")
+        path.write_bytes(path.read_bytes()[:1000])  # truncated
+        load_cifar10(archive_folder, download=False)
+    finally:
+        os.chmod(archive_folder, mode)
+    err = capsys.readouterr().err
+    assert "cache $XDG_CACHE_HOME/resnet_lab/cifar10-v3-" in err and str(tmp_path) not in err
