@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,7 +31,7 @@ from resnet_lab.checkpoints import (
     remove_dead_temps,
     save_checkpoint,
 )
-from resnet_lab.cifar10 import CifarData
+from resnet_lab.cifar10 import CifarData, same_data
 from resnet_lab.config import TrainConfig, lr_factor
 from resnet_lab.device import (
     autocast_context,
@@ -234,7 +233,7 @@ def _check_resumable(path: Path, state: dict, cfg: TrainConfig, data_desc: str) 
             "resume with the same TrainConfig, or use a new checkpoint_dir"
         )
     saved_data = state.get("data") or state["history"]["meta"].get("data")
-    if saved_data is not None and not _same_data(saved_data, data_desc):
+    if saved_data is not None and not same_data(saved_data, data_desc):
         raise CheckpointMismatch(
             f"{path} was trained on other data: saved '{saved_data}', now '{data_desc}'. Resume "
             "with the same data (--subset, --test-subset, --data), or use a new checkpoint_dir"
@@ -310,11 +309,3 @@ def finish_run(run: Run, history: History) -> History:
     if not history.interrupted:
         save_run(run, history, checkpoint=False)
     return history
-
-
-def _same_data(saved: str, ours: str) -> bool:
-    """Whether two data descriptions name the same data. Descriptions written before they
-    carried a content digest are compared without it (such checkpoints still resume)."""
-    if saved == ours or "; digest " in saved:
-        return saved == ours
-    return re.sub(r"; digest [0-9a-f]+\)$", ")", ours) == saved

@@ -38,7 +38,7 @@ def test_image_folders(image_folder):
 def test_archives_with_checksums(archive_folder):
     data = load_cifar10(archive_folder, download=False)
     _check(data, 30, 20)
-    assert "checked against SHA256SUMS" in data.source
+    assert data.source == "CIFAR-10 JPEG copy"
 
 
 def test_archives_without_checksums(image_folder, tmp_path):
@@ -49,7 +49,7 @@ def test_archives_without_checksums(image_folder, tmp_path):
 def test_python_batches(python_batches):
     data = load_cifar10(python_batches, download=False)
     _check(data, 50, 10)
-    assert "python batches" in data.source
+    assert "official" in data.source
 
 
 def test_env_variable_names_root(archive_folder, monkeypatch):
@@ -68,7 +68,7 @@ def test_corrupted_archive(image_folder, tmp_path):
     root = make_archives(image_folder, tmp_path / "bad", sums=False)
     blob = (root / "train.tar.gz").read_bytes()
     (root / "train.tar.gz").write_bytes(blob[: len(blob) // 2])  # truncated download
-    with pytest.raises(DataError, match="corrupted or truncated.*download or copy it again"):
+    with pytest.raises(DataError, match="corrupted or truncated.*copy it again"):
         load_cifar10(root, download=False)
 
 
@@ -76,7 +76,7 @@ def test_missing_class_folder(image_folder):
     import shutil
 
     shutil.rmtree(image_folder / "train" / "cat")
-    with pytest.raises(DataError, match=r"missing \['cat'\]"):
+    with pytest.raises(DataError, match="train needs a folder of images per class.* cat"):
         load_cifar10(image_folder, download=False)
 
 
@@ -85,20 +85,17 @@ def test_archive_missing_class(image_folder, tmp_path):
 
     shutil.rmtree(image_folder / "test" / "ship")
     root = make_archives(image_folder, tmp_path / "noship", sums=False)
-    with pytest.raises(DataError, match=r"missing \['ship'\]"):
+    with pytest.raises(DataError, match=r"test.tar.gz lacks the class folders \['ship'\]"):
         load_cifar10(root, download=False)
 
 
-def test_nothing_found_lists_what_was_tried(tmp_path):
+def test_nothing_found_lists_what_was_looked_for(tmp_path):
+    (tmp_path / "empty").mkdir()
     with pytest.raises(DataError) as e:
         load_cifar10(tmp_path / "empty", download=False)
     msg = str(e.value)
-    assert (
-        "image folders" in msg
-        and "archives" in msg
-        and "python batches" in msg
-        and "RESNET_LAB_DATA" in msg
-    )
+    assert "\n" not in msg and msg.startswith("CIFAR-10 not found in ")
+    assert all(w in msg for w in ("image folders", "archives", "python batches", "RESNET_LAB_DATA"))
 
 
 def test_cache_is_used_and_read_only_root_uses_user_cache(archive_folder, tmp_path):
@@ -166,7 +163,7 @@ def test_archive_must_hold_the_split_its_name_says(image_folder, tmp_path, layou
     msg = str(e.value)
     assert "\n" not in msg
     assert f"{archive} must hold {archive.split('.')[0]}/<class>/" in msg
-    assert f"found image folders under {found}" in msg and "tar czf" in msg
+    assert f"found {found}." in msg and "tar czf" in msg
 
 
 def test_archive_split_may_sit_in_one_wrapping_folder(image_folder, tmp_path):
@@ -209,13 +206,18 @@ def test_describe_names_the_content_of_both_splits(image_folder, tmp_path):
     )
 
 
-def test_digest_is_stored_in_the_cache_and_not_recomputed(image_folder, monkeypatch):
+def test_a_flipped_byte_in_the_cache_is_caught_and_the_cache_rebuilt(image_folder, capsys):
     first = load_cifar10(image_folder, download=False)
-    calls = []
-    real = D.content_digest
-    monkeypatch.setattr(D, "content_digest", lambda data: calls.append(1) or real(data))
+    (path,) = (image_folder / ".resnet_lab_cache").glob("cifar10-*.pt")
+    blob = torch.load(path, weights_only=True)
+    blob["train_images"][3, 1, 2, 3] ^= 0xFF  # one byte of one image; the digest kept
+    torch.save(blob, path)
     second = load_cifar10(image_folder, download=False)
-    assert second.describe() == first.describe() and calls == []
+    assert torch.equal(second.train_images, first.train_images)  # read from the images again
+    assert second.describe() == first.describe()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "rebuilding the damaged CIFAR-10 cache" in err[0], err
+    assert torch.equal(torch.load(path, weights_only=True)["train_images"], first.train_images)
 
 
 def test_derived_data_gets_the_digest_of_what_it_holds(image_folder):
@@ -236,7 +238,7 @@ def test_derived_data_gets_the_digest_of_what_it_holds(image_folder):
             val_images=d.val_images,
             val_labels=d.val_labels,
         )
-        assert d.content_digest() == D.content_digest(fresh) != data.content_digest()
+        assert d.content_digest() == fresh.content_digest() != data.content_digest()
     # a copy made by dataclasses.replace() with other images does not keep the old digest
     flipped = dataclasses.replace(data, train_images=data.train_images.flip(3))
     assert flipped.content_digest() != data.content_digest()
@@ -456,28 +458,23 @@ def test_flipped_byte_without_checksums_is_reported_as_corruption(image_folder, 
     blob[int(len(blob) * where)] ^= 0xFF
     (root / "train.tar.gz").write_bytes(bytes(blob))
     with pytest.raises(DataError, match="train.tar.gz is corrupted"):
-        load_cifar10(root, download=False, cache=False)
+        load_cifar10(root, download=False)
 
 
-def test_failed_download_leaves_no_new_folder(tmp_path, monkeypatch):
-    from resnet_lab.download import DownloadError
-
-    def offline(*a, **k):
-        raise DownloadError("no network")
-
-    monkeypatch.setattr("resnet_lab.cifar10.fetch", offline)
+def test_a_mistyped_data_folder_is_named_and_nothing_is_downloaded(tmp_path, monkeypatch):
+    monkeypatch.setattr(D, "_download", lambda *a: pytest.fail("a download started"))
     target = tmp_path / "typo" / "cifar"
-    with pytest.raises(DataError, match="CIFAR-10 download: no network. To retry"):
+    with pytest.raises(
+        DataError, match=f"^CIFAR-10 not found: {target} does not exist; name the folder"
+    ) as e:
         load_cifar10(target, download=True)
-    assert not (tmp_path / "typo").exists()
+    assert "\n" not in str(e.value) and not (tmp_path / "typo").exists()
 
 
 def test_data_env_pointing_at_a_file(tmp_path, monkeypatch):
     (tmp_path / "cifar.tar").write_text("x")
     monkeypatch.setenv("RESNET_LAB_DATA", str(tmp_path / "cifar.tar"))
-    with pytest.raises(
-        DataError, match="cifar.tar \\(from \\$RESNET_LAB_DATA\\) is a file, not a folder"
-    ):
+    with pytest.raises(DataError, match="RESNET_LAB_DATA=.*cifar.tar is a file; name the folder"):
         load_cifar10(download=False)
 
 
@@ -487,3 +484,124 @@ def test_python_batch_of_the_wrong_size_names_the_file(python_batches):
         pickle.dump({"data": np.zeros((10, 100), dtype=np.uint8), "labels": list(range(10))}, f)
     with pytest.raises(DataError, match="data_batch_3 is not a CIFAR-10 python batch"):
         load_cifar10(python_batches, download=False)
+
+
+# ------------------------------------------------------------- image_folder(), inputs, pages
+
+
+def test_image_folder_is_the_root_when_it_holds_class_folders(image_folder, tmp_path):
+    assert D.image_folder(image_folder) == image_folder
+    (tmp_path / "empty").mkdir()
+    assert D.image_folder(tmp_path / "empty") is None  # no offline copy: download instead
+
+
+def _flip_a_byte(path):
+    blob = bytearray(path.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    path.write_bytes(bytes(blob))
+
+
+def test_image_folder_unpacks_the_archives_once_for_imagefolder(archive_folder, monkeypatch):
+    from torchvision.datasets import ImageFolder
+
+    folder = D.image_folder(archive_folder)
+    assert folder.parent == archive_folder / ".resnet_lab_cache"
+    assert folder.name.startswith("cifar10-images-") and not list(folder.parent.glob(".unp*"))
+    data = load_cifar10(archive_folder, download=False)
+    for split, n in (("train", 30), ("test", 20)):
+        ds = ImageFolder(folder / split)
+        assert ds.classes == list(CLASSES) and len(ds) == n
+        images = torch.stack([torch.from_numpy(np.array(x)).permute(2, 0, 1) for x, _ in ds])
+        assert torch.equal(images, getattr(data, f"{split}_images"))  # one decoder: PIL
+        assert ds.targets == getattr(data, f"{split}_labels").tolist()
+    monkeypatch.setattr(D, "_read_archive", lambda *a: pytest.fail("unpacked twice"))
+    assert D.image_folder(archive_folder) == folder
+
+
+def test_a_flipped_byte_in_the_unpacked_images_is_caught(archive_folder, capsys):
+    folder = D.image_folder(archive_folder)
+    image = folder / "test" / "cat" / "0001.png"
+    good = image.read_bytes()
+    _flip_a_byte(image)
+    assert D.image_folder(archive_folder) == folder and image.read_bytes() == good
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unpacking the damaged" in err[0], err
+
+
+@pytest.mark.parametrize("damage", ["swapped archives", "a wrong checksum"])
+def test_image_folder_refuses_bad_archives_and_leaves_nothing(image_folder, tmp_path, damage):
+    root = make_archives(image_folder, tmp_path / "arch")
+    if damage == "swapped archives":
+        (root / "SHA256SUMS").unlink()
+        (root / "train.tar.gz").rename(tmp_path / "t")
+        (root / "test.tar.gz").rename(root / "train.tar.gz")
+        (tmp_path / "t").rename(root / "test.tar.gz")
+    else:
+        _flip_a_byte(root / "test.tar.gz")
+    with pytest.raises(DataError, match="must hold train/<class>/|checksum mismatch") as e:
+        D.image_folder(root)
+    assert "\n" not in str(e.value)
+    assert not list((root / ".resnet_lab_cache").glob("*"))
+
+
+def test_image_folder_of_a_read_only_copy_goes_to_the_user_cache(archive_folder, tmp_path):
+    mode = archive_folder.stat().st_mode
+    os.chmod(archive_folder, mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    try:
+        folder = D.image_folder(archive_folder)
+    finally:
+        os.chmod(archive_folder, mode)
+    assert folder.parent == tmp_path / "cache" / "resnet_lab"
+    assert sorted(p.name for p in (folder / "train").iterdir()) == sorted(CLASSES)
+
+
+@pytest.mark.parametrize("value", ["   ", "\t"])
+def test_a_blank_data_variable_is_named(monkeypatch, value):
+    monkeypatch.setenv("RESNET_LAB_DATA", value)
+    for call in (load_cifar10, D.image_folder):
+        with pytest.raises(DataError, match="^RESNET_LAB_DATA is blank .*: unset it"):
+            call()
+
+
+def test_a_mistyped_data_folder_is_refused_by_image_folder_too(tmp_path, monkeypatch):
+    monkeypatch.setenv("RESNET_LAB_DATA", str(tmp_path / "cifar-typo"))
+    with pytest.raises(DataError, match="^CIFAR-10 not found: RESNET_LAB_DATA=.*cifar-typo does"):
+        D.image_folder()
+
+
+def test_repr_and_describe_fit_a_page_and_name_no_local_path(archive_folder, tmp_path):
+    data = load_cifar10(archive_folder, download=False)
+    long = data.select_classes(["airplane", "automobile", "ship", "truck"]).subset(8, 4)
+    for d in (data, long, long.split_validation(4)):
+        for text in (repr(d), d.describe()):
+            assert all(len(line) <= 77 for line in text.splitlines()), text
+            assert str(tmp_path) not in text and d.content_digest()[:12] in text
+            assert d.content_digest()[:13] not in text  # twelve digits, not more
+    assert len(data.describe().splitlines()) == 1  # the whole set fits one line
+
+
+def test_same_data_reads_descriptions_by_their_digest(archive_folder):
+    data = load_cifar10(archive_folder, download=False)
+    ours = data.subset(10, 10).describe()
+    assert "\n" in ours
+    old = f"CIFAR-10 JPEG archives, train.tar.gz sha256 45a63b9dd754... {ours[18:]}"
+    assert D.same_data(" ".join(old.split()), ours)  # an old source, one line: same digest
+    assert not D.same_data(data.subset(10, 10, seed=1).describe(), ours)
+    before_digests = " ".join(ours.split()).rsplit("; digest ", 1)[0] + ")"
+    assert D.same_data(before_digests, ours)
+
+
+def test_a_damaged_cache_in_the_user_cache_is_named_from_its_variable(
+    archive_folder, tmp_path, capsys
+):
+    mode = archive_folder.stat().st_mode
+    os.chmod(archive_folder, mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    try:
+        load_cifar10(archive_folder, download=False)
+        (path,) = (tmp_path / "cache" / "resnet_lab").glob("cifar10-*.pt")
+        path.write_bytes(path.read_bytes()[:1000])  # truncated
+        load_cifar10(archive_folder, download=False)
+    finally:
+        os.chmod(archive_folder, mode)
+    err = capsys.readouterr().err
+    assert "cache $XDG_CACHE_HOME/resnet_lab/cifar10-v3-" in err and str(tmp_path) not in err

@@ -1,20 +1,17 @@
 """Downloads say what happens and never hang: a local HTTP server plays CIFAR-10's host, fast,
-stalled, slow and broken (resnet_lab.download, and load_cifar10's download)."""
+stalled, slow and broken (load_cifar10's download of the official release)."""
 
 from __future__ import annotations
 
 import hashlib
 import http.server
-import socket
 import tarfile
 import threading
 import time
 
 import pytest
 
-import resnet_lab.download as dl
 from resnet_lab.cifar10 import DataError, load_cifar10
-from resnet_lab.download import DownloadError, fetch
 
 BLOB = bytes(range(256)) * 4096  # 1 MiB
 
@@ -54,48 +51,6 @@ def host():
     server.shutdown()
 
 
-def test_fetch_downloads_checks_and_renames(host, tmp_path):
-    out = fetch(host, tmp_path / "f.tar.gz", md5=hashlib.md5(BLOB).hexdigest(), progress=False)
-    assert out.read_bytes() == BLOB and not (tmp_path / "f.tar.gz.part").exists()
-    assert fetch("http://127.0.0.1:9/unused", out, md5=hashlib.md5(BLOB).hexdigest()) == out
-
-
-def test_a_stalled_server_fails_in_one_line(host, tmp_path):
-    Host.delay = 3.0
-    with pytest.raises(DownloadError, match=r"sent nothing for 1 s$"):
-        fetch(host, tmp_path / "f", stall_seconds=1, progress=False)
-
-
-def test_the_deadline_stops_a_slow_download_and_the_next_call_resumes(
-    host, tmp_path, capsys, monkeypatch
-):
-    Host.delay = 0.05
-    monkeypatch.setattr(dl, "SLOW_AFTER_SECONDS", 0.1)
-    with pytest.raises(DownloadError, match=r"stopped after 0 min at \d+ of 1 MB"):
-        fetch(host, tmp_path / "f", deadline_minutes=0.005, progress=False)
-    assert "slow download:" in capsys.readouterr().out  # said before it stopped
-    kept = (tmp_path / "f.part").stat().st_size
-    assert 0 < kept < len(BLOB)
-    Host.delay = 0.0
-    out = fetch(host, tmp_path / "f", md5=hashlib.md5(BLOB).hexdigest(), progress=False)
-    assert out.read_bytes() == BLOB and Host.ranges == [kept]
-
-
-def test_a_damaged_download_is_deleted(host, tmp_path):
-    with pytest.raises(DownloadError, match="MD5 differs .* deleted"):
-        fetch(host, tmp_path / "f", md5="0" * 32, progress=False)
-    assert not list(tmp_path.iterdir())
-
-
-def test_no_server_fails_in_one_line(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # closed once the block ends: nothing listens there
-    with pytest.raises(DownloadError, match="failed: URLError") as e:
-        fetch(f"http://127.0.0.1:{port}/x", tmp_path / "f", progress=False)
-    assert "\n" not in str(e.value)
-
-
 def _official_archive(python_batches, tmp_path):
     archive = tmp_path / "cifar-10-python.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
@@ -109,19 +64,75 @@ def test_load_cifar10_downloads_the_official_release(host, python_batches, tmp_p
     Host.body = _official_archive(python_batches, tmp_path)
     monkeypatch.setattr(CIFAR10, "url", host)
     monkeypatch.setattr(CIFAR10, "tgz_md5", hashlib.md5(Host.body).hexdigest())
-    data = load_cifar10(tmp_path / "new" / "cifar10")
-    assert data.train_images.shape[0] == 50 and "downloaded" in data.source
+    (tmp_path / "new").mkdir()  # an explicit folder must exist: a mistyped one is refused
+    data = load_cifar10(tmp_path / "new")
+    assert data.train_images.shape[0] == 50 and "official" in data.source
 
 
 def test_a_failed_cifar10_download_says_how_to_retry_in_one_line(tmp_path, monkeypatch):
     from torchvision.datasets import CIFAR10
 
     monkeypatch.setattr(CIFAR10, "url", "http://127.0.0.1:9/cifar-10-python.tar.gz")
-    root = tmp_path / "new" / "cifar10"
+    root = tmp_path / "new"
+    root.mkdir()
     with pytest.raises(DataError) as e:
         load_cifar10(root)
     message = str(e.value)
     assert "\n" not in message and message.startswith("CIFAR-10 download: ")
-    assert "run this again (it resumes)" in message and "RESNET_LAB_DATA" in message
+    assert "Run it again (it resumes)" in message and "cifar-10-python.tar.gz" in message
     assert e.value._render_traceback_() == [f"DataError: {message}"]  # Jupyter shows this line
-    assert not (tmp_path / "new").exists()  # no empty folders left behind
+
+
+@pytest.fixture
+def official(host, python_batches, tmp_path, monkeypatch):
+    """The official release served by ``host``; returns an empty folder to download it into."""
+    from torchvision.datasets import CIFAR10
+
+    Host.body = _official_archive(python_batches, tmp_path)
+    monkeypatch.setattr(CIFAR10, "url", host)
+    monkeypatch.setattr(CIFAR10, "tgz_md5", hashlib.md5(Host.body).hexdigest())
+    (tmp_path / "into").mkdir()
+    return tmp_path / "into"
+
+
+def test_the_deadline_stops_a_slow_download_and_the_next_call_resumes(official, monkeypatch):
+    assert len(Host.body) > 2 * (1 << 16)  # three chunks or more
+    Host.delay = 0.2  # before each chunk of 64 KiB: the deadline comes after the second
+    monkeypatch.setenv("RESNET_LAB_DOWNLOAD_MINUTES", "0.005")  # 0.3 s
+    with pytest.raises(DataError, match=r"stopped after 0.005 min at \d+ MB\. Run it again") as e:
+        load_cifar10(official)
+    assert "\n" not in str(e.value)
+    kept = (official / "cifar-10-python.tar.gz.part").stat().st_size
+    assert 0 < kept < len(Host.body)
+    Host.delay = 0.0
+    monkeypatch.delenv("RESNET_LAB_DOWNLOAD_MINUTES")
+    assert load_cifar10(official).train_images.shape[0] == 50
+    assert Host.ranges == [kept]  # the second call asked only for the rest
+
+
+def test_a_stalled_server_fails_in_one_line(official, monkeypatch):
+    import resnet_lab.cifar10 as D
+
+    monkeypatch.setattr(D, "STALL_SECONDS", 0.5)
+    Host.delay = 3.0
+    with pytest.raises(DataError, match=r"^CIFAR-10 download: nothing came for 0.5 s\. Run it"):
+        load_cifar10(official)
+
+
+def test_a_damaged_download_is_deleted(official, monkeypatch):
+    from torchvision.datasets import CIFAR10
+
+    monkeypatch.setattr(CIFAR10, "tgz_md5", "0" * 32)
+    with pytest.raises(DataError, match="arrived damaged .* deleted"):
+        load_cifar10(official)
+    assert not list(official.iterdir())
+
+
+@pytest.mark.parametrize("minutes", ["abc", "-5", "0", "nan", " "])
+def test_a_bad_download_deadline_is_named_and_refused(official, monkeypatch, minutes):
+    monkeypatch.setenv("RESNET_LAB_DOWNLOAD_MINUTES", minutes)
+    with pytest.raises(
+        DataError, match="^RESNET_LAB_DOWNLOAD_MINUTES=.* is not a number of minutes"
+    ):
+        load_cifar10(official)
+    assert not list(official.iterdir()) and Host.ranges == []  # nothing was asked for
