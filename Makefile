@@ -9,7 +9,7 @@ SHARED_DATA := $(abspath ../shared/data/cifar10-jpeg)
 export RESNET_LAB_DATA ?= $(if $(wildcard $(SHARED_DATA)/SHA256SUMS),$(SHARED_DATA),)
 JB_FLAGS ?=
 
-.PHONY: book test book-strict notebooks clean gpu-check standalone lint format
+.PHONY: book zh test book-strict notebooks clean gpu-check standalone lint format
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,12 +29,21 @@ book: $(BIN)/.installed
 	@h=$(INPUTS_HASH); if [ "$$h" != "$$(cat _build/.inputs-hash 2>/dev/null)" ]; then \
 	  rm -rf _build/.jupyter_cache; echo "package or results changed: every chapter re-executes"; fi
 	$(BIN)/jupyter-book build . $(JB_FLAGS)
+	$(MAKE) --no-print-directory zh JB_FLAGS="$(JB_FLAGS)"
 	@mkdir -p _build && echo $(INPUTS_HASH) > _build/.inputs-hash
-	@echo "The book is in _build/html/index.html"
+	@echo "The book is in _build/html/index.html, the Chinese edition in _build/html/zh/index.html"
+
+# The Chinese edition (book/zh/), built after the English one from the same execution cache
+# (its code cells are the English ones, tests/test_editions.py checks it), so nothing runs
+# twice; its pages are copied into _build/html/zh/, beside the English pages they link to.
+zh:
+	$(BIN)/jupyter-book build book/zh --path-output _build/zh $(JB_FLAGS)
+	rm -rf _build/html/zh && cp -r _build/zh/_build/html _build/html/zh
 
 book-strict: $(BIN)/.installed
 	rm -rf _build/.jupyter_cache _build/.inputs-hash
 	$(BIN)/jupyter-book build . --all -W -n --keep-going
+	$(MAKE) --no-print-directory zh JB_FLAGS="--all -W -n --keep-going"
 
 test: $(BIN)/.installed
 	RESNET_LAB_PROFILE=$${RESNET_LAB_PROFILE:-smoke} $(BIN)/python -m pytest
@@ -52,7 +61,8 @@ format: $(BIN)/.installed
 # the chapters' .ipynb pairs are written again (--update: cell ids kept, diffs small)
 notebooks: $(BIN)/.installed
 	$(BIN)/python tools/sync_book.py
-	$(BIN)/jupytext --update --to ipynb $$(grep -l '^kernelspec:' book/[0-9]*.md book/appendix_*.md)
+	$(BIN)/jupytext --update --to ipynb $$(grep -l '^kernelspec:' book/[0-9]*.md book/appendix_*.md book/zh/*.md)
+	$(BIN)/python tools/translations.py sync
 
 # every chapter as a reader runs it: the wheel in a fresh venv, each .ipynb pair alone in an
 # empty folder, compared with the strict build (or an in-repository run) in .ci/standalone

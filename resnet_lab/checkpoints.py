@@ -18,7 +18,6 @@ import os
 import pickle
 import re
 import shutil
-import subprocess
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,10 +35,6 @@ CHECKPOINT_FORMATS = ("resnet_lab.checkpoint/1", "resnet_lab.weights/1")
 
 class CheckpointMismatch(ValueError):
     """A checkpoint of another model, another recipe or other data was offered."""
-
-
-class RunExistsError(FileExistsError):
-    """The output folder already holds another run, which training would overwrite."""
 
 
 def atomic_write(path: str | os.PathLike, write) -> None:
@@ -95,20 +90,29 @@ def atomic_save(obj, path: str | os.PathLike) -> None:
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
-def check_writable(folder: str | os.PathLike) -> Path:
-    """Create ``folder`` if needed and prove that a file can be written in it, before any work
-    is done; raises ``PermissionError`` naming the folder otherwise."""
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise PermissionError(
-            f"cannot write to {folder} ({e.strerror or e}): choose another output folder (--out)"
-        ) from e
-    return folder
+def remove_dead_temps(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files of :func:`atomic_write` (``.<name>.tmp-<pid>``) that a writer
+    killed mid-write (SIGKILL, a crash) left in ``folder``: those whose process no longer runs
+    on this machine. A live writer's file is kept. Returns the files removed."""
+    removed = []
+    for path in Path(folder).glob(".*.tmp-*"):
+        found = re.fullmatch(r"\..+\.tmp-(\d+)", path.name)
+        if found and path.is_file() and not _alive(int(found[1])):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (assumed so where that cannot be asked)."""
+    if os.name == "posix":  # signal 0 only asks; on Windows os.kill would end the process
+        try:
+            os.kill(pid, 0)
+        except (ProcessLookupError, OverflowError):
+            return False
+        except OSError:  # another user's process
+            pass
+    return True
 
 
 # ---------------------------------------------------------------------------- history
@@ -154,22 +158,11 @@ class History:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> History:
-        """Read a History JSON; a truncated or malformed file raises a ValueError naming the
-        file and what is wrong with it."""
+        """Read a History JSON. A truncated or malformed file, or an epoch whose numbers cannot
+        be (an accuracy outside [0, 1], a NaN loss), raises a ValueError naming the file and
+        what is wrong with it."""
         path = Path(path)
-        try:
-            blob = json.loads(path.read_text(encoding="utf-8"))
-        except UnicodeDecodeError as e:
-            raise ValueError(
-                f"{path} is not UTF-8 text (byte {e.object[e.start]:#04x} at offset "
-                f"{e.start}), so not a History JSON: check the file's name, or re-run "
-                "the experiment that wrote it"
-            ) from e
-        except json.JSONDecodeError as e:
-            raise ValueError(
-                f"{path} is not valid JSON ({e.msg} at line {e.lineno}): "
-                "the file is truncated or damaged; re-run the experiment that wrote it"
-            ) from e
+        blob = _read_json(path)
         if not isinstance(blob, dict) or "epochs" not in blob:
             raise ValueError(f"{path} is not a History JSON (expected keys 'meta' and 'epochs')")
         epochs, meta = blob["epochs"], blob.get("meta", {})
@@ -180,9 +173,12 @@ class History:
         if not isinstance(meta, dict):
             raise ValueError(f"{path}: 'meta' must be a JSON object, got {type(meta).__name__}")
         for i, r in enumerate(epochs):
-            bad = [k for k in ("epoch", "seconds") if not is_real(r.get(k))]
+            bad = _bad_numbers(r)
             if bad:
-                raise ValueError(f"{path}: epoch record {i} lacks a number for {bad}")
+                raise ValueError(
+                    f"{path}: epoch record {i}: {'; '.join(bad)}: the file is damaged or was "
+                    "edited by hand; restore it, or re-run the experiment that wrote it"
+                )
         return cls(epochs=list(epochs), meta=dict(meta))
 
     def summary(self) -> str:
@@ -193,6 +189,37 @@ class History:
             f"{self.meta.get('model', '?')}: test accuracy {acc_s} after {len(self)} epochs, "
             f"{self.train_seconds / 60:.1f} min of training on {self.meta.get('hardware', '?')}"
         )
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            f"{path} is not UTF-8 text (byte {e.object[e.start]:#04x} at offset "
+            f"{e.start}), so not a History JSON: check the file's name, or re-run "
+            "the experiment that wrote it"
+        ) from e
+    except json.JSONDecodeError as e:
+        raise ValueError(
+            f"{path} is not valid JSON ({e.msg} at line {e.lineno}): "
+            "the file is truncated or damaged; re-run the experiment that wrote it"
+        ) from e
+
+
+def _bad_numbers(record: dict) -> list[str]:
+    """What is wrong with the numbers of one epoch's record: ``epoch`` and ``seconds`` must be
+    finite numbers, every ``*_acc`` a fraction in [0, 1] or null, every ``*_loss`` finite or
+    null."""
+    bad = [f"lacks a number for {k!r}" for k in ("epoch", "seconds") if not is_real(record.get(k))]
+    for k, v in record.items():
+        if v is None:
+            continue
+        if k.endswith("_acc") and not (is_real(v) and 0 <= v <= 1):
+            bad.append(f"{k} {v!r} is not a fraction in [0, 1]")
+        elif k.endswith("_loss") and not is_real(v):
+            bad.append(f"{k} {v!r} is not a finite number")
+    return bad
 
 
 # ---------------------------------------------------------------------------- checkpoints
@@ -265,6 +292,12 @@ def load_checkpoint(
         raise ValueError(f"{path} is not a readable checkpoint ({why}); check the path") from e
     if not isinstance(state, dict) or state.get("format") not in CHECKPOINT_FORMATS:
         raise ValueError(f"{path} is not a resnet_lab checkpoint (saved by resnet_lab.train.train)")
+    bad = _bad_fields(state)
+    if bad:
+        raise ValueError(
+            f"{path} is a damaged resnet_lab checkpoint ({'; '.join(bad)}): restore it, or train "
+            "it again"
+        )
     if model is not None:
         target = unwrap(model)
         ours, theirs = model_name(target), state["model_name"]
@@ -282,6 +315,27 @@ def load_checkpoint(
     return state
 
 
+# the fields a checkpoint must hold, and those it may hold (None where absent), with their types
+FIELDS = {"model_name": str, "signature": list, "model": dict, "epoch": int}
+OPTIONAL = {"build": dict, "history": dict, "config": dict, "data": str}
+
+
+def _bad_fields(state: dict) -> list[str]:
+    """What is missing, or of the wrong kind, among the fields that loading and evaluating a
+    checkpoint read (a ``build`` is a name and arguments; a ``history``, meta and epochs)."""
+    bad = [f"no {k!r}" for k in FIELDS if k not in state]
+    for k, kind in {**FIELDS, **OPTIONAL}.items():
+        if state.get(k) is not None and not isinstance(state[k], kind):
+            bad.append(f"{k!r} is a {type(state[k]).__name__}, not a {kind.__name__}")
+    parts = {"build": {"name": str, "kwargs": dict}, "history": {"meta": dict, "epochs": list}}
+    for k, inner in parts.items():
+        if isinstance(state.get(k), dict) and any(
+            not isinstance(state[k].get(f), t) for f, t in inner.items()
+        ):
+            bad.append(f"{k!r} lacks its {' and '.join(inner)}")
+    return bad
+
+
 def _unreadable(e: Exception) -> str:
     """Why ``torch.load(weights_only=True)`` refused a file, in a few words. Never torch's own
     text: it advises ``weights_only=False``, which would run a crafted file's code."""
@@ -294,37 +348,3 @@ def _unreadable(e: Exception) -> str:
     if isinstance(e, RuntimeError) and "zip archive" in str(e):
         return "a truncated or damaged zip archive"
     return "not a file written by torch.save"
-
-
-def export_weights(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path:
-    """Keep only what inference needs from a training checkpoint: the weights, the model's
-    name, build and signature, and the run's History (no optimiser state). Loads with
-    :func:`load_checkpoint` like a checkpoint."""
-    state = load_checkpoint(checkpoint)
-    slim = {
-        k: state.get(k)
-        for k in ("model_name", "build", "signature", "model", "epoch", "config", "data", "history")
-    }
-    slim["format"] = "resnet_lab.weights/1"
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_save(slim, out)
-    return out
-
-
-def git_commit() -> str | None:
-    """The commit of the code that runs, ``+changes`` when the package's files differ from it."""
-    here = Path(__file__).resolve().parent
-
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=here, capture_output=True, text=True, timeout=5
-        ).stdout.strip()
-
-    try:
-        commit = git("rev-parse", "--short", "HEAD")
-        if commit and git("status", "--porcelain", "--untracked-files=no", "--", "."):
-            commit += "+changes"
-        return commit or None
-    except (OSError, subprocess.SubprocessError):
-        return None

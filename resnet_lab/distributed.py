@@ -64,10 +64,8 @@ def barrier(ranks: Ranks) -> None:
 
 class _SumOverProcesses(torch.autograd.Function):
     """all_reduce(SUM) that autograd can go through: the gradient of a sum over processes is
-    the sum over processes of the gradients. ``torch.distributed.nn.functional.all_reduce`` does
-    the same (bitwise, checked in 2 gloo processes with torch 2.14), but torch deprecates it, with
-    a FutureWarning in each process, for the private ``torch.distributed._functional_collectives``;
-    so this stays."""
+    the sum over processes of the gradients (``torch.distributed.nn.functional.all_reduce``, the
+    same bitwise, is deprecated)."""
 
     @staticmethod
     def forward(ctx, t: torch.Tensor) -> torch.Tensor:

@@ -50,11 +50,7 @@ def model_parts(model: nn.Module) -> dict[str, list[str]]:
     >>> list(model_parts(resnet20()))
     ['stem', 'layer1', 'layer2', 'layer3', 'head']
     """
-    if not isinstance(model, ResNet):
-        raise TypeError(
-            f"named parts are defined for resnet_lab's ResNet models (cifar_resnet, resnet18 ...), "
-            f"not {type(model).__name__}"
-        )
+    model = _require_resnet(model)
     parts = {"stem": ["conv1", "bn1"]}
     for i in range(1, model.num_stages + 1):
         parts[f"layer{i}"] = [f"layer{i}"]

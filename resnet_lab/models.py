@@ -4,7 +4,6 @@
   their plain twins (``skip=False``). Parameter counts match the paper's Table 6 exactly.
 - :func:`resnet18` ... :func:`resnet152`: ImageNet ResNets whose state-dict keys and shapes
   are torchvision's, so ``ours.load_state_dict(torchvision_model.state_dict())`` works.
-- :func:`load_reference_weights`: akamaster/pytorch_resnet_cifar10 checkpoints into ours.
 - :func:`count_params`: the one parameter counter (the trainer's record, fine-tuning, the
   chapters).
 - :func:`build_model`: a network by name (``resnet20``, ``plain56``, ``article`` ...), as the
@@ -15,7 +14,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -34,6 +33,31 @@ from resnet_lab.blocks import (
 # leaves room beyond it, while a typo such as resnet99999998 fails at once instead of allocating
 # for hours (resnet1202 has 19.4M parameters)
 MAX_CIFAR_DEPTH = 2000
+
+
+def make_stages(
+    block: type[nn.Module],
+    in_planes: int,
+    layers: Sequence[int],
+    widths: Sequence[int],
+    **block_kw,
+) -> list[nn.Sequential]:
+    """Stage i: ``layers[i]`` blocks of width ``widths[i]``. Only the first
+    block of a stage changes the shape: after the first stage it halves the
+    resolution (stride 2) while it widens the channels, and its shortcut
+    follows (option A pads, B projects). The others keep the shape.
+
+    CIFAR ResNet-20: layers (3, 3, 3), widths (16, 32, 64), (B, 16, 32, 32)
+    -> (B, 16, 32, 32) -> (B, 32, 16, 16) -> (B, 64, 8, 8).
+    """
+    stages = []
+    for i, (n, width) in enumerate(zip(layers, widths)):
+        stride = 1 if i == 0 else 2  # stage 1 keeps the stem's resolution
+        first = block(in_planes, width, stride, **block_kw)
+        in_planes = width * block.expansion  # what the next block takes in
+        rest = [block(in_planes, width, 1, **block_kw) for _ in range(n - 1)]
+        stages.append(nn.Sequential(first, *rest))
+    return stages
 
 
 class ResNet(nn.Module):
@@ -75,17 +99,11 @@ class ResNet(nn.Module):
         self.bn1 = nn.Identity() if self.preact else nn.BatchNorm2d(stem_width)
         self.relu = nn.Identity() if self.preact else nn.ReLU(inplace=True)
 
-        in_planes = stem_width
-        for i, (n, width) in enumerate(zip(layers, widths), start=1):
-            stride = 1 if i == 1 else 2
-            blocks = []
-            for j in range(n):
-                blocks.append(
-                    block(in_planes, width, stride if j == 0 else 1, skip=skip, shortcut=shortcut)
-                )
-                in_planes = width * block.expansion
-            setattr(self, f"layer{i}", nn.Sequential(*blocks))
+        stages = make_stages(block, stem_width, layers, widths, skip=skip, shortcut=shortcut)
+        for i, stage in enumerate(stages, start=1):
+            setattr(self, f"layer{i}", stage)  # torchvision's names: layer1, layer2, ...
         self.num_stages = len(layers)
+        in_planes = widths[-1] * block.expansion
         # pre-activation blocks end in a conv: one last BN-ReLU before pooling (He et al. 2016)
         self.final_act = (
             nn.Sequential(nn.BatchNorm2d(in_planes), nn.ReLU()) if self.preact else nn.Identity()
@@ -283,51 +301,6 @@ def resnet152(num_classes: int = 1000, **kw) -> ResNet:
 # ---------------------------------------------------------------------------- weights, parameters
 
 
-def load_reference_weights(model: ResNet, state_dict: Mapping[str, torch.Tensor]) -> ResNet:
-    """Load a checkpoint of akamaster/pytorch_resnet_cifar10 into a :func:`cifar_resnet`.
-
-    Its keys (``conv1``, ``bn1``, ``layer1.0.conv1``, ..., ``linear``, with a ``module.``
-    prefix when saved from ``DataParallel``; the file itself holds them under
-    ``"state_dict"``) are renamed to ours (``linear`` -> ``fc``, ``shortcut`` ->
-    ``downsample``). A checkpoint of another depth raises a ValueError naming both depths.
-    Returns the model, in place.
-    """
-    if "state_dict" in state_dict and not isinstance(state_dict["state_dict"], torch.Tensor):
-        state_dict = state_dict["state_dict"]
-    renamed: dict[str, torch.Tensor] = {}
-    for key, value in state_dict.items():
-        if key.startswith("module."):
-            key = key[len("module.") :]
-        if key.startswith("linear."):
-            key = "fc." + key[len("linear.") :]
-        key = key.replace(".shortcut.", ".downsample.")
-        renamed[key] = value
-
-    def blocks_in(keys) -> int:
-        return len({k.split(".")[1] for k in keys if k.startswith("layer1.")})
-
-    theirs, ours = blocks_in(renamed), blocks_in(model.state_dict())
-    if theirs != ours:
-        raise ValueError(
-            f"checkpoint is a ResNet-{6 * theirs + 2} ({theirs} blocks per stage) but the model "
-            f"is a ResNet-{6 * ours + 2} ({ours} blocks per stage): build the model with "
-            f"cifar_resnet({6 * theirs + 2})"
-        )
-    # checkpoints from older torch lack BN's num_batches_tracked buffers; keep ours for those
-    own = model.state_dict()
-    missing = [k for k in own if k not in renamed and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in renamed if k not in own]
-    if missing or unexpected:
-        raise ValueError(
-            f"checkpoint does not fit this model: missing {missing[:5]}, "
-            f"unexpected {unexpected[:5]}"
-        )
-    for k in own:
-        renamed.setdefault(k, own[k])
-    model.load_state_dict(renamed)
-    return model
-
-
 def count_params(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters (BN's running statistics are buffers and are not counted)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
@@ -367,7 +340,8 @@ def _resolve(name: str) -> tuple:
         return BUILDERS[name], {}
     raise ValueError(
         f"unknown model {name!r}; use resnet<6n+2> (resnet20, resnet56, ...), plain<6n+2>, "
-        f"resnet18/34/50/101/152 or one of {sorted(_OTHERS)}"
+        f"resnet18/34/50/101/152 or one of {sorted(_OTHERS)} (the article's networks build by "
+        "name once resnet_lab.book.article is imported)"
     )
 
 

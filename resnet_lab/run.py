@@ -2,15 +2,17 @@
 
 :func:`build_run` places the model and makes everything a run needs (loaders, optimiser,
 schedule, loss scaler, the average of the weights) into one :class:`Run`; :func:`new_history`
-starts its record; :func:`resume_run` loads a checkpoint into it, after checking that the
+starts its History; :func:`resume_run` loads a checkpoint into it, after checking that the
 checkpoint belongs to this network, this recipe and this data; :func:`save_run` writes the
-checkpoint and the History atomically (rank 0 alone under ``torchrun``).
-:func:`resnet_lab.train.train` strings these together around the epoch loop.
+checkpoint and the History atomically (rank 0 alone under ``torchrun``), and
+:func:`finish_run` closes the History. :func:`resnet_lab.train.train` strings these together
+around the epoch loop.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import time
 from dataclasses import asdict, dataclass
@@ -25,9 +27,9 @@ from resnet_lab.checkpoints import (
     HISTORY_NAME,
     CheckpointMismatch,
     History,
-    git_commit,
     load_checkpoint,
     model_name,
+    remove_dead_temps,
     save_checkpoint,
 )
 from resnet_lab.cifar10 import CifarData
@@ -39,7 +41,7 @@ from resnet_lab.device import (
     resolve_channels_last,
     resolve_precision,
 )
-from resnet_lab.distributed import Ranks, global_batchnorm
+from resnet_lab.distributed import Ranks, barrier, distributed_setup, global_batchnorm
 from resnet_lab.loader import CifarLoader
 from resnet_lab.models import count_params
 from resnet_lab.optim import make_optimizer
@@ -76,15 +78,23 @@ class Run:
 
 
 def build_run(
-    model: nn.Module, data: CifarData, cfg: TrainConfig, ranks: Ranks, folder: Path | None
+    model: nn.Module,
+    data: CifarData,
+    cfg: TrainConfig,
+    ranks: Ranks | None = None,
+    folder: str | os.PathLike | None = None,
 ) -> Run:
-    """Place the model, make the loaders, the optimiser, the schedule and the EMA."""
+    """Place the model, make the loaders, the optimiser, the schedule and the EMA; with a
+    ``folder`` for the checkpoint, make it, and remove what writers killed mid-write left there.
+    ``ranks``: this process under ``torchrun`` (default: from the environment)."""
+    ranks = ranks if ranks is not None else distributed_setup(cfg.device)
     device = pick_device(cfg.device)
     if device.type == "cuda" and ranks.world > 1:
         device = torch.device("cuda", ranks.local)
     precision = resolve_precision(device, cfg.precision)
     channels_last = resolve_channels_last(device, cfg.channels_last)
     autocast = autocast_context(device, precision)  # validates precision for the device
+    checkpoint = _checkpoint_path(folder, ranks)
     torch.manual_seed(cfg.seed)
     layout = torch.channels_last if channels_last else torch.preserve_format
     model = model.to(device, memory_format=layout)
@@ -108,7 +118,7 @@ def build_run(
         test_loader=test_loader,
         ranks=ranks,
         precision=precision,
-        checkpoint=folder / CHECKPOINT_NAME if folder is not None else None,
+        checkpoint=checkpoint,
     )
     if cfg.ema:  # weights only: BN statistics are refit for the averaged weights before a test
         run.ema = AveragedModel(
@@ -125,6 +135,18 @@ def build_run(
             **place,
         )
     return run
+
+
+def _checkpoint_path(folder: str | os.PathLike | None, ranks: Ranks) -> Path | None:
+    """The checkpoint's path in ``folder``; the folder is made, and temporary files of writers
+    that died mid-write (SIGKILL) are removed, by rank 0, which alone writes there."""
+    if folder is None:
+        return None
+    folder = Path(folder)
+    if ranks.is_main:
+        folder.mkdir(parents=True, exist_ok=True)
+        remove_dead_temps(folder)
+    return folder / CHECKPOINT_NAME
 
 
 def _loaders(
@@ -190,7 +212,6 @@ def new_history(run: Run, data: CifarData) -> History:
             "precision": run.precision,
             "channels_last": run.train_loader.channels_last,
             "torch": str(torch.__version__),
-            "git_commit": git_commit(),
             "config": asdict(run.cfg),
             "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "seconds_note": "per-epoch seconds count training only; evaluation is excluded",
@@ -234,11 +255,12 @@ def _check_resumable(path: Path, state: dict, cfg: TrainConfig, data_desc: str) 
         )
 
 
-def resume_run(run: Run, data_desc: str) -> tuple[int, History]:
+def resume_run(run: Run, history: History) -> History:
     """Load the run's checkpoint into the model, optimiser, schedule, scaler, average and RNG,
-    after checking that it belongs to this network, this recipe and this data."""
+    after checking that it belongs to this network, this recipe and this data (``history``,
+    the new run's, says which). Returns the checkpoint's History, to be continued."""
     state = load_checkpoint(run.checkpoint, run.model, map_location=run.device)
-    _check_resumable(run.checkpoint, state, run.cfg, data_desc)
+    _check_resumable(run.checkpoint, state, run.cfg, history.meta["data"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
     if state.get("scaler"):
@@ -251,14 +273,15 @@ def resume_run(run: Run, data_desc: str) -> tuple[int, History]:
     history = History(epochs=list(state["history"]["epochs"]), meta=dict(state["history"]["meta"]))
     history.meta.setdefault("resumed_at_epochs", []).append(state["epoch"])
     run.saved_epochs = state["epoch"]
-    return state["epoch"], history
+    return history
 
 
 def save_run(run: Run, history: History, checkpoint: bool = True) -> None:
-    """The checkpoint (unless ``checkpoint=False``) and the History; rank 0 alone writes."""
-    if run.checkpoint is None or not run.ranks.is_main:
+    """The checkpoint (unless ``checkpoint=False``) and the History; rank 0 alone writes, and
+    the others wait until the checkpoint is written."""
+    if run.checkpoint is None:
         return
-    if checkpoint:
+    if run.ranks.is_main and checkpoint:
         scaler = run.scaler if run.scaler.is_enabled() else None
         save_checkpoint(
             run.checkpoint,
@@ -272,7 +295,21 @@ def save_run(run: Run, history: History, checkpoint: bool = True) -> None:
             ema=run.ema,
         )
         run.saved_epochs = len(history)
-    history.save(run.checkpoint.parent / HISTORY_NAME)
+    if run.ranks.is_main:
+        history.save(run.checkpoint.parent / HISTORY_NAME)
+    if checkpoint:
+        barrier(run.ranks)
+        run.saved_epochs = len(history)  # on every rank: rank 0 has written it
+
+
+def finish_run(run: Run, history: History) -> History:
+    """Close the History: its training seconds and end; a run that finished (not stopped by
+    Ctrl-C) saves it once more with this final meta."""
+    history.meta["train_seconds"] = history.train_seconds
+    history.meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    if not history.interrupted:
+        save_run(run, history, checkpoint=False)
+    return history
 
 
 def _same_data(saved: str, ours: str) -> bool:

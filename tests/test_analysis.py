@@ -1,4 +1,5 @@
 import copy
+import itertools
 
 import pytest
 import torch
@@ -338,3 +339,40 @@ def test_feature_strides_refuse_maps_that_are_not_one_stride():
         feature_strides({"c": torch.zeros(1, 8, 4, 8)}, torch.zeros(1, 3, 32, 32))
     with pytest.raises(ValueError, match="not a feature map"):
         feature_strides({"logits": torch.zeros(1, 10)}, image)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_chapter3_gradient_and_signal_claims_hold_for_other_seeds(seed):
+    # chapter 3's asserts on other initialisations and other images: smooth random images
+    # (8 x 8 noise, upsampled) stand in for CIFAR-10's
+    g = torch.Generator().manual_seed(seed)
+    images = F.interpolate(torch.randn(16, 3, 8, 8, generator=g), size=32, mode="bilinear")
+    labels = torch.arange(16) % 10
+    ratio, norms = {}, {}
+    for depth, skip in ((20, False), (56, True), (56, False)):
+        torch.manual_seed(seed)
+        norms[depth, skip] = gradient_norms(cifar_resnet(depth, skip=skip), images, labels)
+        ratio[depth, skip] = norms[depth, skip][0] / norms[depth, skip][-2]
+    assert ratio[56, False] > 100 and ratio[56, True] < 30
+    assert ratio[56, False] > 10 * ratio[20, False]
+    # nearly every step back through a plain conv grows the gradient
+    g56 = norms[56, False]
+    steps = [a / b for a, b in itertools.pairwise(g56[:-1])]  # conv to conv
+    assert sum(s > 1 for s in steps) > 0.75 * len(steps)
+    assert ratio[56, False] ** (1 / len(steps)) > 1.05
+    # the signal: growing within each residual stage, pinned in the plain network
+    torch.manual_seed(seed)
+    net = cifar_resnet(56)
+    res = activation_stats(net, images)["std"]
+    torch.manual_seed(seed)
+    plain = activation_stats(cifar_resnet(56, skip=False), images)["std"]
+    assert all(b > a for i in (0, 9, 18) for a, b in zip(res[i : i + 8], res[i + 1 : i + 9]))
+    assert max(plain) / min(plain) < 1.5
+    # and the unrolled sum x_0 + sum F(x_i) is far from the post-activation stream
+    with torch.no_grad():
+        x = net.relu(net.bn1(net.conv1(images)))
+        unrolled = x.clone()
+        for block in net.layer1:
+            f = residual_branch(block, x)
+            x, unrolled = block(x), unrolled + f
+    assert (x - unrolled).norm() > 0.3 * x.norm()

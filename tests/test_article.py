@@ -1,4 +1,4 @@
-"""The article's network as written, and its repairs (chapter 4)."""
+"""The article's network as written, and its repairs (chapter 5)."""
 
 import pytest
 import torch
@@ -51,6 +51,31 @@ def test_article_net_is_linear():
         torch.testing.assert_close(net(a + b) - net(b), net(a) - net(zero))
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_article_net_is_one_convolution_inside_and_none_at_the_borders(seed):
+    # chapter 5 (errata F7): the eight layers are one affine map, a 17x17 convolution away from
+    # the borders; within 7 pixels of them each layer's zero padding makes it position-dependent
+    torch.manual_seed(seed)
+    net = ArticleNet().double()
+    with torch.no_grad():
+        f0 = net(torch.zeros(1, 3, 32, 32, dtype=torch.double))
+        pulse = torch.zeros(4, 3, 32, 32, dtype=torch.double)
+        pulse[[0, 1, 2], [0, 1, 2], 16, 16] = 1
+        pulse[3, 0, 0, 0] = 1
+        w = net(pulse) - f0
+        conv = nn.Conv2d(3, 128, 17, padding=8).double()
+        conv.weight.copy_(w[:3, :, 8:25, 8:25].flip(-2, -1).transpose(0, 1))
+        conv.bias.copy_(f0[0, :, 16, 16])
+        x = torch.randn(1, 3, 32, 32, dtype=torch.double)
+        gap = (net(x) - conv(x)).abs().amax(1)[0]
+    inner = torch.zeros(32, 32, dtype=torch.bool)
+    inner[7:25, 7:25] = True
+    assert gap[inner].max() < 1e-12  # one convolution in the 18 x 18 interior
+    assert gap[~inner].min() > 1e-6  # and no convolution anywhere in the border band
+    # the same offset (0) is weighed differently at the centre and in a corner
+    assert not torch.allclose(w[0, :, 16, 16], w[3, :, 0, 0])
+
+
 def test_article_networks_build_by_name_with_their_state_dict_keys():
     # checkpoints of these networks name their layers so: the move to article.py keeps them
     assert list(build_model("article").state_dict())[:2] == ["conv1.weight", "conv1.bias"]
@@ -63,7 +88,7 @@ def test_article_networks_build_by_name_with_their_state_dict_keys():
 
 
 def _article_test_loop(model, batches):
-    """The article's test loop as chapter 4 runs it, counting its comparisons as well."""
+    """The article's test loop as chapter 5 runs it, counting its comparisons as well."""
     correct = total = comparisons = 0
     shapes = set()
     with torch.no_grad():
@@ -78,7 +103,7 @@ def _article_test_loop(model, batches):
 
 
 def test_article_test_loop_counts_pixels_against_images_for_every_seed():
-    # chapter 4: the "accuracy" of the article's loop depends on the weights; its cause does not
+    # chapter 5: the "accuracy" of the article's loop depends on the weights; its cause does not
     g = torch.Generator().manual_seed(0)
     batches = [
         (torch.randn(32, 3, 32, 32, generator=g), torch.randint(0, 10, (32,), generator=g))

@@ -2,6 +2,8 @@
 one's output-less .ipynb pair (for the Colab and Binder buttons) holds the same cells."""
 
 import ast
+import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -172,13 +174,56 @@ def test_the_address_is_written_nowhere_else():
     assert not wrong, f"addresses other than {url} (repository.url): {wrong}: run `make notebooks`"
 
 
-def test_install_cell_keeps_what_is_installed_and_picks_the_profile():
-    cell = sync_book.install_cell("https://example.org/x/y")
-    assert 'REPO = "https://example.org/x/y"' in cell
-    assert '"torch": ">=2.1,<3"' in cell  # from pyproject.toml
-    assert '_pip("-c", pins.name, *missing)' in cell  # installed versions pinned
-    assert '_pip("--no-deps", SOURCE)' in cell  # resnet-lab never pulls torch in
-    assert '"gpu" if cuda else "cpu"' in cell
+ELSEWHERE = "https://example.org/x/y"  # an address the tests write the cell for
+
+
+def _run_install_cell(monkeypatch, capsys, installed: bool):
+    """The install cell as IPython runs it, with ``%pip`` recorded instead of run: what it
+    asked pip for, and the line it printed."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    cell = sync_book.install_cell(ELSEWHERE)
+    body = cell.split("\n\n", 1)[1].removesuffix("\n```")
+    asked = []
+
+    class Shell:
+        def run_line_magic(self, name, line):
+            asked.append(f"%{name} {line}")
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: (
+            (real_find_spec(name, *a) if installed else None)
+            if name == "resnet_lab"
+            else real_find_spec(name, *a)
+        ),
+    )
+    monkeypatch.delenv("RESNET_LAB_PROFILE", raising=False)
+    exec(TransformerManager().transform_cell(body), {"get_ipython": Shell})
+    return asked, capsys.readouterr().out.strip()
+
+
+def test_install_cell_is_one_pip_line_for_what_is_missing(monkeypatch, capsys):
+    """At most 8 lines; pip runs only where resnet_lab is missing, with pip's ranges (which
+    keep what Colab has: .ci/colab); the cell says what it did and sets the profile."""
+    import torch
+
+    cell = sync_book.install_cell(ELSEWHERE)
+    assert len(cell.split("\n\n", 1)[1].splitlines()) - 1 <= 8
+    profile = "gpu" if torch.cuda.is_available() else "cpu"
+    asked, said = _run_install_cell(monkeypatch, capsys, installed=True)
+    assert asked == [] and said == f"resnet-lab found; profile {profile}"
+    assert os.environ["RESNET_LAB_PROFILE"] == profile
+    asked, said = _run_install_cell(monkeypatch, capsys, installed=False)
+    assert asked == [f"%pip install -q resnet-lab@git+{ELSEWHERE}"]
+    assert said == f"resnet-lab installed; profile {profile}"
+
+
+def test_an_address_too_long_for_the_cell_is_refused():
+    with pytest.raises(SystemExit, match="8 lines of 77 columns"):
+        sync_book.install_cell("https://example.org/" + "x" * 60)
 
 
 # ---------------------------------------------------------------- launch buttons

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import resnet_lab.book.article  # noqa: F401  (registers the article's networks by name)
 from resnet_lab.cifar10 import load_cifar10
 from resnet_lab.lab.cli import build_parser, main
 from resnet_lab.models import build_model

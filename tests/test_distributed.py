@@ -4,13 +4,13 @@ process trains with the same global batch, and a resumed two-process run continu
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import pytest
 import torch
 
 from resnet_lab.lab.cli import main
+from tests.children import run
 from tests.conftest import TRAIN_ARGS
 
 ARGS = [
@@ -26,18 +26,18 @@ def torchrun(*args, nproc=2):
     if torchrun is None:
         pytest.skip("torchrun is not installed")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # --standalone: the rendezvous takes a free port, so no other program's port is in the way
     cmd = [
         torchrun,
+        "--standalone",
         "--nproc_per_node",
         str(nproc),
-        "--master_port",
-        "29531",
         "-m",
         "resnet_lab",
         "train",
         *args,
     ]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    out = run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     return out
 

@@ -285,7 +285,7 @@ def test_a_results_dir_that_is_a_file_fails_before_any_training(
     def no_training(*args, **kwargs):
         raise AssertionError("trained before the results folder was checked")
 
-    monkeypatch.setattr("resnet_lab.lab.experiments.train", no_training)
+    monkeypatch.setattr("resnet_lab.lab.experiments.train_in_folder", no_training)
     with pytest.raises(FileExistsError, match="results.txt is a file, not a folder"):
         run_sweep(
             "degradation/plain20",

@@ -381,8 +381,11 @@ def test_one_candidate_trains_nothing_to_choose_it(tiny_data, tmp_path, monkeypa
         budgets=(2,), seeds=(0,), methods=("finetune",), finetune_lrs=(0.05,), long_steps=None
     )
     calls = []
-    real = transfer.train
-    monkeypatch.setattr(transfer, "train", lambda *a, **k: calls.append(1) or real(*a, **k))
+    for name in ("train", "train_in_folder"):  # the runs, and the pretraining in its folder
+        real = getattr(transfer, name)
+        monkeypatch.setattr(
+            transfer, name, lambda *a, real=real, **k: calls.append(1) or real(*a, **k)
+        )
     kw = dict(data=tiny_data, weights=tmp_path / "pre.pt", runs_dir=tmp_path / "runs")
     (r,) = run_transfer_study(study, out=tmp_path / "f.json", progress=False, **kw)
     assert r["selection"] == {"by": "one candidate", "candidates": []}

@@ -1,6 +1,10 @@
 """Interrupted runs lose nothing: after SIGINT, SIGTERM or SIGKILL of ``train``, in one process
 or of one rank under torchrun, ``--resume`` ends with exactly the weights of an uninterrupted
-run (``torch.equal``), because every epoch ends with an atomic checkpoint and the RNG state."""
+run (``torch.equal``), because every epoch ends with an atomic checkpoint and the RNG state.
+
+The interrupted run pauses where the test says (tests/children.py: after its first epoch is
+saved) and gets the signal there, so a fast machine cannot finish the run first; its
+children start with SIGINT at its default, however the test run itself was started."""
 
 import json
 import os
@@ -8,19 +12,19 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 
+from tests.children import paused_env, popen, run, wait_until_ready
 from tests.conftest import TRAIN_ARGS, cli_train
 
-EPOCHS = "12"
+EPOCHS = 3
+PAUSE_AT = 1  # the child pauses at the start of epoch index 1: one epoch is saved
 ARGS = [
     *TRAIN_ARGS,
     *["--channels-last", "false", "--seed", "0", "--lr", "0.05"],
-    "--epochs",
-    EPOCHS,
+    *["--epochs", str(EPOCHS)],
 ]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
@@ -35,21 +39,17 @@ def _assert_same_weights(a, b):
         assert torch.equal(a[k], b[k]), f"{k} differs after the resume"
 
 
-def _start(cmd):
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-
-
-def _interrupt_after_first_checkpoint(proc, folder, kill):
-    """Wait for the first checkpoint, then ``kill(proc)``; the run must not have finished."""
-    deadline = time.time() + 120
-    while not (folder / "checkpoint.pt").exists():
-        assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-2000:]
-        time.sleep(0.01)
+def _interrupted(cmd, folder, kill, ranks=1, **kw):
+    """Start ``cmd``, wait until its training has paused after epoch ``PAUSE_AT`` (saved),
+    then ``kill(proc)``; return the process, ended, and its stderr."""
+    folder.mkdir(parents=True, exist_ok=True)
+    env = paused_env(ENV, folder.parent / f"{folder.name}-pause", PAUSE_AT)
+    proc = popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kw)
+    wait_until_ready(proc, folder.parent / f"{folder.name}-pause", ranks)
     kill(proc)
     _, err = proc.communicate(timeout=120)
-    done = torch.load(folder / "checkpoint.pt", weights_only=True)["epoch"]
-    assert done < int(EPOCHS), "the run finished before it was interrupted: nothing was tested"
-    return err
+    assert torch.load(folder / "checkpoint.pt", weights_only=True)["epoch"] == PAUSE_AT, err
+    return proc, err
 
 
 def _train_cmd(data, out, *extra):
@@ -72,16 +72,14 @@ def _train_cmd(data, out, *extra):
 )
 def test_resume_after_a_signal_equals_an_uninterrupted_run(image_folder, tmp_path, sig):
     whole = tmp_path / "whole"
-    assert (
-        subprocess.run(_train_cmd(image_folder, whole), env=ENV, capture_output=True).returncode
-        == 0
-    )
+    done = run(_train_cmd(image_folder, whole), env=ENV, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
     cut = tmp_path / "cut"
-    proc = _start(_train_cmd(image_folder, cut))
-    _interrupt_after_first_checkpoint(proc, cut, lambda p: p.send_signal(sig))
-    if sig == signal.SIGINT:
-        assert proc.returncode == 130
-    resumed = subprocess.run(
+    proc, err = _interrupted(_train_cmd(image_folder, cut), cut, lambda p: p.send_signal(sig))
+    if sig in (signal.SIGINT, signal.SIGKILL):
+        assert proc.returncode == {signal.SIGINT: 130}.get(sig, -sig), err[-2000:]
+    assert proc.returncode != 0, err[-2000:]
+    resumed = run(
         _train_cmd(image_folder, cut, "--resume"), env=ENV, capture_output=True, text=True
     )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
@@ -93,14 +91,15 @@ def _children(pid):
     return [int(c) for c in open(path).read().split()] if os.path.exists(path) else []
 
 
-def _torchrun_cmd(data, out, *extra, port="29541"):
+def _torchrun_cmd(data, out, *extra):
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or shutil.which(
         "torchrun"
     )
     if torchrun is None:
         pytest.skip("torchrun is not installed")
     python_m = _train_cmd(data, out, *extra)[1:]  # torchrun runs the same "-m resnet_lab train"
-    return [torchrun, "--nproc_per_node", "2", "--master_port", port, *python_m]
+    # --standalone: the rendezvous takes a free port
+    return [torchrun, "--standalone", "--nproc_per_node", "2", *python_m]
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the ranks through /proc")
@@ -108,21 +107,18 @@ def test_torchrun_resume_after_one_rank_is_killed_equals_an_uninterrupted_run(
     image_folder, tmp_path
 ):
     whole = tmp_path / "whole"
-    done = subprocess.run(
-        _torchrun_cmd(image_folder, whole), env=ENV, capture_output=True, text=True
-    )
+    done = run(_torchrun_cmd(image_folder, whole), env=ENV, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     cut = tmp_path / "cut"
-    proc = _start(_torchrun_cmd(image_folder, cut))
 
     def kill_one_rank(p):
         ranks = _children(p.pid)
         assert ranks, "no worker processes found"
         os.kill(ranks[-1], signal.SIGKILL)
 
-    _interrupt_after_first_checkpoint(proc, cut, kill_one_rank)
+    proc, _ = _interrupted(_torchrun_cmd(image_folder, cut), cut, kill_one_rank, ranks=2)
     assert proc.returncode != 0
-    resumed = subprocess.run(
+    resumed = run(
         _torchrun_cmd(image_folder, cut, "--resume"), env=ENV, capture_output=True, text=True
     )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
@@ -139,10 +135,9 @@ def test_ctrl_c_under_the_launcher_is_one_line_and_130(image_folder, tmp_path):
         sys.executable,
         "-m",
         "resnet_lab.lab.launch",
+        "--standalone",
         "--nproc-per-node",
         "2",
-        "--master-port",
-        "29551",
         "train",
         "--data",
         str(image_folder),
@@ -150,19 +145,13 @@ def test_ctrl_c_under_the_launcher_is_one_line_and_130(image_folder, tmp_path):
         str(out),
         *ARGS,
     ]
-    proc = subprocess.Popen(
-        cmd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=ENV,
-        start_new_session=True,
+    proc, err = _interrupted(
+        cmd, out, lambda p: os.killpg(p.pid, signal.SIGINT), ranks=2, start_new_session=True
     )
-    err = _interrupt_after_first_checkpoint(proc, out, lambda p: os.killpg(p.pid, signal.SIGINT))
     assert proc.returncode == 130, err[-3000:]
     assert "Traceback" not in err, err[-3000:]
     assert err.strip().splitlines()[-1].startswith("interrupted"), err[-3000:]
-    resumed = subprocess.run([*cmd, "--resume"], env=ENV, capture_output=True, text=True)
+    resumed = run([*cmd, "--resume"], env=ENV, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
 
 
@@ -207,3 +196,17 @@ def test_ctrl_c_saves_and_exits_130(image_folder, tmp_path, monkeypatch, capsys)
         2,
         3,
     ]
+
+
+def test_children_start_with_sigint_at_its_default_whatever_the_parent_ignores():
+    """`(trap '' INT; make test)`, nohup and many CI runners start the tests with SIGINT
+    ignored; a plain child inherits that, a child of tests/children.py does not."""
+    probe = [sys.executable, "-c", "import signal; print(signal.getsignal(signal.SIGINT))"]
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        plain = subprocess.run(probe, capture_output=True, text=True).stdout.strip()
+        ours = run(probe, capture_output=True, text=True).stdout.strip()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert plain in ("1", "Handlers.SIG_IGN")  # what the test children inherited before
+    assert "default_int_handler" in ours  # Python's own: Ctrl-C raises KeyboardInterrupt

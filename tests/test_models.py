@@ -4,6 +4,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+import resnet_lab.book.article  # noqa: F401  (registers the article's networks by name)
+from resnet_lab.book.reference import load_reference_weights
 from resnet_lab.checkpoints import model_signature
 from resnet_lab.lab.cli import main
 from resnet_lab.models import (
@@ -13,7 +15,6 @@ from resnet_lab.models import (
     cifar_resnet,
     count_params,
     imagenet_resnet,
-    load_reference_weights,
     plain56,
     resnet18,
     resnet20,

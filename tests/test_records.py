@@ -4,9 +4,11 @@ what the wheel ships."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -138,37 +140,105 @@ def test_chapters_never_open_the_repositorys_files():
             assert bad not in code, f"{chapter.name} opens {bad}...: read records via the package"
 
 
-def test_the_wheel_ships_every_record_and_only_the_weights_the_book_loads(tmp_path):
+PIP_WHEEL = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
+
+
+def _pip_wheel(source: Path, into: Path) -> Path:
+    """``pip wheel`` of ``source`` (a tree or an unpacked sdist) into ``into``: the wheel."""
     subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(tmp_path),
-            str(ROOT),
-        ],
+        [*PIP_WHEEL, "-w", str(into), str(source)],
         check=True,
         capture_output=True,
     )
-    (wheel,) = tmp_path.glob("resnet_lab-*.whl")
+    shutil.rmtree(source / "build", ignore_errors=True)  # setuptools' work folder
+    (wheel,) = into.glob("resnet_lab-*.whl")
+    return wheel
+
+
+def _contents(wheel: Path) -> dict[str, bytes]:
     with zipfile.ZipFile(wheel) as z:
-        shipped = {
-            n.removeprefix("resnet_lab/_results/"): z.read(n)
-            for n in z.namelist()
-            if n.startswith("resnet_lab/_results/")
-        }
+        return {n: z.read(n) for n in z.namelist()}
+
+
+@pytest.fixture(scope="module")
+def tree_wheel(tmp_path_factory) -> Path:
+    """The wheel built from the checkout, as `pip wheel .` builds it."""
+    return _pip_wheel(ROOT, tmp_path_factory.mktemp("tree-wheel"))
+
+
+def test_the_wheel_ships_every_record_and_only_the_weights_the_book_loads(tree_wheel):
+    contents = _contents(tree_wheel)
+    prefix = "resnet_lab/_results/"
+    shipped = {n.removeprefix(prefix): b for n, b in contents.items() if n.startswith(prefix)}
     results = ROOT / "results"
     want = {str(p.relative_to(results)) for p in results.rglob("*.json")} | set(
         records.SHIPPED_WEIGHTS
     )
     assert set(shipped) == want
     assert all(shipped[n] == (results / n).read_bytes() for n in want)  # the same bytes
-    shutil.rmtree(ROOT / "build", ignore_errors=True)  # setuptools' work folder
+
+
+def test_manifest_in_lists_the_shipped_weights():
+    """setup.py copies SHIPPED_WEIGHTS into the wheel, so the sdist must carry each of them:
+    MANIFEST.in names exactly those weights (it once left out cpu_resnet20-seed0.pt)."""
+    lines = (ROOT / "MANIFEST.in").read_text(encoding="utf-8").splitlines()
+    weights = [w for line in lines if line.startswith("include ") for w in line.split()[1:]]
+    weights = sorted(w.removeprefix("results/") for w in weights if w.endswith(".pt"))
+    assert weights == sorted(records.SHIPPED_WEIGHTS), "MANIFEST.in: one `include` per weight"
+
+
+def test_the_sdist_builds_the_same_wheel_as_the_tree(tree_wheel, tmp_path):
+    """What pip does with the source distribution: unpack it, build a wheel. That wheel holds
+    the same files, byte for byte, as the wheel built from the checkout."""
+    build_sdist = "import sys; from setuptools import build_meta as b; b.build_sdist(sys.argv[1])"
+    subprocess.run(
+        [sys.executable, "-c", build_sdist, str(tmp_path / "sdist")],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    (sdist,) = (tmp_path / "sdist").glob("resnet_lab-*.tar.gz")
+    with tarfile.open(sdist) as tar:
+        tar.extractall(tmp_path / "unpacked", filter="data")
+    (tree,) = (tmp_path / "unpacked").iterdir()
+    from_sdist = _contents(_pip_wheel(tree, tmp_path / "wheel"))
+    from_tree = _contents(tree_wheel)
+    assert sorted(from_sdist) == sorted(from_tree)
+    assert [n for n in from_tree if from_sdist[n] != from_tree[n]] == []
+
+
+def _readme_figures(text: str) -> dict[str, object]:
+    """The figures README.md's "What the wheel holds" states, as the build checks them."""
+    patterns = {
+        "megabytes": r"builds `resnet_lab-[^`]+\.whl`, about ([\d.]+) MB",
+        "modules": r"the package's (\d+) modules",
+        "records": r"every JSON record of `results/`: (\d+) files",
+        "weights": r"(\d+) of the (\d+) recorded weights",
+    }
+    # a line may break anywhere a space is
+    found = {k: re.search(p.replace(" ", r"\s+"), text) for k, p in patterns.items()}
+    missing = [k for k, m in found.items() if m is None]
+    assert not missing, f"README.md no longer states the wheel's {missing}"
+    return {k: m.groups() if k == "weights" else m.group(1) for k, m in found.items()}
+
+
+def test_the_readme_states_the_wheels_figures_as_built(tree_wheel):
+    """The README's (and the records appendix's) size and counts are the wheel's, not typed once."""
+    names = list(_contents(tree_wheel))
+    stated = _readme_figures((ROOT / "README.md").read_text(encoding="utf-8"))
+    size = f"{tree_wheel.stat().st_size / 1e6:.1f}"
+    assert stated["megabytes"] == size, f"the wheel is {size} MB"
+    assert f"about {size} MB" in (ROOT / "book" / "appendix_records.md").read_text("utf-8")
+    modules = sum(n.endswith(".py") for n in names)
+    assert stated["modules"] == str(modules), f"the wheel holds {modules} modules"
+    jsons = sum(n.startswith("resnet_lab/_results/") and n.endswith(".json") for n in names)
+    assert stated["records"] == str(jsons), f"the wheel holds {jsons} JSON records"
+    tracked = ["git", "ls-files", "results/*.pt", "results/**/*.pt"]
+    all_weights = set(
+        subprocess.run(tracked, cwd=ROOT, capture_output=True, text=True).stdout.split()
+    )
+    want = (str(len(records.SHIPPED_WEIGHTS)), str(len(all_weights)))
+    assert stated["weights"] == want, f"{want[0]} of the {want[1]} recorded weights ship"
 
 
 # ---------------------------------------------------------------- from the reliability issues
@@ -183,3 +253,21 @@ def test_load_results_skips_a_bad_file_with_a_note(tmp_path):
     runs = load_results("degradation/plain20", tmp_path, notes=notes)
     assert len(runs["degradation/plain20"]) == 1
     assert len(notes) == 1 and "skipped plain20-seed1.json" in notes[0]
+
+
+def test_git_commit_says_when_the_package_has_changes(monkeypatch):
+    import subprocess
+
+    from resnet_lab.lab import records as ckpt
+
+    answers = {"rev-parse": "abc1234", "status": ""}
+
+    def fake_run(args, **kwargs):
+        return subprocess.CompletedProcess(args, 0, stdout=answers[args[1]] + "\n", stderr="")
+
+    monkeypatch.setattr(ckpt.subprocess, "run", fake_run)
+    assert ckpt.git_commit() == "abc1234"
+    answers["status"] = " M resnet_lab/train.py"
+    assert ckpt.git_commit() == "abc1234+changes"
+    answers["rev-parse"] = ""
+    assert ckpt.git_commit() is None

@@ -12,11 +12,17 @@ from dataclasses import replace
 import pytest
 import torch
 
-from resnet_lab.checkpoints import HISTORY_NAME, RunExistsError
+from resnet_lab.checkpoints import HISTORY_NAME
 from resnet_lab.lab.experiments import run_experiment
-from resnet_lab.lab.runfolder import LOCK_NAME, RunLock, RunLockedError
+from resnet_lab.lab.runfolder import (
+    LOCK_NAME,
+    RunExistsError,
+    RunLock,
+    RunLockedError,
+    train_in_folder,
+)
 from resnet_lab.models import cifar_resnet
-from resnet_lab.train import train
+from tests.children import popen
 from tests.conftest import ONE_EPOCH, TRAIN_ARGS
 
 pytest.importorskip("fcntl")
@@ -40,9 +46,7 @@ def test_a_second_lock_is_refused_naming_the_first(tmp_path):
 
 
 def test_the_lock_is_freed_when_its_process_is_killed(tmp_path):
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD, str(tmp_path)], stdout=subprocess.PIPE, text=True
-    )
+    holder = popen([sys.executable, "-c", HOLD, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(RunLockedError, match=f"process {holder.pid}"):
@@ -66,7 +70,7 @@ def _cli_train(folder, out, epochs):
         *("--schedule", "constant"),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
 def test_two_cli_runs_into_one_folder_one_refuses(image_folder, tmp_path):
@@ -126,7 +130,7 @@ def test_the_launcher_exits_2_without_a_command(capsys):
 def test_train_and_run_experiment_refuse_to_overwrite(tiny_data, tmp_path):
     def train_once():
         cfg = replace(ONE_EPOCH, batch_size=50)
-        train(cifar_resnet(8, width=4), tiny_data, cfg, progress=False, checkpoint_dir=tmp_path)
+        train_in_folder(cifar_resnet(8, width=4), tiny_data, cfg, tmp_path, progress=False)
 
     train_once()
     with pytest.raises(RunExistsError, match="resume=True.*overwrite=True"):

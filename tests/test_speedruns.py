@@ -10,10 +10,10 @@ from resnet_lab.lab.experiments import EXPERIMENTS
 from resnet_lab.lab.results import compare
 from resnet_lab.lab.speedruns import (
     SPEED_RUNS,
-    best_run,
+    best_recipe,
     compile_line,
     cpu_runs,
-    describe_best,
+    describe_recipe,
     ema_span,
     epoch_costs,
     format_technique_diffs,
@@ -48,11 +48,13 @@ def test_technique_runs_are_named_and_ordered_by_the_experiments():
     assert [h.meta["experiment"] for hs in runs.values() for h in hs] == names
 
 
-def test_best_run_takes_the_highest_final_accuracy():
-    a, b, untested = _run(0.8), _run(0.9), _run()
-    assert best_run([a, b, untested]) is b
-    with pytest.raises(ValueError, match="no run has a final 'test_acc'"):
-        best_run([untested])
+def test_best_recipe_is_the_best_mean_not_the_luckiest_seed():
+    steady = [_run(0.89), _run(0.89), _run(0.89)]
+    lucky = [_run(0.95), _run(0.80)]  # the best single run, the worse mean
+    assert best_recipe({"steady": steady, "lucky": lucky}) == "steady"
+    assert best_recipe({"steady": steady, "untested": [_run()]}) == "steady"
+    with pytest.raises(ValueError, match="no recipe has a final 'test_acc'"):
+        best_recipe({"untested": [_run()]})
 
 
 def test_cpu_runs_reads_chapter_5s_run_and_the_speed_runs_in_order():
@@ -100,14 +102,17 @@ def test_low_res_line_measures_a_small_epoch_against_a_full_one():
     assert line == "cpu: 3 of 6 epochs at 24x24, 11 s each; at 32x32 21 s (0.52 of it, medians)"
 
 
-def test_describe_best_lists_what_changed_and_the_seeds():
+def test_describe_recipe_gives_its_mean_and_what_changed():
     start = _run(0.9, config=asdict(TrainConfig()), name="a", seconds=(60,))
     cfg = asdict(replace(TrainConfig(), lr=0.2))
     best = _run(0.92, config=cfg, name="b", seconds=(120,))
     other = _run(0.90, config=cfg, name="b", seed=1, seconds=(180,))
-    lines = describe_best(best, start, [best, other]).splitlines()
-    assert lines[0] == "best: b (seed 0), 92.00% in 2.0 min of training on cpu"
+    lines = describe_recipe([best, other], start).splitlines()
+    assert lines[0].startswith("b: 91.00% ± ") and lines[0].endswith(
+        "over 2 seed(s), 2.0-3.0 min of training on cpu"
+    )
     assert lines[1] == "  changed from a: lr 0.1 -> 0.2"
-    assert lines[2].startswith("its recipe over 2 seed(s): 91.00% ±") and lines[2].endswith(
-        "in 2.0-3.0 min"
+    assert (
+        describe_recipe([start], start)
+        == "a: 90.00% over 1 seed(s), 1.0-1.0 min of training on cpu"
     )

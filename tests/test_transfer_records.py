@@ -1,5 +1,5 @@
-"""resnet_lab.lab.transfer_records: the transfer study's records as chapter 6 reads, prints and
-checks them."""
+"""resnet_lab.lab.transfer_records: the transfer study's records as chapter 8 and its appendix
+read, print and check them."""
 
 from dataclasses import replace
 
@@ -11,7 +11,6 @@ from resnet_lab.lab.transfer_records import (
     comparison_tables,
     format_comparisons,
     format_grids,
-    format_live_runs,
     format_recipes,
     format_summary,
     recipe_text,
@@ -111,10 +110,3 @@ def test_grids_say_what_each_method_chooses_from():
     assert "L2 in 1e-05," in text and f"{TRANSFER.folds}-fold cross-validation" in text
     assert f"scratch: lr {TRANSFER.scratch_lrs} at {TRANSFER.steps} steps, then" in text
     assert "then" not in format_grids(replace(TRANSFER, long_steps=None))
-
-
-def test_live_runs_are_one_line_each():
-    r = _record(acc=0.425, recipe={"lr": 0.1, "steps": 20})
-    assert format_live_runs([r]) == (
-        "scratch   10/class, 250 steps at lr 0.1: test accuracy 42.5% (60 s)"
-    )

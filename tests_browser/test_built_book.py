@@ -1,6 +1,6 @@
 """Checks of the *built* book in headless Chromium (run after `make book`; `.ci/run` does).
 
-- the kernel-free depth slider of chapter 2 changes the figure (screenshots before and after);
+- the kernel-free depth slider of chapter 3 changes the figure (screenshots before and after);
 - saved ipywidgets and formulas render from the book's own JavaScript, and no page asks any
   other host.
 
@@ -71,7 +71,7 @@ def test_every_chapter_renders_and_asks_no_other_host(browser):
 
 
 def test_depth_slider_changes_the_figure(browser):
-    page, _ = open_page(browser, HTML / "book" / "02_residual_math.html")
+    page, _ = open_page(browser, HTML / "book" / "03_deep_networks.html")
     slider = page.locator("input.anim-slider").first
     image = page.locator("img[id^='_anim_img']").first
     slider.scroll_into_view_if_needed()
@@ -88,7 +88,7 @@ def test_depth_slider_changes_the_figure(browser):
 
 
 def test_saved_widgets_render_offline(browser):
-    page, requested = open_page(browser, HTML / "book" / "02_residual_math.html")
+    page, requested = open_page(browser, HTML / "book" / "03_deep_networks.html")
     assert any("/_static/embed-amd.js" in u for u in requested), (
         "widget JavaScript not loaded from the book"
     )
@@ -121,3 +121,47 @@ def test_code_cells_fit_their_column(browser):
             wide[chapter.name] = n
         page.close()
     assert not wide, f"code cells wider than the page's code column: {wide}"
+
+
+# draws each character of the player's buttons in the button's own font, and beside it a
+# character no font has (plane 16's last private-use codepoint): a character that draws the
+# same pixels is the font's empty box (tofu), one that draws nothing is blank
+GLYPHS = """() => {
+  const canvas = document.createElement('canvas');
+  canvas.width = canvas.height = 64;
+  const ctx = canvas.getContext('2d', {willReadFrequently: true});
+  const draw = (ch, font) => {
+    ctx.clearRect(0, 0, 64, 64);
+    ctx.font = font;
+    ctx.textBaseline = 'middle';
+    ctx.fillText(ch, 4, 32);
+    return ctx.getImageData(0, 0, 64, 64).data;
+  };
+  const out = [];
+  for (const button of document.querySelectorAll('.anim-buttons button')) {
+    const font = '32px ' + getComputedStyle(button).fontFamily;
+    const tofu = draw(String.fromCodePoint(0x10FFFD), font);
+    for (const ch of button.textContent.trim()) {
+      if (ch.trim() === '') continue;
+      const px = draw(ch, font);
+      let ink = 0, same = true;
+      for (let i = 3; i < px.length; i += 4) {
+        if (px[i]) ink++;
+        if (px[i] !== tofu[i]) same = false;
+      }
+      out.push({button: button.title, ch, ink, tofu: same, font});
+    }
+  }
+  return out;
+}"""
+
+
+def test_the_players_buttons_show_their_glyphs(browser):
+    """⏮ ⏸ ⏭ showed as empty boxes with fonts that lack them: every character on the
+    kernel-free player's buttons must draw ink, and not the empty box of a missing glyph."""
+    page, _ = open_page(browser, HTML / "book" / "02_residual_math.html")
+    glyphs = page.evaluate(GLYPHS)
+    page.close()
+    assert len({g["button"] for g in glyphs}) == 9, glyphs
+    bad = [g for g in glyphs if g["tofu"] or g["ink"] == 0]
+    assert not bad, f"buttons without their glyph in {glyphs[0]['font']}: {bad}"

@@ -1,9 +1,9 @@
-"""Write the repository's address and the package's requirements where the book needs them.
+"""Write the repository's address where the book needs it.
 
 ``_config.yml``'s ``repository.url`` is the one home of the address (the launch buttons read it
-there) and ``pyproject.toml``'s ``dependencies`` the one list of requirements. This script
-writes both into the first cell of every chapter and appendix (the install cell,
-:func:`install_cell`) and the address into the README's and the preface's install lines.
+there). This script writes it into the first cell of every chapter and appendix (the install
+cell, :func:`install_cell`: resnet-lab installed where it is missing, with the ranges of
+``pyproject.toml``) and into the README's and the preface's install lines.
 ``make notebooks`` runs it, then regenerates the ``.ipynb`` pairs; ``--check`` changes nothing
 and exits 1 when a copy differs (tests/test_book.py runs the same check).
 
@@ -28,61 +28,21 @@ FIRST_CELL = re.compile(
     r"```\{code-cell\} ipython3\n:tags: \[remove-output, hide-input\]\n.*?\n```", re.S
 )
 
+# A chapter's first cell: resnet-lab is installed only where it is missing, with pip's ranges
+# (pyproject.toml), which Colab's preinstalled torch, torchvision and ipywidgets satisfy, so
+# pip changes none of them (.ci/colab proves it in an environment pinned like Colab). Where
+# resnet-lab is installed already (a clone, a wheel, a second run) nothing is installed.
 INSTALL_CELL = """\
-# Colab or a fresh environment: install only what is missing, never torch.
-# Written by tools/sync_book.py from _config.yml and pyproject.toml.
-import importlib
-import importlib.metadata as md
-import importlib.util
-import os
-import subprocess
-import sys
-import tempfile
-
-REPO = "{url}"
-# what pip installs resnet-lab from: a clone or a wheel works too
-SOURCE = os.environ.get("RESNET_LAB_SOURCE") or f"resnet-lab @ git+{{REPO}}"
-NEEDS = {needs}
-
-
-def _version(dist):
-    try:
-        return md.version(dist)
-    except md.PackageNotFoundError:
-        return None
-
-
-def _pip(*args):
-    cmd = [sys.executable, "-m", "pip", "install", "-q", *args]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode:
-        why = (done.stderr.strip().splitlines() or ["no message"])[-1]
-        raise RuntimeError(
-            f"pip could not install {{args[-1]}} ({{why}}): install resnet-lab "
-            "from a clone or a wheel (see the book's preface), then rerun")
-
-
-have = {{d: v for d in NEEDS if (v := _version(d))}}
-missing = [d + NEEDS[d] for d in NEEDS if d not in have]
-installed = []
-if missing:  # what is installed stays as it is: pinned by a constraints file
-    with tempfile.NamedTemporaryFile("w", suffix=".txt") as pins:
-        pins.write("".join(f"{{d}}=={{v}}\\n" for d, v in have.items()))
-        pins.flush()
-        _pip("-c", pins.name, *missing)
-    installed += missing
-if importlib.util.find_spec("resnet_lab") is None:
-    _pip("--no-deps", SOURCE)  # its requirements are handled above
-    installed.append(SOURCE)
-importlib.invalidate_caches()
-import resnet_lab
-import torch
-
+# Colab or a fresh environment: install resnet-lab only if it is missing.
+import importlib.util, os
+if missing := importlib.util.find_spec("resnet_lab") is None:
+    %pip install -q resnet-lab@git+{url}
+import resnet_lab, torch
 cuda = torch.cuda.is_available()
-os.environ.setdefault("RESNET_LAB_PROFILE", "gpu" if cuda else "cpu")
-print(f"installed {{', '.join(installed) or 'nothing'}}; kept "
-      + ", ".join(f"{{d}} {{v}}" for d, v in have.items())
-      + f"; profile {{os.environ['RESNET_LAB_PROFILE']}} (CUDA: {{cuda}})")"""
+prof = os.environ.setdefault("RESNET_LAB_PROFILE", "gpu" if cuda else "cpu")
+print(f"resnet-lab {{'installed' if missing else 'found'}}; profile {{prof}}")"""
+INSTALL_CELL_LINES = 8  # at most: one pip line is what readers know
+PAGE_COLUMNS = 77  # a chapter's code lines fit the page
 
 
 def repository_url() -> str:
@@ -93,21 +53,16 @@ def repository_url() -> str:
     return url.rstrip("/")
 
 
-def requirements() -> dict[str, str]:
-    """``{distribution: version range}`` from pyproject.toml's ``dependencies``."""
-    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
-    block = re.search(r"^dependencies = \[(.*?)^\]", text, re.S | re.M)
-    if block is None:
-        raise SystemExit("pyproject.toml: no `dependencies = [...]` list found")
-    reqs = re.findall(r'"([A-Za-z0-9_.-]+)([^"]*)"', block.group(1))
-    return dict(reqs)
-
-
 def install_cell(url: str | None = None) -> str:
     """The source of every chapter's first cell, tags included, as a MyST code cell."""
-    needs = requirements()
-    lines = ",\n".join(f'    "{d}": "{s}"' for d, s in needs.items())
-    body = INSTALL_CELL.format(url=url or repository_url(), needs="{\n" + lines + ",\n}")
+    body = INSTALL_CELL.format(url=url or repository_url())
+    lines = body.splitlines()
+    if len(lines) > INSTALL_CELL_LINES or max(map(len, lines)) > PAGE_COLUMNS:
+        raise SystemExit(
+            f"the install cell must fit {INSTALL_CELL_LINES} lines of {PAGE_COLUMNS} columns "
+            f"(it has {len(lines)}, the longest {max(map(len, lines))}): shorten "
+            "_config.yml's repository.url or tools/sync_book.py's INSTALL_CELL"
+        )
     return "```{code-cell} ipython3\n:tags: [remove-output, hide-input]\n\n" + body + "\n```"
 
 
@@ -164,7 +119,7 @@ def main(argv: list[str]) -> int:
                 write_atomic(path, want)
     if check and stale:
         print(
-            f"out of date with _config.yml/pyproject.toml: {[str(p) for p in stale]}; "
+            f"out of date with _config.yml or the install cell: {[str(p) for p in stale]}; "
             "run `make notebooks`",
             file=sys.stderr,
         )

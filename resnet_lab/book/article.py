@@ -1,5 +1,5 @@
 """The article's network as its section 5 writes it, and its repair step
-by step (chapter 4).
+by step (chapter 5).
 
 :class:`ArticleNet` is the article's code, verbatim in substance;
 :class:`ArticleNetFixed` adds what it lacks, one switch at a time: a
@@ -7,7 +7,7 @@ classifier head, nonlinearities and batch normalisation, and the residual
 blocks its text promises. Both build by name: ``build_model("article")``,
 ``build_model("article_fixed", skip=False)``.
 
-Held to 77 columns: chapter 4 shows these classes as they are written here.
+Held to 77 columns: chapter 5 shows these classes as they are written here.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from resnet_lab.models import register_model
 from resnet_lab.blocks import BasicBlock, check_num_classes, conv3x3
+from resnet_lab.models import register_model
 
 
 class ArticleNet(nn.Module):
@@ -26,7 +26,9 @@ class ArticleNet(nn.Module):
     -> 128 channels, applied one after another. 293,520 parameters.
 
     What is missing: an activation between the convolutions (so the eight
-    compose to one linear map), batch normalisation, any skip connection
+    compose to one affine map of the input: one 17x17 convolution away
+    from the borders, position-dependent near them, where each layer's
+    zero padding cuts paths off), batch normalisation, any skip connection
     (nothing adds an input back), and a classifier head: ``forward``
     returns the last feature map, (B, 3, 32, 32) -> (B, 128, 32, 32).
     :class:`ArticleNetFixed` repairs it step by step.
@@ -57,7 +59,7 @@ class ArticleNet(nn.Module):
 
 class ArticleNetFixed(nn.Module):
     """The article's eight convolutions, repaired one step at a time
-    (chapter 4). Every variant has what the article lacks most, a head:
+    (chapter 5). Every variant has what the article lacks most, a head:
     global average pooling and a linear classifier,
     (B, 3, 32, 32) -> (B, num_classes).
 

@@ -16,6 +16,7 @@ import torch
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from torch import nn
 
+from resnet_lab.blocks import BasicBlock, Bottleneck, PreActBlock
 from resnet_lab.book.analysis import (
     Step,
     count_macs,
@@ -25,9 +26,8 @@ from resnet_lab.book.analysis import (
     shape_trace,
     unrolled_paths,
 )
-from resnet_lab.blocks import BasicBlock, Bottleneck, PreActBlock
-from resnet_lab.models import cifar_resnet, count_params
 from resnet_lab.book.viz import caption
+from resnet_lab.models import cifar_resnet, count_params
 
 # He et al. 2015, Table 1: "FLOPs" of the ImageNet ResNets (multiply-adds), x 10^9
 PAPER_GFLOPS = {18: 1.8, 34: 3.6, 50: 3.8, 101: 7.6, 152: 11.3}

@@ -3,7 +3,7 @@
 ImageNet networks were trained on photographs resized and cropped to 224 x 224 pixels and
 normalised with ImageNet's channel statistics; ``weights.transforms()`` is that preprocessing.
 :func:`use_weights_transforms` makes a network apply it to the trainer's CIFAR batches, and
-:func:`imagenet_transfer` fine-tunes ResNet-18 from its ImageNet weights that way (chapter 6).
+:func:`imagenet_transfer` fine-tunes ResNet-18 from its ImageNet weights that way (chapter 8).
 :func:`stage_inputs` shows what a network's parts receive, :func:`imagenet_report` says what
 the fine-tuning did (or why it was skipped) and :func:`prediction_grid` picks the test images
 whose predictions the chapter shows.

@@ -15,9 +15,9 @@ from torch import nn
 
 from resnet_lab.cifar10 import CifarData
 from resnet_lab.evaluation import eval_mode
+from resnet_lab.lab.probe import fit_linear_head
 from resnet_lab.loader import CifarLoader
 from resnet_lab.models import ResNet
-from resnet_lab.lab.probe import fit_linear_head
 
 
 def effective_rank(features: torch.Tensor) -> float:

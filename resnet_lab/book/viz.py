@@ -19,8 +19,8 @@ from resnet_lab.checkpoints import History
 
 # He et al. 2015, Table 6: CIFAR-10 test error (%), official data, one view, 64k iterations at
 # batch 128 (164 epochs of the 50k training images; the length was chosen on a 45k/5k split,
-# which resnet_lab.lab.results.PAPER_RECIPE and gpu_resnet20 train on: 182 epochs of 45k). Each is one
-# run, except ResNet-110: the best of 5 runs, whose mean the paper gives as 6.61 ± 0.16.
+# which resnet_lab.lab.results.PAPER_RECIPE and gpu_resnet20 train on: 182 epochs of 45k).
+# Each is one run, except ResNet-110: the best of 5 runs, whose mean the paper gives as 6.61 ± 0.16.
 PAPER_ERRORS = {
     "resnet20": 8.75,
     "resnet32": 7.51,

@@ -14,6 +14,7 @@ ipywidgets and matplotlib are imported here only, never by ``import resnet_lab``
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 import time
 from collections.abc import Sequence
@@ -23,10 +24,42 @@ import torch
 from resnet_lab.book.analysis import depth_profile, lesion_curve
 from resnet_lab.config import TrainConfig
 from resnet_lab.evaluation import evaluate
+from resnet_lab.loader import normalize
 from resnet_lab.models import cifar_resnet
 from resnet_lab.train import seed_everything, train
 
 DEPTHS = tuple(6 * n + 2 for n in range(1, 19))  # 8, 14, ..., 110
+
+
+def checked_depth(depth, allowed: Sequence[int] = DEPTHS) -> int:
+    """``depth`` if the slider offers it; else a ValueError that lists what it offers."""
+    if isinstance(depth, bool) or depth not in allowed:
+        raise ValueError(
+            f"depth must be 6n+2, one of {', '.join(map(str, allowed))}; got {depth!r}"
+        )
+    return int(depth)
+
+
+def checked_batch(images, labels) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch the explorers can use: float images (B, 3, H, W), normalised from uint8 as
+    ``load_cifar10`` returns them, and int64 labels (B,); a ValueError names what is wrong."""
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
+        shape = tuple(getattr(images, "shape", ()))
+        raise ValueError(f"images must be a tensor (B, 3, H, W), got shape {shape}")
+    if not isinstance(labels, torch.Tensor) or labels.shape != images.shape[:1]:
+        raise ValueError(
+            f"labels must be a tensor ({images.shape[0]},), one per image; got shape "
+            f"{tuple(getattr(labels, 'shape', ()))}"
+        )
+    if images.shape[0] == 0:
+        raise ValueError("the batch holds no images: pass at least one, e.g. images[:64]")
+    if images.dtype == torch.uint8:
+        images = normalize(images)  # as the loaders feed the networks
+    elif not images.is_floating_point():
+        raise ValueError(f"images must be uint8 or float, got {images.dtype}")
+    if not torch.isfinite(images).all():
+        raise ValueError("the images hold NaN or infinite values: pass real images")
+    return images, labels.long()
 
 
 class _Explorer:
@@ -96,7 +129,9 @@ class DepthExplorer(_Explorer):
     ) -> None:
         import ipywidgets as w
 
-        self.images, self.labels, self.seed = images, labels, seed
+        checked_depth(depth)
+        self.images, self.labels = checked_batch(images, labels)
+        self.seed = seed
         self.cache: dict[tuple, dict] = {}
         self.depth = w.SelectionSlider(
             options=DEPTHS, value=depth, description="depth", continuous_update=False
@@ -154,15 +189,21 @@ class DepthExplorer(_Explorer):
         self.current = shown
         self.seconds = time.perf_counter() - t0
         main = self.profile(self.settings())
-        g = main["grad_norms"]
-        # with zero-initialised BN scales the last conv gets no gradient at all at initialisation
-        ratio = f"{g[0] / g[-2]:.3g}" if g[-2] > 0 else "n/a (last conv gradient is 0)"
+        ratio = _gradient_ratio(main["grad_norms"])
         self.info.value = (
             f"<b>{main['name']}</b>: {main['params']:,} parameters; gradient ratio first/last conv "
             f"{ratio}; computed in {self.seconds:.2f} s"
         )
         with self._figure(ncols=2, figsize=(10, 3.4)) as axes:
             _draw_profiles(axes, shown)
+
+
+def _gradient_ratio(g: list[float]) -> str:
+    """The first conv's gradient norm over the last conv's, as the explorer says it."""
+    if not all(math.isfinite(v) for v in g):
+        return "n/a (the gradients are not finite)"
+    # with zero-initialised BN scales the last conv gets no gradient at all at initialisation
+    return f"{g[0] / g[-2]:.3g}" if g[-2] > 0 else "n/a (last conv gradient is 0)"
 
 
 def depth_animation(
@@ -182,6 +223,8 @@ def depth_animation(
     from IPython.display import HTML
     from matplotlib.animation import FuncAnimation
 
+    images, labels = checked_batch(images, labels)
+    depths = [checked_depth(d) for d in depths]
     frames = {
         d: {
             kind: depth_profile(d, images, labels, skip=(kind == "resnet"), seed=seed)
@@ -214,16 +257,19 @@ def depth_animation(
     return HTML(html), frames
 
 
+# The player's buttons as text. Only characters of WGL4, the set that Arial, Helvetica,
+# Segoe UI, Liberation Sans and DejaVu Sans (the fonts the book's theme names, and matplotlib's)
+# all cover: ⏮ ⏸ ⏭ (U+23xx) are missing from most of them and showed as empty boxes.
 _FA_SYMBOLS = {
-    "fa-minus": "&minus;",
+    "fa-minus": "&#x2212;",  # −
     "fa-plus": "+",
-    "fa-fast-backward": "&#x23EE;",
-    "fa-fast-forward": "&#x23ED;",
-    "fa-step-backward": "|&#x25C0;",
-    "fa-step-forward": "&#x25B6;|",
-    "fa-play fa-flip-horizontal": "&#x25C0;",
-    "fa-play": "&#x25B6;",
-    "fa-pause": "&#x23F8;",
+    "fa-fast-backward": "|&#x25C4;&#x25C4;",  # |◄◄ first frame
+    "fa-step-backward": "|&#x25C4;",  # |◄
+    "fa-play fa-flip-horizontal": "&#x25C4;",  # ◄ play backwards
+    "fa-pause": "&#x258C;&#x258C;",  # ▌▌
+    "fa-play": "&#x25BA;",  # ►
+    "fa-step-forward": "&#x25BA;|",  # ►|
+    "fa-fast-forward": "&#x25BA;&#x25BA;|",  # ►►| last frame
 }
 
 
@@ -246,6 +292,9 @@ class TrainingRace(_Explorer):
     ) -> None:
         import ipywidgets as w
 
+        checked_depth(depth, DEPTHS[:10])
+        if isinstance(epochs, bool) or epochs not in range(1, 31):
+            raise ValueError(f"epochs must be 1 to 30 (the slider's range), got {epochs!r}")
         self.data, self.batch_size, self.seed = data, batch_size, seed
         self.results: dict[tuple[int, int], dict[str, object]] = {}
         self.depth = w.SelectionSlider(options=DEPTHS[:10], value=depth, description="depth")
@@ -324,6 +373,27 @@ class TrainingRace(_Explorer):
             ax.legend(fontsize=8)
 
 
+def _check_lesion_inputs(resnet, plain, loader) -> None:
+    """A ValueError unless both networks list the same number of blocks and ``loader`` yields
+    at least one image."""
+    counts = {}
+    for name, net in (("resnet", resnet), ("plain", plain)):
+        if not callable(getattr(net, "blocks", None)):
+            raise ValueError(f"{name} must be a CIFAR network of the book (cifar_resnet(...))")
+        counts[name] = len(net.blocks())
+    if counts["resnet"] != counts["plain"]:
+        raise ValueError(
+            f"resnet has {counts['resnet']} blocks and plain {counts['plain']}: compare two "
+            "networks of one depth, e.g. cifar_resnet(20) and cifar_resnet(20, skip=False)"
+        )
+    first = next(iter(loader), None)
+    if first is None or len(first[1]) == 0:
+        raise ValueError(
+            "the loader yields no images: pass the test images, e.g. "
+            "CifarLoader(data.test_images, data.test_labels, 500, train=False)"
+        )
+
+
 class LesionExplorer(_Explorer):
     """Remove one block of a trained ResNet and of a trained plain network at test time
     (Veit et al. 2016) and compare the accuracy each keeps. ``ex.block.value = 4`` selects."""
@@ -331,6 +401,7 @@ class LesionExplorer(_Explorer):
     def __init__(self, resnet, plain, loader) -> None:
         import ipywidgets as w
 
+        _check_lesion_inputs(resnet, plain, loader)
         self.baseline = {"resnet": evaluate(resnet, loader)[1], "plain": evaluate(plain, loader)[1]}
         self.curves = {"resnet": lesion_curve(resnet, loader), "plain": lesion_curve(plain, loader)}
         n = len(self.curves["resnet"])

@@ -27,7 +27,7 @@ from resnet_lab.config import TrainConfig
 from resnet_lab.device import pick_device
 from resnet_lab.evaluation import evaluate
 from resnet_lab.lab.experiments import run_id, run_sweep, sweep_status
-from resnet_lab.lab.runfolder import RunLockedError
+from resnet_lab.lab.runfolder import RunLockedError, train_in_folder
 from resnet_lab.lab.transfer import (
     TRANSFER,
     run_transfer_study,
@@ -37,7 +37,7 @@ from resnet_lab.lab.transfer import (
 )
 from resnet_lab.loader import CifarLoader
 from resnet_lab.models import build_model, check_model_name
-from resnet_lab.train import seed_everything, train
+from resnet_lab.train import seed_everything
 
 TRUE, FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
 
@@ -153,9 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p_train = sub.add_parser("train", help="train a model on CIFAR-10")
-    p_train.add_argument(
-        "--model", default="resnet20", help="e.g. resnet20, plain56, article_fixed"
-    )
+    p_train.add_argument("--model", default="resnet20", help="e.g. resnet20, plain56, resnet18")
     p_train.add_argument("--out", default=None, help="folder for checkpoint.pt and history.json")
     p_train.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
     p_train.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
@@ -241,23 +239,38 @@ def _train(args) -> int:
         )
         seed_everything(cfg.seed)
         model = build_model(args.model, num_classes=len(data.classes))
-    history = train(
+    history = train_in_folder(
         model,
         data,
         cfg,
-        progress=not args.no_progress,
-        checkpoint_dir=args.out,
+        args.out,
         resume=args.resume,
         overwrite=args.overwrite,
+        progress=not args.no_progress,
     )
     if history.interrupted:
-        saved = f"; continue with --resume --out {args.out}" if args.out else ""
-        print(f"interrupted after {len(history)} finished epochs{saved}", file=sys.stderr)
+        print(interrupted_line(history, args.out), file=sys.stderr)
         return 130
     print(history.summary())
     if args.out:
         print(f"checkpoint and history in {Path(args.out)}")
     return 0
+
+
+def interrupted_line(history, out: str | None) -> str:
+    """The last line after Ctrl-C: the epochs the checkpoint in ``out`` holds (not those that
+    finished after it was last written), and how to go on."""
+    saved = history.meta.get("saved_epochs", 0)
+    if out is None:
+        return f"interrupted after {len(history)} finished epochs; nothing was saved (no --out)"
+    if saved:
+        return (
+            f"interrupted: {out} holds {saved} finished epochs; continue with --resume --out {out}"
+        )
+    return (
+        f"interrupted before the first epoch was saved in {out}: nothing to resume; "
+        "run the same command again"
+    )
 
 
 def _head_classes(model: nn.Module) -> int | None:

@@ -21,19 +21,13 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from resnet_lab.checkpoints import (
-    CHECKPOINT_NAME,
-    History,
-    RunExistsError,
-    export_weights,
-    load_checkpoint,
-)
+from resnet_lab.checkpoints import CHECKPOINT_NAME, History, atomic_save, load_checkpoint
 from resnet_lab.cifar10 import load_cifar10
 from resnet_lab.config import TrainConfig
-from resnet_lab.lab.records import own_results_dir
-from resnet_lab.lab.runfolder import check_results_folder
+from resnet_lab.lab.records import git_commit, own_results_dir
+from resnet_lab.lab.runfolder import RunExistsError, check_results_folder, train_in_folder
 from resnet_lab.models import build_model
-from resnet_lab.train import seed_everything, train
+from resnet_lab.train import seed_everything
 
 
 @dataclass(frozen=True)
@@ -290,6 +284,23 @@ def is_recorded(path: Path, epochs: int, *, weights: bool = False) -> bool:
     return finished and (not weights or path.with_suffix(".pt").is_file())
 
 
+def export_weights(checkpoint: str | Path, out: str | Path) -> Path:
+    """The weights a record keeps beside it (``<run>.pt``): only what inference needs from the
+    run's training checkpoint, the weights, the model's name, build and signature, and the
+    run's History (no optimiser state). Loads with :func:`~resnet_lab.checkpoints.load_checkpoint`
+    like a checkpoint."""
+    state = load_checkpoint(checkpoint)
+    slim = {
+        k: state.get(k)
+        for k in ("model_name", "build", "signature", "model", "epoch", "config", "data", "history")
+    }
+    slim["format"] = "resnet_lab.weights/1"
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_save(slim, out)
+    return out
+
+
 def _export_recorded(run_dir: Path, out: Path) -> bool:
     """Export the weights of the finished run recorded in ``out`` from its checkpoint in
     ``run_dir``, if that checkpoint is this run (the same epochs); False if there is none."""
@@ -339,16 +350,11 @@ def run_experiment(
             data = data.subset(exp.subset, seed=0)  # the same images for every seed
     seed_everything(seed)  # before the model is built: the seed fixes the starting weights
     model = build_model(exp.model, **exp.model_kwargs)
-    history = train(
-        model,
-        data,
-        cfg,
-        progress=progress,
-        checkpoint_dir=run_dir,
-        resume=not overwrite,
-        overwrite=overwrite,
+    commit = git_commit()  # of the code that trains
+    history = train_in_folder(
+        model, data, cfg, run_dir, resume=not overwrite, overwrite=overwrite, progress=progress
     )
-    history.meta.update(experiment=name, seed=seed, description=exp.description)
+    history.meta.update(experiment=name, seed=seed, description=exp.description, git_commit=commit)
     if history.interrupted:
         return history  # not recorded: the checkpoint in runs/ resumes it
     history.save(out)

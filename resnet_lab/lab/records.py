@@ -21,6 +21,7 @@ before torch or anything else is installed.
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 ENV = "RESNET_LAB_RESULTS"
@@ -72,3 +73,21 @@ def record_dirs() -> list[Path]:
     is installed and the reader has recorded runs of their own."""
     read, own = results_dir(), own_results_dir()
     return [read, own] if own != read and own.is_dir() else [read]
+
+
+def git_commit() -> str | None:
+    """The commit of the code that runs, ``+changes`` when the package's files differ from it:
+    what a record says made it."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=PACKAGE, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD")
+        if commit and git("status", "--porcelain", "--untracked-files=no", "--", "."):
+            commit += "+changes"
+        return commit or None
+    except (OSError, subprocess.SubprocessError):
+        return None

@@ -1,8 +1,11 @@
-"""Run folders: what ``train(checkpoint_dir=...)`` may write into, and one process per folder.
+"""Run folders: the lab's rules for where a run trains, around the core's ``train``.
 
-:func:`run_folder` checks the folder arguments before anything is done; :func:`claim` holds the
-folder's lock while a run trains and refuses to replace another run (a folder that holds one
-needs ``resume`` or ``overwrite``, and ``resume`` needs a checkpoint).
+A *run folder* (``runs/<run>/``) holds a run's ``checkpoint.pt`` and ``history.json`` while it
+trains. :func:`train_in_folder` is :func:`resnet_lab.train.train` under these rules, which the
+command line and the experiments use: :func:`run_folder` checks the folder arguments before
+anything is done; :func:`claim` holds the folder's lock while the run trains and refuses to
+replace another run (a folder that holds one needs ``resume`` or ``overwrite``, and ``resume``
+needs a checkpoint).
 
 The lock, :class:`RunLock`, is held for as long as a run trains.
 
@@ -28,7 +31,11 @@ import socket
 import time
 from pathlib import Path
 
-from resnet_lab.checkpoints import CHECKPOINT_NAME, HISTORY_NAME, RunExistsError, check_writable
+from resnet_lab.checkpoints import CHECKPOINT_NAME, HISTORY_NAME, History
+from resnet_lab.cifar10 import CifarData
+from resnet_lab.config import TrainConfig
+from resnet_lab.distributed import distributed_setup
+from resnet_lab.train import train
 
 try:
     import fcntl
@@ -40,6 +47,10 @@ LOCK_NAME = ".lock"
 
 class RunLockedError(RuntimeError):
     """Another live process is training into the same folder."""
+
+
+class RunExistsError(FileExistsError):
+    """The run folder already holds another run, which training would overwrite."""
 
 
 def _owner(path: Path) -> str:
@@ -111,6 +122,25 @@ class RunLock:
         self.release()
 
 
+def train_in_folder(
+    model,
+    data: CifarData,
+    cfg: TrainConfig,
+    folder: str | os.PathLike | None,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> History:
+    """:func:`~resnet_lab.train.train` into the run folder ``folder`` (None: no checkpoint),
+    under its lock, refusing to replace another run unless ``overwrite``; ``resume`` continues
+    the run there."""
+    folder = run_folder(folder, resume, overwrite)
+    ranks = distributed_setup(cfg.device)
+    with claim(folder, resume, overwrite, writer=ranks.is_main):
+        return train(model, data, cfg, progress=progress, checkpoint_dir=folder, resume=resume)
+
+
 def run_folder(checkpoint_dir, resume: bool, overwrite: bool) -> Path | None:
     """The run's folder from ``train``'s arguments, checked before anything else is done."""
     if resume and overwrite:
@@ -165,6 +195,22 @@ def claim(folder: Path | None, resume: bool, overwrite: bool, writer: bool = Tru
     with RunLock(check_writable(folder)):  # unwritable: fail now, not after an epoch
         _check_run_folder(folder, resume, overwrite)
         yield
+
+
+def check_writable(folder: str | os.PathLike) -> Path:
+    """Create ``folder`` if needed and prove that a file can be written in it, before any work
+    is done; raises ``PermissionError`` naming the folder otherwise."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise PermissionError(
+            f"cannot write to {folder} ({e.strerror or e}): choose another output folder (--out)"
+        ) from e
+    return folder
 
 
 def check_results_folder(folder: str | Path) -> Path:

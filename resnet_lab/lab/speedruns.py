@@ -1,10 +1,11 @@
 """The speed runs' records, read back for the book's appendix.
 
-:func:`cpu_runs` reads the CPU records (chapter 5's ResNet-20 and the speed runs),
+:func:`cpu_runs` reads the CPU records (chapter 7's ResNet-20 and the speed runs),
 :func:`epoch_costs` what an epoch of a run cost (compiling, small images), :func:`technique_runs`
-the GPU sweep of the fast-training techniques by what each one is, and :func:`best_run` the best
-of some runs. The ``*_line`` and ``format_*`` functions turn each into the lines the appendix
-prints; the appendix asserts its claims on what these return.
+the GPU sweep of the fast-training techniques by what each one is, and :func:`best_recipe` the
+recipe of the best mean over its seeds. The ``*_line``, ``describe_*`` and ``format_*``
+functions turn each into the lines the appendix prints; the appendix asserts its claims on what
+these return.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ GOAL = 0.90  # the speed runs' goal: 90% test accuracy within 20 minutes
 
 def cpu_runs(*, notes: list[str] | None = None) -> dict[str, list[History]]:
     """The recorded CPU runs, ``{experiment: [History per seed]}``: ``cpu_resnet20`` (chapter
-    5's ResNet-20), then the :data:`SPEED_RUNS`; those not recorded are left out. Notes as in
+    7's ResNet-20), then the :data:`SPEED_RUNS`; those not recorded are left out. Notes as in
     :func:`~resnet_lab.lab.results.load_results`."""
     return {
         name: hs
@@ -65,12 +66,18 @@ def technique_runs(sweep: dict[str, list[History]]) -> dict[str, list[History]]:
     }
 
 
-def best_run(histories: list[History], metric: str = "test_acc") -> History:
-    """The run of ``histories`` with the highest final ``metric``."""
-    scored = [h for h in histories if h.final.get(metric) is not None]
-    if not scored:
-        raise ValueError(f"no run has a final {metric!r}: pass finished, tested runs")
-    return max(scored, key=lambda h: h.final[metric])
+def best_recipe(runs: dict[str, list[History]], metric: str = "test_acc") -> str:
+    """The name of the recipe of ``runs`` (``{experiment: [History per seed]}``) whose final
+    ``metric``, averaged over its seeds, is highest: a recipe is judged by its mean, never by
+    its luckiest seed."""
+    means = {
+        name: statistics.fmean(h.final[metric] for h in hs)
+        for name, hs in runs.items()
+        if hs and all(h.final.get(metric) is not None for h in hs)
+    }
+    if not means:
+        raise ValueError(f"no recipe has a final {metric!r} in every run: pass tested runs")
+    return max(means, key=means.get)
 
 
 def compile_line(name: str, h: History) -> str:
@@ -121,22 +128,21 @@ def low_res_line(h: History) -> str:
     )
 
 
-def describe_best(best: History, start: History, runs: list[History]) -> str:
-    """The best run in lines: its accuracy, minutes and hardware; every field of its recipe
-    that differs from ``start``'s; and its recipe over all its seeds (``runs``)."""
-    name = best.meta["experiment"]
-    lines = [
-        f"best: {name} (seed {best.meta['seed']}), {best.final['test_acc']:.2%} in"
-        f" {best.train_seconds / 60:.1f} min of training on {best.meta['hardware']}"
-    ]
-    for field, was, now in config_differences(start.meta["config"], best.meta["config"]):
-        lines.append(f"  changed from {start.meta['experiment']}: {field} {was} -> {now}")
+def describe_recipe(runs: list[History], start: History) -> str:
+    """A recipe in lines, from its runs (one per seed): its final test accuracy over the seeds,
+    its minutes of training and hardware, then every field of its recipe that differs from
+    ``start``'s."""
+    first = runs[0]
+    name = first.meta["experiment"]
     m, sd, n = summarize({name: runs})[name]
     minutes = sorted(h.train_seconds / 60 for h in runs)
-    lines.append(
-        f"its recipe over {n} seed(s): {m:.2%} ± {sd:.2%},"
-        f" in {minutes[0]:.1f}-{minutes[-1]:.1f} min"
-    )
+    spread = f" ± {sd:.2%}" if n > 1 else ""
+    lines = [
+        f"{name}: {m:.2%}{spread} over {n} seed(s), {minutes[0]:.1f}-{minutes[-1]:.1f} min"
+        f" of training on {first.meta['hardware']}"
+    ]
+    for field, was, now in config_differences(start.meta["config"], first.meta["config"]):
+        lines.append(f"  changed from {start.meta['experiment']}: {field} {was} -> {now}")
     return "\n".join(lines)
 
 

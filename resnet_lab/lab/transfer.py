@@ -25,13 +25,13 @@ from pathlib import Path
 
 import torch
 
-from resnet_lab.checkpoints import CHECKPOINT_NAME, atomic_write, export_weights, git_commit
+from resnet_lab.checkpoints import CHECKPOINT_NAME, atomic_write
 from resnet_lab.cifar10 import load_cifar10
 from resnet_lab.config import TrainConfig
 from resnet_lab.device import hardware_name, pick_device
 from resnet_lab.evaluation import evaluate
 from resnet_lab.finetune import load_pretrained, replace_head
-from resnet_lab.lab.experiments import DEGRADATION
+from resnet_lab.lab.experiments import DEGRADATION, export_weights
 from resnet_lab.lab.probe import (
     L2_GRID,
     augmented_features,
@@ -40,9 +40,9 @@ from resnet_lab.lab.probe import (
     fit_linear_head,
     fold_ids,
 )
-from resnet_lab.lab.records import own_results_dir, record_dirs
+from resnet_lab.lab.records import git_commit, own_results_dir, record_dirs
 from resnet_lab.lab.results import mean_sd
-from resnet_lab.lab.runfolder import check_results_folder
+from resnet_lab.lab.runfolder import check_results_folder, train_in_folder
 from resnet_lab.loader import CifarLoader
 from resnet_lab.models import build_model, count_params
 from resnet_lab.train import seed_everything, train
@@ -221,10 +221,11 @@ def _pretrain(study: TransferStudy, data, weights: Path, runs_dir: Path, progres
     seed_everything(0)
     net = build_model(study.model, num_classes=len(study.source))
     run_dir = runs_dir / "finetune-pretrain"
-    h = train(net, source, study.pretrain, progress=progress, checkpoint_dir=run_dir, resume=True)
+    h = train_in_folder(net, source, study.pretrain, run_dir, resume=True, progress=progress)
     if h.interrupted:
         return False
     h.meta.update(
+        git_commit=git_commit(),
         experiment="finetune/pretrain",
         description=f"{study.model} pretrained on {', '.join(study.source)}",
     )

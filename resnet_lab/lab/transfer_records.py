@@ -1,4 +1,5 @@
-"""Reading the transfer study's records back: what chapter 6 prints, plots and checks.
+"""Reading the transfer study's records back: what chapter 8 and its appendix print, plot and
+check.
 
 :func:`~resnet_lab.lab.transfer.load_transfer` reads the records and
 :func:`~resnet_lab.lab.transfer.transfer_summary` gives the mean and spread of each method at each
@@ -147,14 +148,3 @@ def chosen_steps(
     return {
         b: {r["recipe"]["steps"] for r in runs} for (m, b), runs in picks.items() if m == method
     }
-
-
-def format_live_runs(records: list[dict]) -> str:
-    """One line per run of the chapter's live study: method, labels, steps, lr, test accuracy
-    and seconds."""
-    return "\n".join(
-        f"{r['method']:9s} {r['labels_per_class']}/class, {r['steps']} steps at lr"
-        f" {r['recipe']['lr']:g}: test accuracy {100 * r['test_acc']:.1f}%"
-        f" ({60 * r['meta']['minutes']:.0f} s)"
-        for r in records
-    )

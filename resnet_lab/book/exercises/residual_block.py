@@ -1,4 +1,4 @@
-"""Chapter 3's exercises: a pre-activation bottleneck from its description, option C's
+"""Chapter 4's exercises: a pre-activation bottleneck from its description, option C's
 parameters in ResNet-20 by hand, and a prediction about zero-initialised plain blocks."""
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ PREACT_VARIANTS: list[Variant] = [
 
 
 def check_preact_bottleneck(cls) -> None:
-    """Chapter 3, exercise 1: a pre-activation bottleneck, BN-ReLU-conv three times, + x."""
+    """Chapter 4, exercise 1: a pre-activation bottleneck, BN-ReLU-conv three times, + x."""
     block = build(cls, 64, 16, what="MyPreActBottleneck")
     randomize_(block, torch.Generator().manual_seed(0))
     x = torch.randn(4, 64, 6, 6, generator=torch.Generator().manual_seed(1))
@@ -138,7 +138,7 @@ OPTION_C_MISTAKES = [
 
 
 def check_option_c(answer) -> None:
-    """Chapter 3, exercise 2: the parameters option C's projections add to ResNet-20."""
+    """Chapter 4, exercise 2: the parameters option C's projections add to ResNet-20."""
     with torch.random.fork_rng(devices=[]):
         option_a = count_params(cifar_resnet(20))
         want = count_params(cifar_resnet(20, shortcut="C")) - option_a
@@ -193,7 +193,7 @@ def measure_zero_init() -> Measurement:
 
 
 def run_zero_init_prediction(prediction) -> None:
-    """Chapter 3, predict then run: what a stack of ten zero-initialised *plain*
+    """Chapter 4, predict then run: what a stack of ten zero-initialised *plain*
     pre-activation blocks outputs."""
     guess = choice(prediction, ZERO_INIT_CHOICES)
     judge_prediction(guess, measure_zero_init())

@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.modules.lazy import LazyModuleMixin
 
 
 class NotYet(AssertionError):
@@ -72,18 +73,65 @@ def attempt(fn: Any, *args: Any, what: str = "your function") -> Any:
     except NotYet:
         raise
     except Exception as e:
-        raise NotYet(f"{what} raised {type(e).__name__}: {e}", "raised") from None
+        raise NotYet(
+            f"{what} raised {type(e).__name__}: {_one_line(str(e), 200)}", "raised"
+        ) from None
+
+
+def _one_line(text: str, width: int) -> str:
+    """``text`` on one line, cut to ``width`` characters: a verdict is one line."""
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _short(value: Any, width: int = 60) -> str:
+    return _one_line(repr(value), width)
+
+
+def _one_value(value: Any, name: str) -> Any:
+    """A tensor or array of one element as that element; any other tensor a NotYet."""
+    if isinstance(value, torch.Tensor):
+        if value.is_meta:
+            raise NotYet(
+                f"{name} is a tensor on the meta device, which holds no value: compute it "
+                "on the CPU (or call .item() on a real tensor)",
+                "not a number",
+            )
+        if value.numel() != 1:
+            raise NotYet(
+                f"{name} must be one number, got a tensor of shape {tuple(value.shape)}",
+                "not a number",
+            )
+        return value.item()
+    if type(value).__module__ == "numpy" and getattr(value, "size", None) == 1:
+        return value.item()  # a numpy scalar or one-element array
+    return value
+
+
+def _magnitude(value: numbers.Real) -> str:
+    """How large a number too large for a float is, without printing its digits."""
+    try:
+        return f"about 10^{int(math.log10(abs(value)))}"
+    except (OverflowError, ValueError):
+        return "too large for a float"
 
 
 def number(value: Any, name: str = "answer") -> float:
     """``value`` as a float; None is NotAttempted, anything but a real number a NotYet."""
     if value is None:
         raise NotAttempted(f"set {name} in the cell above, then run this cell")
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
-        raise NotYet(f"{name} must be a number, got {value!r}", "not a number")
-    return float(value)  # numpy's scalars too
+    value = _one_value(value, name)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise NotYet(f"{name} must be a number, got {_short(value)}", "not a number")
+    try:
+        as_float = float(value)  # numpy's scalars too
+    except OverflowError:
+        raise NotYet(
+            f"{name} is {_magnitude(value)}: far beyond any answer here", "too large"
+        ) from None
+    if math.isnan(as_float):
+        raise NotYet(f"{name} is NaN (not a number): compute a real value", "not a number")
+    return as_float
 
 
 def choice(value: Any, choices: Sequence[str], name: str = "prediction") -> str:
@@ -91,9 +139,9 @@ def choice(value: Any, choices: Sequence[str], name: str = "prediction") -> str:
     listed = ", ".join(repr(c) for c in choices)
     if value is None:
         raise NotAttempted(f"set {name} to one of {listed} in the cell above, then run this cell")
-    key = str(value).strip().lower()
+    key = str(value).strip().lower() if isinstance(value, str) else None
     if key not in choices:
-        raise NotYet(f"{name} must be one of {listed}, got {value!r}", "not a choice")
+        raise NotYet(f"{name} must be one of {listed}, got {_short(value)}", "not a choice")
     return key
 
 
@@ -103,7 +151,16 @@ def choices(value: Any, options: Sequence[str], name: str = "answer") -> set[str
         raise NotAttempted(
             f"set {name} to a set of {sorted(options)} in the cell above, then run this cell"
         )
-    items = [value] if isinstance(value, str) else list(value)
+    if isinstance(value, str):
+        items = [value]
+    elif isinstance(value, (set, frozenset, list, tuple)):
+        items = list(value)
+    else:
+        raise NotYet(
+            f"{name} must be one of {sorted(options)} or a set of them, like "
+            f"{{{options[0]!r}}}; got {_short(value)}",
+            "not a choice",
+        )
     picked = {str(v).strip().lower() for v in items}
     unknown = sorted(picked - set(options))
     if unknown:
@@ -152,6 +209,16 @@ def judge_number(
     raise NotYet(f"{got:g} is not it: {hint}", "wrong")
 
 
+def _never_raises(same: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
+    def safe(a: Any, b: Any) -> bool:
+        try:
+            return bool(same(a, b))
+        except Exception:  # the reader's value is of a kind ``same`` does not take
+            return False
+
+    return safe
+
+
 def judge_outputs(
     got: Sequence[Any],
     want: Sequence[Any],
@@ -161,17 +228,31 @@ def judge_outputs(
     case: Callable[[int], str],
 ) -> None:
     """Pass when every output in ``got`` is the wanted one. Else name the mistake whose
-    outputs match all of ``got``, or describe the first case that differs."""
+    outputs match all of ``got``, or describe the first case that differs. An output that
+    ``same`` cannot compare (another type, an array) is not the same."""
+    same = _never_raises(same)
     if all(same(g, w) for g, w in zip(got, want)):
         return
     for outputs, key, message in mistakes:
         if all(same(g, o) for g, o in zip(got, outputs)):
             raise NotYet(message, key)
     i = next(i for i, (g, w) in enumerate(zip(got, want)) if not same(g, w))
-    raise NotYet(f"wrong on {case(i)}: got {got[i]!r}, want {want[i]!r}", "wrong")
+    raise NotYet(f"wrong on {case(i)}: got {_short(got[i])}, want {_short(want[i])}", "wrong")
 
 
 # ---------------------------------------------------------------------------- modules
+
+
+def require_layers(module: nn.Module, names: Sequence[str], what: str) -> None:
+    """NotYet unless ``module`` has each of ``names`` as a layer (the check calls them)."""
+    missing = [n for n in names if not isinstance(getattr(module, n, None), nn.Module)]
+    if missing:
+        have = [n for n, _ in module.named_children()] or ["none"]
+        raise NotYet(
+            f"{what} has no layer named {', '.join(missing)} (it has {', '.join(have)}): the "
+            "check calls the layers by the names the exercise gives them",
+            "layer names",
+        )
 
 
 @contextlib.contextmanager
@@ -218,10 +299,32 @@ def judge_call_order(calls: list[str], expected: Sequence[str], what: str) -> No
         )
 
 
-@torch.no_grad()
 def randomize_(module: nn.Module, generator: torch.Generator) -> nn.Module:
     """Give every parameter, and every BN's running statistics, random values of its own, so
     that two layers of the same shape can no longer stand in for each other."""
+    lazy = [type(m).__name__ for m in module.modules() if isinstance(m, LazyModuleMixin)]
+    if lazy:
+        raise NotYet(
+            f"your block has lazy layers ({', '.join(lazy)}): give each its input size, so "
+            "that its parameters exist before the first input",
+            "parameters",
+        )
+    if any(p.is_meta for p in module.parameters()):
+        raise NotYet(
+            "your block's parameters are on the meta device: build it on the CPU", "parameters"
+        )
+    try:
+        return _randomize(module, generator)
+    except (ValueError, RuntimeError, NotImplementedError) as e:  # lazy or meta parameters
+        raise NotYet(
+            f"the check cannot set your block's parameters ({type(e).__name__}: "
+            f"{_one_line(str(e), 80)}): build its layers with their sizes, on the CPU",
+            "parameters",
+        ) from None
+
+
+@torch.no_grad()
+def _randomize(module: nn.Module, generator: torch.Generator) -> nn.Module:
     for m in module.modules():
         norm = isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.LayerNorm))
         for name, p in m.named_parameters(recurse=False):
@@ -246,15 +349,21 @@ def build(cls: Any, *args: Any, what: str) -> nn.Module:
         try:
             return cls(*args)
         except Exception as e:
-            raise NotYet(f"{what}({', '.join(map(repr, args))}) raised {e!r}", "raised") from None
+            raise NotYet(
+                f"{what}({', '.join(map(repr, args))}) raised {type(e).__name__}: "
+                f"{_one_line(str(e), 200)}",
+                "raised",
+            ) from None
 
 
 def same_tensor(a: Any, b: Any) -> bool:
-    return (
-        isinstance(a, torch.Tensor)
-        and a.shape == b.shape
-        and torch.allclose(a, b, rtol=1e-4, atol=1e-5)
-    )
+    """``a`` is a real tensor of ``b``'s shape and values (any dtype or device)."""
+    if not isinstance(a, torch.Tensor) or a.is_meta or a.shape != b.shape:
+        return False
+    if a.is_complex() or a.dtype == torch.bool:
+        return False
+    a = a.detach().to("cpu", torch.float64)
+    return torch.allclose(a, b.detach().to(torch.float64), rtol=1e-4, atol=1e-5)
 
 
 # ---------------------------------------------------------------------------- blocks
@@ -275,7 +384,8 @@ def check_block(
     """Judge ``block`` (randomised already) on ``x``: its layers called once each in ``order``
     (``explain_order(calls)`` may name a known wrong order), then its output against
     ``reference(block, x)``, in eval and in train mode, naming the variant it computes."""
-    probe = copy.deepcopy(block).eval()
+    require_layers(block, order, what)
+    probe = _copy(block, "eval", what)
     with recording_calls(probe, order) as calls:
         try:
             attempt(probe, x, what=what)
@@ -294,17 +404,46 @@ def check_block(
         raise NotYet(*known)
     judge_call_order(calls, order, what)
     for mode in ("eval", "train"):
-        with torch.no_grad():
-            got = copy.deepcopy(block).train(mode == "train")(x)
-            want = reference(copy.deepcopy(block).train(mode == "train"), x)
-            if same_tensor(got, want):
-                continue
-            for fn, key, message in variants:
-                if same_tensor(got, fn(copy.deepcopy(block).train(mode == "train"), x)):
-                    # the stub itself, where a chapter shows one to fix, is not yet an attempt
-                    raise NotAttempted(message) if key == "not attempted" else NotYet(message, key)
+        _judge_output(block, x, mode, reference, variants, what)
+
+
+def _copy(block: nn.Module, mode: str, what: str) -> nn.Module:
+    try:
+        return copy.deepcopy(block).train(mode == "train")
+    except Exception as e:
         raise NotYet(
-            f"{what} computes something else ({mode} mode): compare it with the "
-            "description line by line",
-            "wrong",
-        )
+            f"{what} cannot be copied ({type(e).__name__}: {_one_line(str(e), 80)}): keep only "
+            "layers and numbers in it",
+            "cannot copy",
+        ) from None
+
+
+@torch.no_grad()
+def _judge_output(block, x, mode: str, reference, variants: list[Variant], what: str) -> None:
+    """``block``'s output in ``mode`` against the reference's; name the variant it computes."""
+    got = attempt(_copy(block, mode, what), x, what=f"{what} ({mode} mode)")
+    if not isinstance(got, torch.Tensor):
+        raise NotYet(f"{what} returns {_short(got)}: return the output tensor", "not a tensor")
+    try:
+        want = reference(_copy(block, mode, what), x)
+    except Exception as e:  # the reader's layers do not fit the description
+        raise NotYet(
+            f"{what}'s layers do not fit the description ({type(e).__name__}: "
+            f"{_one_line(str(e), 100)}): check each layer's sizes",
+            "layers",
+        ) from None
+    if same_tensor(got, want):
+        return
+    for fn, key, message in variants:
+        try:
+            theirs = fn(_copy(block, mode, what), x)
+        except Exception:
+            continue
+        if same_tensor(got, theirs):
+            # the stub itself, where a chapter shows one to fix, is not yet an attempt
+            raise NotAttempted(message) if key == "not attempted" else NotYet(message, key)
+    raise NotYet(
+        f"{what} computes something else ({mode} mode): compare it with the "
+        "description line by line",
+        "wrong",
+    )

@@ -11,8 +11,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from resnet_lab.book.analysis import lesion_curve
-from resnet_lab.config import TrainConfig, lr_factor
-from resnet_lab.evaluation import evaluate
 from resnet_lab.book.exercises.tools import (
     Measurement,
     attempt,
@@ -23,6 +21,8 @@ from resnet_lab.book.exercises.tools import (
     number,
     passed,
 )
+from resnet_lab.config import TrainConfig, lr_factor
+from resnet_lab.evaluation import evaluate
 
 # (total steps, warm-up steps) the check tries, every step of each
 ONECYCLE_CASES = [(1000, 200), (100, 10), (30, 1), (12, 5)]

@@ -1,5 +1,6 @@
-"""Chapter 7's exercises: the post-norm transformer block, which blocks are the identity with
-their branches zeroed, and a prediction about the scale of a transformer's stream."""
+"""Chapter 9's exercises: the post-norm transformer block from its description, the inputs on
+which a zero-initialised basic block is the identity, and a prediction about the scale of a
+transformer's stream."""
 
 from __future__ import annotations
 
@@ -9,19 +10,20 @@ import functools
 import torch
 from torch import nn
 
-from resnet_lab.blocks import BasicBlock, Bottleneck, PreActBlock, zero_init_residual_
+from resnet_lab.blocks import BasicBlock, zero_init_residual_
 from resnet_lab.book.exercises.tools import (
     Measurement,
     NotYet,
     Variant,
+    attempt,
     build,
     check_block,
     choice,
-    choices,
     judge_prediction,
     passed,
     randomize_,
 )
+from resnet_lab.models import cifar_resnet
 
 
 def _post_norm(m, x, *, first_sum=True, second_sum="h", mlp_input="h"):
@@ -61,7 +63,7 @@ POST_NORM_VARIANTS: list[Variant] = [
 
 
 def check_post_norm_block(cls) -> None:
-    """Chapter 7, exercise 1: the 2017 transformer's post-norm block."""
+    """Chapter 9, exercise 1: the 2017 transformer's post-norm block."""
     block = build(cls, 32, what="PostNormBlock")
     randomize_(block, torch.Generator().manual_seed(0))
     x = torch.randn(2, 10, 32, generator=torch.Generator().manual_seed(1))
@@ -91,54 +93,94 @@ def check_post_norm_block(cls) -> None:
     )
 
 
-IDENTITY_OPTIONS = ("basic", "bottleneck", "preact", "post-norm", "pre-norm")
+def _zero_basic(channels: int = 8) -> BasicBlock:
+    """A basic block whose residual branch outputs zero (its last BN's scale zeroed)."""
+    block = BasicBlock(channels, channels)
+    zero_init_residual_(block)
+    return block
 
 
-def _zeroed_transformer(norm_first: bool) -> nn.Module:
-    layer = nn.TransformerEncoderLayer(
-        16, 2, 32, dropout=0.0, batch_first=True, norm_first=norm_first
-    )
-    for lin in (layer.self_attn.out_proj, layer.linear2):
-        nn.init.zeros_(lin.weight)
-        nn.init.zeros_(lin.bias)
-    return layer
+def _kept_input() -> torch.Tensor:
+    """Values of both signs, and some exact zeros, on which to judge a mask."""
+    x = torch.randn(2, 8, 5, 5, generator=torch.Generator().manual_seed(0))
+    x[:, :, 0, 0] = 0.0
+    return x
 
 
-def _zeroed(kind: str) -> tuple[nn.Module, torch.Tensor]:
-    if kind in ("basic", "bottleneck", "preact"):
-        block = {
-            "basic": lambda: BasicBlock(8, 8),
-            "bottleneck": lambda: Bottleneck(32, 8),  # 32 -> 8 -> 8 -> 32, identity shortcut
-            "preact": lambda: PreActBlock(8, 8),
-        }[kind]()
-        zero_init_residual_(block)
-        return block, torch.randn(2, block.conv1.in_channels, 6, 6)
-    return _zeroed_transformer(kind == "pre-norm"), torch.randn(2, 5, 16)
+KEPT_MISTAKES = [
+    (lambda x: x > 0, "zero", "a value of exactly 0 is kept too: the ReLU returns 0 for it"),
+    (
+        lambda x: x <= 0,
+        "negatives",
+        "the other way round: the ReLU after the sum passes the non-negative values as they are",
+    ),
+    (lambda x: x < 0, "negatives", "the other way round: the ReLU passes the non-negative values"),
+    (
+        lambda x: torch.ones_like(x, dtype=torch.bool),
+        "all",
+        "not every value: with its branch at zero the block still applies its last ReLU",
+    ),
+    (
+        lambda x: torch.zeros_like(x, dtype=torch.bool),
+        "none",
+        "some values do come through unchanged: which ones does a ReLU leave alone?",
+    ),
+]
 
 
-def check_identity_blocks(answer) -> None:
-    """Chapter 7, exercise 2: which blocks are exactly the identity when their branches
-    output zero."""
-    picked = choices(answer, IDENTITY_OPTIONS, "answer")
-    truth = set()
+def _inputs_kept_in_a_network() -> tuple[float, int, int]:
+    """Zero-initialise a ResNet-20 and feed it random images: the fraction of the values
+    entering its basic blocks that are non-negative, and how many of its blocks keep the shape
+    of their input (those a zero branch makes the identity on such values)."""
+    seen: list[torch.Tensor] = []
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        for kind in IDENTITY_OPTIONS:
-            block, x = _zeroed(kind)
+        net = cifar_resnet(20, zero_init_residual=True).eval()
+        blocks = [m for m in net.modules() if isinstance(m, BasicBlock)]
+        hooks = [b.register_forward_pre_hook(lambda _m, a: seen.append(a[0])) for b in blocks]
+        try:
             with torch.no_grad():
-                if torch.equal(block(x), x):
-                    truth.add(kind)
-    reasons = {
-        "basic": "the basic block's ReLU after the sum remains: relu(x), not x",
-        "bottleneck": "the bottleneck's ReLU after the sum remains: relu(x), not x",
-        "preact": "a pre-activation block leaves the sum alone: a zero branch gives x exactly",
-        "post-norm": "the post-norm block's LayerNorm after each sum rescales every token",
-        "pre-norm": "in a pre-norm block only the additions touch the stream",
-    }
-    wrong = [k for k in IDENTITY_OPTIONS if (k in picked) != (k in truth)]
-    if wrong:
-        raise NotYet(reasons[wrong[0]], wrong[0])
-    passed("the blocks whose stream carries nothing but additions: " + ", ".join(sorted(truth)))
+                net(torch.randn(4, 3, 32, 32))
+        finally:
+            for h in hooks:
+                h.remove()
+    kept = sum(int((t >= 0).sum()) for t in seen) / sum(t.numel() for t in seen)
+    same = sum(b.downsample is None for b in blocks)
+    return kept, same, len(blocks)
+
+
+def check_kept(kept) -> None:
+    """Chapter 9, exercise 2: ``kept(x)``, where a zero-initialised basic block returns x
+    unchanged."""
+    x = _kept_input()
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        truth = _zero_basic().eval()(x.clone()) == x
+    got = attempt(kept, x.clone(), what="kept(x)")
+    if not isinstance(got, torch.Tensor) or got.dtype != torch.bool or got.shape != x.shape:
+        raise NotYet(
+            f"kept(x) returns a boolean tensor of x's shape {tuple(x.shape)}, True where the "
+            f"value passes unchanged; got {type(got).__name__}"
+            + (f" of {got.dtype}, {tuple(got.shape)}" if isinstance(got, torch.Tensor) else ""),
+            "not a mask",
+        )
+    if torch.equal(got, truth):
+        share, same, n = _inputs_kept_in_a_network()
+        passed(
+            f"the block keeps the non-negative values. In a zero-initialised ResNet-20, "
+            f"{share:.0%} of the values entering its blocks are non-negative: each block's input "
+            f"comes out of a ReLU (the stem's or the block's before), so {same} of its {n} "
+            "blocks start as the identity on every input they will ever see"
+        )
+        return
+    for mistake, key, message in KEPT_MISTAKES:
+        if torch.equal(got, mistake(x)):
+            raise NotYet(message, key)
+    wrong = int((got != truth).sum())
+    raise NotYet(
+        f"{wrong} of {x.numel()} values are judged wrongly: what does the block compute when its "
+        "branch outputs zero?",
+        "wrong",
+    )
 
 
 SCALE_CHOICES = ("pre-norm", "post-norm", "both", "neither")
@@ -170,7 +212,7 @@ def measure_scale() -> Measurement:
 
 
 def run_scale_prediction(prediction) -> None:
-    """Chapter 7, predict then run: multiply a transformer block's input by 10; whose output
+    """Chapter 9, predict then run: multiply a transformer block's input by 10; whose output
     grows with it?"""
     guess = choice(prediction, SCALE_CHOICES)
     judge_prediction(guess, measure_scale())
