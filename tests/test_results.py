@@ -25,6 +25,7 @@ from resnet_lab.lab.results import (
     load_note,
     load_results,
     load_sweep,
+    luck_beyond,
     paper_protocol,
     record_weights,
     recorded_model,
@@ -223,3 +224,14 @@ def test_load_sweep_names_the_runs_without_the_sweeps_folder():
     assert sorted(sweep) == sorted(name.split("/")[1] for name in full)
     assert {"plain20", "plain56", "resnet20", "resnet56"} <= set(sweep)
     assert sweep["plain20"] == full["degradation/plain20"]
+
+
+def test_luck_beyond_is_students_t():
+    """The closed forms of t's two-sided tail at 2 and 4 degrees of freedom (2 and 3 seeds a
+    side), and the normal curve's 4.6% as the seeds grow (erratum O1: not "rarely")."""
+    assert luck_beyond(2, 2) == pytest.approx(1 - 2 / math.sqrt(6), abs=1e-9)
+    x = 2 / math.sqrt(8)  # df = 4: P(|t| > c) = 1 - x (3 - x^2) / 2, x = c / sqrt(c^2 + 4)
+    assert luck_beyond(2, 3) == pytest.approx(1 - x * (3 - x * x) / 2, abs=1e-9)
+    assert luck_beyond(2, 10_000) == pytest.approx(math.erfc(2 / math.sqrt(2)), abs=1e-4)
+    with pytest.raises(ValueError, match="seeds must be >= 2"):
+        luck_beyond(2, 1)
