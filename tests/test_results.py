@@ -26,6 +26,7 @@ from resnet_lab.lab.results import (
     load_note,
     load_results,
     load_sweep,
+    luck_beyond,
     mean_sd,
     paper_protocol,
     record_weights,
@@ -273,3 +274,14 @@ def test_a_damaged_transfer_run_is_skipped_with_a_note(tmp_path):
     assert transfer_summary(runs) == {("scratch", 10): (0.5, 0.0, 1)}
     assert len(notes) == 4 and all(n.startswith("skipped a run of transfer.json:") for n in notes)
     assert "test_acc 7.5 is not a fraction" in notes[0] and "unknown method" in notes[3]
+
+
+def test_luck_beyond_is_students_t():
+    """The closed forms of t's two-sided tail at 2 and 4 degrees of freedom (2 and 3 seeds a
+    side), and the normal curve's 4.6% as the seeds grow (erratum O1: not "rarely")."""
+    assert luck_beyond(2, 2) == pytest.approx(1 - 2 / math.sqrt(6), abs=1e-9)
+    x = 2 / math.sqrt(8)  # df = 4: P(|t| > c) = 1 - x (3 - x^2) / 2, x = c / sqrt(c^2 + 4)
+    assert luck_beyond(2, 3) == pytest.approx(1 - x * (3 - x * x) / 2, abs=1e-9)
+    assert luck_beyond(2, 10_000) == pytest.approx(math.erfc(2 / math.sqrt(2)), abs=1e-4)
+    with pytest.raises(ValueError, match="seeds must be >= 2"):
+        luck_beyond(2, 1)

@@ -42,6 +42,14 @@ CPU_TRAIN_SECONDS = (
     6 * 60
 )  # of the 10-minute cpu book: the rest is kernels, data, evaluation, figures
 GPU_TRAIN_SECONDS = 4 * 60  # of each chapter's 5 minutes on a T4
+# Chapter 6's plain program trains ArticleNetFixed in fp32, eager, from torchvision's DataLoader,
+# which costs far more than a ResNet-20 image in the package's trainer. CPU: 85-96 images per
+# second measured on the project's 2-core machine (batch 32, quiet); we budget with 80.
+PLAIN_CPU_RATE = 80
+# T4: an estimate, not a measurement. ArticleNetFixed costs about 1.9 GFLOP per training image
+# (count_macs x 2 x 3); a T4 sustains roughly 4 fp32 TFLOP/s in convolutions: about 2,000
+# images per second, and Colab's two CPUs decode JPEGs or PNGs for it at about that rate.
+PLAIN_T4_RATE = 1500
 
 
 @dataclass(frozen=True)
@@ -49,13 +57,19 @@ class Profile:
     name: str
     train_subset: int | None  # class-balanced training images for live training (None: all 50k)
     test_subset: int | None  # test images for live evaluations (None: all 10k)
-    epochs: int  # epochs of chapter 5's live training
+    epochs: int  # epochs of chapter 6's live training (the package's trainer)
     race_subset: int | None  # training images of each run in chapter 1's plain-vs-residual race
     race_epochs: int  # epochs of each run in the race
     batch_size: int
     depths: tuple[int, ...]  # depths compared in live depth experiments
     transfer_steps: int  # steps of chapter 8's live fine-tune by hand
     transfer_labels: int  # labelled images per class in chapter 8's live runs
+    # chapter 6's plain PyTorch program (ArticleNetFixed, torchvision's DataLoader): training
+    # and test images, epochs, and the test accuracy it must beat, for any seed (0: no claim)
+    plain_train: int = 128
+    plain_test: int = 128
+    plain_epochs: int = 2
+    plain_floor: float = 0.0
 
     @property
     def imagenet_steps(self) -> int:
@@ -70,8 +84,8 @@ class Profile:
 
 PROFILES = {
     "smoke": Profile("smoke", 2_000, 1_000, 2, 1_000, 2, 128, (8, 20), 20, 10),
-    "cpu": Profile("cpu", 5_000, 2_000, 8, 4_000, 4, 128, (20, 56), 150, 50),
-    "gpu": Profile("gpu", None, None, 12, 20_000, 4, 128, (20, 56), 250, 50),
+    "cpu": Profile("cpu", 5_000, 2_000, 4, 4_000, 4, 128, (20, 56), 150, 50, 1_000, 400, 4, 0.15),
+    "gpu": Profile("gpu", None, None, 10, 20_000, 4, 128, (20, 56), 250, 50, 8_000, 2_000, 8, 0.15),
 }
 
 
@@ -101,12 +115,34 @@ def imagenet_cost() -> float:
     return big / count_macs(cifar_resnet(20), torch.zeros(1, 3, 32, 32))
 
 
+@cache
+def article_cost() -> float:
+    """Multiply-adds of chapter 5's ArticleNetFixed per image, relative to ResNet-20's
+    (computed): every layer at 32x32 makes it about 7.6 times the arithmetic."""
+    from resnet_lab.book.article import ArticleNetFixed  # here: it registers model names
+
+    x = torch.zeros(1, 3, 32, 32)
+    return count_macs(ArticleNetFixed(), x) / count_macs(cifar_resnet(20), x)
+
+
+def plain_work(profile: Profile) -> float:
+    """Chapter 6's plain program in ResNet-20 training images of the package's trainer: its
+    epochs of training and testing (a test image, forward only, costs about a third of a
+    training one) at the plain rate, and the package's one epoch of ArticleNetFixed on the same
+    images, for the timing that sets the two side by side."""
+    on_gpu = profile.name == "gpu"
+    slower = T4_RATE / PLAIN_T4_RATE if on_gpu else CPU_RATE / PLAIN_CPU_RATE
+    images = profile.plain_epochs * (profile.plain_train + profile.plain_test / 3)
+    return images * slower + profile.plain_train * article_cost()
+
+
 def training_work(profile: Profile) -> dict[str, float]:
     """ResNet-20 training images (images x epochs x relative network cost) of each chapter's
     live training cells in ``profile``. Mirrors what the chapters run:
 
     - chapter 1: the race, a plain and a residual network at each depth;
-    - chapter 5: ResNet-20 on the live subset;
+    - chapter 6: the plain program (:func:`plain_work`), then ResNet-20 on the live subset;
+    - chapter 7: nothing (it reads recorded runs and weights);
     - chapter 8: the fine-tune by hand (epochs of batches of 32 images, about ``transfer_steps``
       steps in all), one epoch of the trainer on 64 images, and, online only, a ResNet-18
       fine-tune at 224 pixels from ImageNet weights (batches of up to 50).
@@ -120,6 +156,7 @@ def training_work(profile: Profile) -> dict[str, float]:
         "01_background": sum(2 * relative_cost(d) for d in profile.depths)
         * race
         * profile.race_epochs,
-        "06_training": train * profile.epochs,
+        "06_training": plain_work(profile) + train * profile.epochs,
+        "07_trained_network": 0.0,
         "08_finetuning": by_hand + 64 + profile.imagenet_steps * min(50, n8) * imagenet_cost(),
     }

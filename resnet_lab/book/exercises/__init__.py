@@ -48,10 +48,11 @@ from resnet_lab.book.exercises.residual_math import (
     check_two_basic_blocks,
 )
 from resnet_lab.book.exercises.tools import NotAttempted, NotYet
+from resnet_lab.book.exercises.trained_network import check_seeds_needed, run_shortcut_lesion
 from resnet_lab.book.exercises.training import (
     check_label_smoothing,
-    check_onecycle,
-    run_shortcut_lesion,
+    check_onecycle_cosine,
+    check_test_loss,
 )
 from resnet_lab.book.exercises.what_next import (
     check_kept,
@@ -74,13 +75,15 @@ __all__ = [
     "check_layerwise_groups",
     "check_linear_probe",
     "check_loop_number",
-    "check_onecycle",
+    "check_onecycle_cosine",
     "check_option_c",
     "check_path_count",
     "check_post_norm_block",
     "check_preact_bottleneck",
+    "check_seeds_needed",
     "check_settled",
     "check_stream_std",
+    "check_test_loss",
     "check_two_basic_blocks",
     "run_plain110",
     "run_scale_prediction",

@@ -191,19 +191,45 @@ def cifar_params(depth: int) -> int:
     return total + 64 * 10 + 10  # the head
 
 
-# ---------------------------------------------------------------------------- chapter 5
+# ---------------------------------------------------------------------------- chapter 6
 
 
-def onecycle(step: int, total: int, warm: int) -> float:
+def onecycle_cosine(step: int, total: int, warm: int) -> float:
     if step < warm:
-        return (step + 1) / warm
-    return max(0.0, (total - step) / (total - warm))
+        return (step + 1) / warm  # the trainer's warm-up
+    angle = math.pi * (step - warm) / (total - warm)  # 0 at the peak, pi at step total
+    return 0.5 * (1 + math.cos(angle))
 
 
-_EPS, _K = 0.1, 10
+_EPS, _K = 0.2, 4
 TRUE_CLASS = 1 - _EPS + _EPS / _K
 OTHER_CLASS = _EPS / _K
+# the lowest loss is reached where the prediction is the target: the target's entropy
 LOWEST_LOSS = -(TRUE_CLASS * math.log(TRUE_CLASS) + (_K - 1) * OTHER_CLASS * math.log(OTHER_CLASS))
+LOGIT_GAP = math.log(TRUE_CLASS / OTHER_CLASS)  # softmax: p_i / p_j = exp(z_i - z_j)
+
+
+def test_loss_and_accuracy(model: nn.Module, loader) -> tuple[float, float]:
+    model.eval()  # BN: the running averages
+    loss, correct, n = 0.0, 0, 0
+    with torch.no_grad():
+        for x, y in loader:
+            logits = model(x)
+            loss += nn.functional.cross_entropy(logits, y, reduction="sum").item()
+            correct += (logits.argmax(1) == y).sum().item()
+            n += len(y)
+    return loss / n, correct / n
+
+
+# ---------------------------------------------------------------------------- chapter 7
+
+
+def seeds_needed(diff: float, sd: float) -> int:
+    # diff > 2 sqrt(sd^2/n + sd^2/n)  <=>  n > 8 sd^2 / diff^2; and one seed has no spread
+    n = math.floor(8 * sd**2 / diff**2) + 1
+    return max(2, n)
+
+
 LESION_PREDICTION = "shortcut"
 
 # ---------------------------------------------------------------------------- chapter 8
