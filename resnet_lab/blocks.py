@@ -75,19 +75,26 @@ class PadShortcut(nn.Module):
         return f"stride={self.stride}, pad=({self.pad_before}, {self.pad_after})"
 
 
-def make_shortcut(in_planes: int, out_planes: int, stride: int, shortcut: str) -> nn.Module | None:
+def make_shortcut(
+    in_planes: int, out_planes: int, stride: int, shortcut: str | None
+) -> nn.Module | None:
     """The shortcut branch of a block, or ``None`` for a plain identity.
 
-    Returns ``None`` when shapes match (options A and B), a :class:`PadShortcut` for
-    option A when they don't, and a 1x1 conv + BN projection for B (shapes change) and C.
+    ``None`` where the shapes match (options A and B); where they change, a
+    :class:`PadShortcut` for option A and a 1x1 conv + BN projection for B;
+    a projection always for C. ``shortcut=None`` is a plain block's: no
+    shortcut at all.
     """
+    if shortcut is None:
+        return None
     if shortcut not in SHORTCUTS:
-        raise ValueError(
-            f"shortcut must be one of {SHORTCUTS} (He et al. 2015, §3.3, §4.1), got {shortcut!r}"
-        )
+        options = f"{SHORTCUTS} (He et al. 2015, §3.3, §4.1)"
+        msg = f"shortcut must be one of {options}, got {shortcut!r}"
+        raise ValueError(msg)
     same_shape = stride == 1 and in_planes == out_planes
     if shortcut == "C" or (shortcut == "B" and not same_shape):
-        return nn.Sequential(conv1x1(in_planes, out_planes, stride), nn.BatchNorm2d(out_planes))
+        conv = conv1x1(in_planes, out_planes, stride)
+        return nn.Sequential(conv, nn.BatchNorm2d(out_planes))
     if same_shape:
         return None
     return PadShortcut(in_planes, out_planes, stride)
@@ -119,7 +126,9 @@ class BasicBlock(nn.Module):
         self.conv2 = conv3x3(planes, planes)
         self.bn2 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
-        self.downsample = make_shortcut(in_planes, planes, stride, shortcut) if skip else None
+        if not skip:
+            shortcut = None  # a plain block: no shortcut branch at all
+        self.downsample = make_shortcut(in_planes, planes, stride, shortcut)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x
@@ -167,7 +176,9 @@ class Bottleneck(nn.Module):
         self.conv3 = conv1x1(planes, out_planes)
         self.bn3 = nn.BatchNorm2d(out_planes)
         self.relu = nn.ReLU(inplace=True)
-        self.downsample = make_shortcut(in_planes, out_planes, stride, shortcut) if skip else None
+        if not skip:
+            shortcut = None  # a plain block: no shortcut branch at all
+        self.downsample = make_shortcut(in_planes, out_planes, stride, shortcut)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x
@@ -214,7 +225,9 @@ class PreActBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv2 = conv3x3(planes, planes)
         self.relu = nn.ReLU()
-        self.downsample = make_shortcut(in_planes, planes, stride, shortcut) if skip else None
+        if not skip:
+            shortcut = None  # a plain block: no shortcut branch at all
+        self.downsample = make_shortcut(in_planes, planes, stride, shortcut)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(x))

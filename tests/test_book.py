@@ -259,6 +259,8 @@ def test_launch_buttons_open_each_chapters_ipynb(tmp_path):
         (ROOT / "_config.yml")
         .read_text()
         .replace("execute_notebooks: cache", 'execute_notebooks: "off"')
+        # a local extension's folder is found from the config's own folder: name it whole
+        .replace("editions: tools", f"editions: {ROOT / 'tools'}")
     )
     (tmp_path / "config.yml").write_text(config)
     jb = Path(sys.executable).with_name("jupyter-book")
