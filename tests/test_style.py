@@ -124,3 +124,12 @@ def test_image_grid_has_no_empty_band():
     rows_in = 2 * (style.WIDTH / 8 + style.SMALL * 1.3 / 72)
     pad = 2 * 0.1  # savefig's pad_inches above and below
     assert png.height <= (rows_in + pad + 0.05) * style.DPI, (png.size, rows_in)
+
+
+def test_a_long_verdict_fits_the_column():
+    from resnet_lab.book.exercises import NotAttempted
+
+    message = "two_basic_blocks(J_A, J_B, d_A, d_B) still raises NotImplementedError: " * 2
+    lines = NotAttempted(message)._render_traceback_()
+    assert len(lines) > 1 and all(len(line) <= 77 for line in lines)
+    assert " ".join(line.strip() for line in lines) == f"NotAttempted: {message}".strip()
