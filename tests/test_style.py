@@ -133,3 +133,14 @@ def test_a_long_verdict_fits_the_column():
     lines = NotAttempted(message)._render_traceback_()
     assert len(lines) > 1 and all(len(line) <= 77 for line in lines)
     assert " ".join(line.strip() for line in lines) == f"NotAttempted: {message}".strip()
+
+
+def test_fit_wraps_long_lines_to_the_column_and_keeps_the_rest():
+    from resnet_lab.blocks import BasicBlock
+
+    text = str(BasicBlock(16, 16))
+    fitted = style.fit(text)
+    assert max(len(line) for line in text.splitlines()) > style.COLUMN_CHARS  # torch's repr
+    assert all(len(line) <= style.COLUMN_CHARS for line in fitted.splitlines())
+    assert fitted.split() == text.split()  # same words, in the same order
+    assert style.fit("short\n  indented") == "short\n  indented"

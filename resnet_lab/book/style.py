@@ -10,7 +10,8 @@ Every figure function of :mod:`resnet_lab.book` draws inside :func:`book_style` 
 :func:`book_figure`), so its size and fonts come from :data:`RC` here. In a notebook, each
 figure's PNG also carries a record of the smallest text drawn in it (:func:`text_record`), which
 the browser check of the built book (``tests_browser/test_page_fits.py``) turns into pixels at
-the width the page really shows the image.
+the width the page really shows the image. Printed output fits the same column in
+``COLUMN_CHARS`` characters; :func:`fit` wraps a long repr to it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import textwrap
 from collections.abc import Callable
 
 import matplotlib as mpl
@@ -29,6 +31,7 @@ WIDTH = 7.0  # inches: a figure as wide as the column
 DPI = 100  # pixels per inch of the PNG; WIDTH * DPI = 700 px, shown at 688
 PX_PER_PT = COLUMN_PX / (72 * WIDTH)  # 1.37 px per point of text in a full-width figure
 MIN_PX = 9.0  # the smallest text a reader should be asked to read, in CSS pixels
+COLUMN_CHARS = 77  # characters of printed output that fit the column (14 px monospace)
 
 TEXT = 10.0  # points: titles, labels, text in diagrams
 TICKS = 9.0  # points: tick labels, table cells
@@ -49,6 +52,16 @@ RC = {
 }
 
 RECORD_KEY = "resnet_lab:text"  # the PNG text chunk that holds text_record(fig)
+
+
+def fit(text, width: int = COLUMN_CHARS) -> str:
+    """``str(text)`` with every line longer than ``width`` wrapped at spaces, its continuation
+    indented four more than the line: printed output that fits the book's column."""
+    lines = []
+    for line in str(text).splitlines():
+        indent = " " * (len(line) - len(line.lstrip()) + 4)
+        lines += textwrap.wrap(line, width, subsequent_indent=indent) or [line]
+    return "\n".join(lines)
 
 
 def book_style():
