@@ -144,3 +144,21 @@ def test_fit_wraps_long_lines_to_the_column_and_keeps_the_rest():
     assert all(len(line) <= style.COLUMN_CHARS for line in fitted.splitlines())
     assert fitted.split() == text.split()  # same words, in the same order
     assert style.fit("short\n  indented") == "short\n  indented"
+
+
+def test_the_depth_players_frames_carry_their_text_record():
+    import base64
+    import json
+    import re
+
+    from resnet_lab.book.widgets import depth_animation
+
+    images = torch.randint(0, 255, (4, 3, 32, 32), dtype=torch.uint8)
+    html, _ = depth_animation(images, torch.arange(4), depths=(8, 14), caption=LONG_NOTE)
+    frames = re.findall(r'data:image/png;base64,([^"]+)"', html.data)
+    assert len(frames) == 2
+    b64 = re.sub(r"[^A-Za-z0-9+/=]", "", frames[0])  # the player breaks its lines with a backslash
+    png = Image.open(io.BytesIO(base64.b64decode(b64)))
+    record = json.loads(png.text[style.RECORD_KEY])
+    shown = min(png.width, style.COLUMN_PX)
+    assert record["min_pt"] * record["dpi"] / 72 * shown / png.width >= style.MIN_PX

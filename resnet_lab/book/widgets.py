@@ -14,15 +14,18 @@ ipywidgets and matplotlib are imported here only, never by ``import resnet_lab``
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import re
+import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
 from resnet_lab.book.analysis import depth_profile, lesion_curve
-from resnet_lab.book.style import SMALL, WIDTH, book_figure, book_style
+from resnet_lab.book.style import RECORD_KEY, SMALL, WIDTH, book_figure, book_style, text_record
 from resnet_lab.config import TrainConfig
 from resnet_lab.evaluation import evaluate
 from resnet_lab.loader import normalize
@@ -255,9 +258,27 @@ def depth_animation(
 
     fig.tight_layout(rect=(0, 0.05, 1, 0.92))
     anim = FuncAnimation(fig, draw, frames=len(depths), interval=800, blit=False)
-    html = offline_jshtml(anim.to_jshtml(default_mode="once"))
+    html = offline_jshtml(_jshtml_with_text_record(anim, fig, draw, len(depths), fps=1.25))
     plt.close(fig)
     return HTML(html), frames
+
+
+def _jshtml_with_text_record(anim, fig, draw, n: int, fps: float) -> str:
+    """``anim.to_jshtml(default_mode="once")``, each frame's PNG carrying the smallest text of
+    all the frames (:func:`resnet_lab.book.style.text_record`), as the book's figures do."""
+    from matplotlib.animation import HTMLWriter
+
+    records = []
+    for i in range(n):
+        draw(i)
+        records.append(text_record(fig))
+    smallest = min(records, key=lambda r: r.get("min_pt", float("inf")))
+    metadata = {RECORD_KEY: json.dumps(smallest)}
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder, "player.html")
+        writer = HTMLWriter(fps=fps, embed_frames=True, default_mode="once")
+        anim.save(str(path), writer=writer, savefig_kwargs={"metadata": metadata})
+        return path.read_text()
 
 
 # The player's buttons as text. Only characters of WGL4, the set that Arial, Helvetica,
