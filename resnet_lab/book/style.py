@@ -144,8 +144,9 @@ def record_figures_in_notebook() -> bool:
 
 
 def _inline_formats() -> set:
+    mpl.get_backend()  # resolve the backend now: the inline one sets its formatters up first
     with contextlib.suppress(ImportError):
-        from matplotlib_inline.backend_inline import InlineBackend  # sets the backend up
+        from matplotlib_inline.backend_inline import InlineBackend
 
         return set(InlineBackend.instance().figure_formats)
     return set()
