@@ -387,7 +387,7 @@ def residual_paths(drawn: int = 3, depth: int = 110):
     )
     b.bar(range(n + 1), counts, color="#4a7ab5")
     b.set(xlabel="path length: residual branches passed", ylabel="number of paths")
-    b.set_title(f"ResNet-{depth}: {n} blocks,\n2^{n} = {2**n:.2e} paths")
+    b.set_title(f"ResNet-{depth}: {n} blocks, 2^{n} = {2**n:.2e} paths")
     b.grid(alpha=0.3)
     fig.tight_layout()
     caption(
