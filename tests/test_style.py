@@ -162,3 +162,15 @@ def test_the_depth_players_frames_carry_their_text_record():
     record = json.loads(png.text[style.RECORD_KEY])
     shown = min(png.width, style.COLUMN_PX)
     assert record["min_pt"] * record["dpi"] / 72 * shown / png.width >= style.MIN_PX
+
+
+def test_history_with_long_labels_keeps_its_legend_in_the_column():
+    runs = [_history() for _ in range(3)]
+    labels = [
+        f"alternating flips + BN biases at 4x + progressive resizing, run {i}" for i in range(3)
+    ]
+    fig = viz.plot_history(runs, labels, title="recorded runs", source=LONG_NOTE)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    plt.close(fig)
+    assert Image.open(buf).width <= (style.WIDTH + 0.3) * style.DPI  # the column, and a margin

@@ -78,7 +78,8 @@ def plot_history(
         else [h.meta.get("model", f"run {i}") for i, h in enumerate(histories)]
     )
     many = len(histories) > 2  # then one legend under both panels, where it hides no curve
-    rows = (len(histories) + 1) // 2
+    ncol = 2 if max(map(len, labels)) <= 40 else 1  # two long labels side by side: too wide
+    rows = -(-len(histories) // ncol)
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(WIDTH, 3.6 + (0.3 * rows if many else 0)))
     for h, label, color in zip(
         histories, labels, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 3
@@ -106,7 +107,7 @@ def plot_history(
         fig.legend(
             *ax_acc.get_legend_handles_labels(),
             loc="lower center",
-            ncol=2,
+            ncol=ncol,
             frameon=False,
             bbox_to_anchor=(0.5, 0),
         )
