@@ -26,6 +26,7 @@ from resnet_lab.book.analysis import (
     shape_trace,
     unrolled_paths,
 )
+from resnet_lab.book.style import SMALL, TICKS, WIDTH, book_figure
 from resnet_lab.book.viz import caption
 from resnet_lab.models import cifar_resnet, count_params
 
@@ -48,7 +49,7 @@ def _box(ax, x, y, text, kind, w=2.3, h=0.5):
             (x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.04", fc=BOX[kind], ec="0.3", lw=1
         )
     )
-    ax.text(x, y, text, ha="center", va="center", fontsize=8.5)
+    ax.text(x, y, text, ha="center", va="center", fontsize=TICKS)
 
 
 def _arrow(ax, start, end, **kw):
@@ -128,7 +129,7 @@ def _trace_column(ax, steps: list[Step], *, step=0.85, w=2.9) -> None:
                 mid,
                 "identity",
                 color="#c00000",
-                fontsize=8.5,
+                fontsize=TICKS,
                 rotation=90,
                 ha="center",
                 va="center",
@@ -139,7 +140,7 @@ def _traced(blocks: dict[str, nn.Module], inputs: dict[str, torch.Tensor]) -> tu
     """A figure of one column per block, each drawn from one forward pass of the block on its
     input (dropout left out). Returns the figure, its axes and the steps drawn."""
     traces = {k: _without(forward_steps(b, inputs[k]), nn.Dropout) for k, b in blocks.items()}
-    fig, axes = _canvas(len(traces), max(len(t) for t in traces.values()) + 1, width=4.2)
+    fig, axes = _canvas(len(traces), max(len(t) for t in traces.values()) + 1)
     for ax, t in zip(axes, traces.values()):
         ax.set_xlim(-1.6, 2.6)
         _trace_column(ax, t)
@@ -150,9 +151,11 @@ def _same_input(blocks: dict[str, nn.Module], shape: tuple[int, ...]) -> dict[st
     return {k: torch.zeros(shape) for k in blocks}
 
 
-def _canvas(ncols: int, rows: int, width: float = 3.6):
+def _canvas(ncols: int, rows: int, width: float = WIDTH):
+    """``ncols`` empty panels across ``width`` inches (the column), tall enough for ``rows``
+    boxes each."""
     height = 0.5 * rows + 0.9
-    fig, axes = plt.subplots(1, ncols, figsize=(width * ncols, height))
+    fig, axes = plt.subplots(1, ncols, figsize=(width, height))
     # room above for two-line titles, none below: the caption goes there
     fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - 0.6 / height)
     axes = [axes] if ncols == 1 else list(axes)
@@ -163,13 +166,14 @@ def _canvas(ncols: int, rows: int, width: float = 3.6):
     return fig, axes
 
 
+@book_figure
 def plain_vs_residual_block():
     """A plain block beside the residual block of He et al. (2015, Fig. 2), each drawn from one
     forward pass of :class:`~resnet_lab.blocks.BasicBlock` (64 channels)."""
     blocks = {"plain": BasicBlock(64, 64, skip=False), "residual": BasicBlock(64, 64)}
     fig, (a, b), _ = _traced(blocks, _same_input(blocks, (1, 64, 8, 8)))
-    a.set_title("plain block: learns H(x)", fontsize=10)
-    b.set_title("residual block: learns F(x), outputs F(x) + x", fontsize=10)
+    a.set_title("plain block: learns H(x)")
+    b.set_title("residual block: learns F(x),\noutputs F(x) + x")
     caption(
         fig,
         "Drawn from resnet_lab.blocks.BasicBlock(64, 64) with skip=False (left) and skip=True "
@@ -179,6 +183,7 @@ def plain_vs_residual_block():
     return fig
 
 
+@book_figure
 def post_vs_pre_activation():
     """The original (post-activation) block beside the pre-activation block of He et al. (2016,
     Fig. 1 and 4(e)), each drawn from one forward pass of :class:`~resnet_lab.blocks.BasicBlock`
@@ -191,7 +196,7 @@ def post_vs_pre_activation():
     fig, axes, traces = _traced(blocks, _same_input(blocks, (1, 64, 8, 8)))
     for ax, (k, t) in zip(axes, traces.items()):
         after = [_describe(s)[0].split(": ")[-1] for s in t[_last_add(t) + 1 :]]
-        ax.set_title(f"{k}\nafter the sum: {', '.join(after) or 'nothing'}", fontsize=9.5)
+        ax.set_title(f"{k}\nafter the sum: {', '.join(after) or 'nothing'}")
     caption(
         fig,
         "Drawn from resnet_lab.blocks.BasicBlock(64, 64) (left) and PreActBlock(64, 64) "
@@ -205,6 +210,7 @@ def _last_add(steps: list[Step]) -> int:
     return max(i for i, s in enumerate(steps) if s.name == "add")
 
 
+@book_figure
 def shortcut_options():
     """The three shortcuts of He et al. (2015: A and B in §3.3, C in §4.1) for a block that halves
     the resolution and doubles the channels, with their parameter counts (16 -> 32 channels,
@@ -235,9 +241,8 @@ def shortcut_options():
     for ax, o in zip(axes, "ABC"):
         _column(ax, 0, texts[o])
         inside = "identity" if same[o] is None else "1x1 conv + BN"
-        ax.set_title(
-            f"option {o}: {params[o]} parameters\n(inside a stage: {inside})", fontsize=9.5
-        )
+        ax.set_xlim(-1.3, 1.3)  # no arcs on the right: the boxes take the panel's width
+        ax.set_title(f"option {o}: {params[o]} parameters\n(inside a stage: {inside})")
     caption(
         fig,
         "Shortcut of the first block of stage 2 of a CIFAR ResNet (16 -> 32 channels, stride 2); "
@@ -246,6 +251,7 @@ def shortcut_options():
     return fig
 
 
+@book_figure
 def basic_vs_bottleneck():
     """The paper's Fig. 5: a basic block on 64 channels beside a bottleneck block on 256
     channels, drawn from their forward passes, with their parameters and multiply-adds on a
@@ -255,7 +261,7 @@ def basic_vs_bottleneck():
     fig, axes, _ = _traced(blocks, inputs)
     for ax, (k, b) in zip(axes, blocks.items()):
         p, m = count_params(b), count_macs(b, inputs[k])
-        ax.set_title(f"{k} block\n{p:,} parameters, {m / 1e6:.0f}M multiply-adds", fontsize=9.5)
+        ax.set_title(f"{k} block\n{p:,} parameters, {m / 1e6:.0f}M multiply-adds")
     caption(
         fig,
         "He et al. 2015, Fig. 5, drawn from resnet_lab.blocks.BasicBlock(64, 64) and "
@@ -266,6 +272,7 @@ def basic_vs_bottleneck():
     return fig
 
 
+@book_figure
 def resnet_layout(depth: int = 20):
     """The CIFAR ResNet-``depth`` as stages, with the output shape of each (traced)."""
     model = cifar_resnet(depth)
@@ -286,10 +293,7 @@ def resnet_layout(depth: int = 20):
         if i:
             _arrow(ax, (0, y + 0.95 - 0.33), (0, y + 0.33))
     ax.set_ylim(-0.95 * len(rows) + 0.4, 0.6)
-    ax.set_title(
-        f"ResNet-{depth}: {6 * n + 2} weight layers, {count_params(model):,} parameters",
-        fontsize=10,
-    )
+    ax.set_title(f"ResNet-{depth}: {6 * n + 2} weight layers, {count_params(model):,} parameters")
     caption(
         fig,
         f"Shapes traced from resnet_lab.models.cifar_resnet({depth}) on a (1, 3, 32, 32) input "
@@ -302,6 +306,7 @@ def _shape(shape: tuple[int, ...]) -> str:
     return " x ".join(str(s) for s in shape[1:])
 
 
+@book_figure
 def imagenet_stages(depths: tuple[int, ...] = (18, 34, 50)):
     """The paper's Table 1 for the ImageNet ResNets of ``depths``, computed from
     :func:`~resnet_lab.models.imagenet_resnet` by :func:`~resnet_lab.book.analysis.imagenet_costs`:
@@ -333,7 +338,7 @@ def imagenet_stages(depths: tuple[int, ...] = (18, 34, 50)):
         ],
         ["paper's FLOPs (Table 1)", "", *[_paper(d) for d in depths]],
     ]
-    fig, ax = plt.subplots(figsize=(2.6 + 2.3 * len(depths), 0.25 * len(rows) + 0.5))
+    fig, ax = plt.subplots(figsize=(WIDTH + 1, 0.25 * len(rows) + 0.5))
     ax.axis("off")
     table = ax.table(
         cellText=rows,
@@ -342,10 +347,10 @@ def imagenet_stages(depths: tuple[int, ...] = (18, 34, 50)):
         bbox=[0, 0, 1, 1],
     )
     table.auto_set_font_size(False)
-    table.set_fontsize(8.5)
+    table.set_fontsize(SMALL)
     table.auto_set_column_width(list(range(len(depths) + 2)))
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.9)
-    ax.set_title("ImageNet ResNets, stage by stage (He et al. 2015, Table 1)", fontsize=10)
+    ax.set_title("ImageNet ResNets, stage by stage (He et al. 2015, Table 1)")
     caption(
         fig,
         "Computed from resnet_lab.models.imagenet_resnet on one 224x224 image: sizes traced, "
@@ -364,6 +369,7 @@ def _paper(depth: int) -> str:
     return f"{PAPER_GFLOPS[depth]} x 10^9" if depth in PAPER_GFLOPS else "-"
 
 
+@book_figure
 def residual_paths(drawn: int = 3, depth: int = 110):
     """The unrolled view of a residual stack (Veit et al. 2016, Fig. 1 and 6a): the 2^n paths
     through ``drawn`` blocks, enumerated, and how many of the paths through the blocks of the
@@ -371,19 +377,19 @@ def residual_paths(drawn: int = 3, depth: int = 110):
     paths = unrolled_paths(drawn)
     n = len(cifar_resnet(depth).blocks())
     counts = path_lengths(n)
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.9), gridspec_kw={"width_ratios": [1, 1.7]})
+    fig, (a, b) = plt.subplots(1, 2, figsize=(WIDTH, 3.9), gridspec_kw={"width_ratios": [1, 1.5]})
     used = [[i in p for i in range(drawn)] for p in paths]
     a.imshow(used, cmap="Blues", vmin=0, vmax=1.5, aspect="auto")
     a.set_xticks(range(drawn), [f"f{i + 1}" for i in range(drawn)])
-    a.set_yticks(range(len(paths)), [_path_text(p) for p in paths], fontsize=8.5)
+    a.set_yticks(range(len(paths)), [_path_text(p) for p in paths], fontsize=TICKS)
     a.set_title(
-        f"{drawn} blocks: 2^{drawn} = {len(paths)} paths\n(shaded: the residual branch taken)",
-        fontsize=9.5,
+        f"{drawn} blocks: 2^{drawn} = {len(paths)} paths\n(shaded: the residual branch taken)"
     )
     b.bar(range(n + 1), counts, color="#4a7ab5")
-    b.set(xlabel="path length: residual branches passed through", ylabel="number of paths")
-    b.set_title(f"ResNet-{depth}: {n} blocks, 2^{n} = {2**n:.2e} paths", fontsize=9.5)
+    b.set(xlabel="path length: residual branches passed", ylabel="number of paths")
+    b.set_title(f"ResNet-{depth}: {n} blocks, 2^{n} = {2**n:.2e} paths")
     b.grid(alpha=0.3)
+    fig.tight_layout()
     caption(
         fig,
         "Left: the paths enumerated (resnet_lab.book.analysis.unrolled_paths); each passes through "
@@ -399,6 +405,7 @@ def _path_text(path: tuple[int, ...]) -> str:
     return " → ".join(["x", *(f"f{i + 1}" for i in path)])
 
 
+@book_figure
 def transformer_blocks(dim: int = 64, heads: int = 4):
     """The post-norm block of the original transformer beside the pre-norm block, drawn from
     one forward pass of PyTorch's :class:`torch.nn.TransformerEncoderLayer` with
@@ -414,7 +421,7 @@ def transformer_blocks(dim: int = 64, heads: int = 4):
     fig, axes, traces = _traced(layers, _same_input(layers, (1, 5, dim)))
     for ax, (k, t) in zip(axes, traces.items()):
         after = [_describe(s)[0].split(": ")[-1] for s in t[_last_add(t) + 1 :]]
-        ax.set_title(f"{k}\nafter the last sum: {', '.join(after) or 'nothing'}", fontsize=9.5)
+        ax.set_title(f"{k}\nafter the last sum: {', '.join(after) or 'nothing'}")
     caption(
         fig,
         f"Drawn from torch.nn.TransformerEncoderLayer({dim}, {heads}, {4 * dim}) with "

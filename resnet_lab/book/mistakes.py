@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from resnet_lab.book.style import SMALL, TICKS, WIDTH, book_figure
 from resnet_lab.book.viz import caption, show_images
 
 
@@ -30,6 +31,7 @@ def most_confused(counts: torch.Tensor) -> tuple[int, int, int]:
     return min(i, j), max(i, j), int(both_ways[i, j])
 
 
+@book_figure
 def plot_confusion(
     counts: torch.Tensor | dict[str, torch.Tensor],
     classes: Sequence[str],
@@ -39,24 +41,26 @@ def plot_confusion(
     """Row-normalised confusion matrix (each row: where the images of one class went); a dict
     ``{title: counts}`` draws one beside the other."""
     panels = counts if isinstance(counts, dict) else {"": counts}
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5), squeeze=False)
+    height = min(5.0, 1.4 + 0.8 * WIDTH / len(panels))  # square matrices, labels around them
+    fig, axes = plt.subplots(1, len(panels), figsize=(WIDTH, height), squeeze=False)
     for ax, (title, c) in zip(axes.flat, panels.items()):
         frac = c.float() / c.sum(1, keepdim=True).clamp(min=1)
         im = ax.imshow(100 * frac.numpy(), cmap="Blues", vmin=0, vmax=100)
-        ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=8)
-        ax.set_yticks(range(len(classes)), classes, fontsize=8)
+        ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=TICKS)
+        ax.set_yticks(range(len(classes)), classes, fontsize=TICKS)
         ax.set(xlabel="predicted", ylabel="true class", title=title)
         for i, j in np.ndindex(len(classes), len(classes)):
             v = 100 * frac[i, j].item()
             if v >= 1:
                 color = "white" if v > 50 else "black"
-                ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=7, color=color)
+                ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=SMALL, color=color)
     fig.colorbar(im, ax=list(axes.flat), label="% of the true class")
     if source:
         caption(fig, source)
     return fig
 
 
+@book_figure
 def show_mistakes(
     images: torch.Tensor,
     labels: torch.Tensor,
@@ -73,6 +77,7 @@ def show_mistakes(
     return show_images(images[wrong], ncols=8, titles=titles, source=source)
 
 
+@book_figure
 def show_predictions(
     images: torch.Tensor,
     predicted: torch.Tensor,
@@ -89,7 +94,7 @@ def show_predictions(
         classes[int(p)] if p == y else f"{classes[int(p)]}\n({classes[int(y)]})"
         for p, y in zip(predicted, labels)
     ]
-    fig = show_images(images, titles=titles, ncols=ncols, scale=1.4)
+    fig = show_images(images, titles=titles, ncols=ncols)
     for ax, p, y in zip(fig.axes, predicted, labels):
         ax.title.set_color("#2e7d32" if p == y else "#c62828")
     caption(fig, source)

@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from resnet_lab.book.style import SMALL, TICKS, WIDTH, book_figure, grid_size
 from resnet_lab.checkpoints import History
 
 # He et al. 2015, Table 6: CIFAR-10 test error (%), official data, one view, 64k iterations at
@@ -46,7 +47,9 @@ def caption(fig, text: str) -> None:
     ]
     bottoms += [leg.get_window_extent(renderer).transformed(to_fig).y0 for leg in fig.legends]
     bottom = min([0.0, *bottoms])
-    fig.text(0.01, bottom - 0.03, text, ha="left", va="top", fontsize=8, color="0.35", wrap=True)
+    fig.text(
+        0.01, bottom - 0.03, text, ha="left", va="top", fontsize=SMALL, color="0.35", wrap=True
+    )
 
 
 def history_caption(h: History) -> str:
@@ -58,6 +61,7 @@ def history_caption(h: History) -> str:
     )
 
 
+@book_figure
 def plot_history(
     histories: History | Sequence[History],
     labels: Sequence[str] | None = None,
@@ -74,8 +78,9 @@ def plot_history(
         else [h.meta.get("model", f"run {i}") for i, h in enumerate(histories)]
     )
     many = len(histories) > 2  # then one legend under both panels, where it hides no curve
-    rows = (len(histories) + 1) // 2
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6 + (0.3 * rows if many else 0)))
+    ncol = 2 if max(map(len, labels)) <= 40 else 1  # two long labels side by side: too wide
+    rows = -(-len(histories) // ncol)
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(WIDTH, 3.6 + (0.3 * rows if many else 0)))
     for h, label, color in zip(
         histories, labels, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 3
     ):
@@ -94,7 +99,7 @@ def plot_history(
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         if not many:
-            ax.legend(fontsize=8)
+            ax.legend()
     if title:
         fig.suptitle(title)
     if many:
@@ -102,8 +107,7 @@ def plot_history(
         fig.legend(
             *ax_acc.get_legend_handles_labels(),
             loc="lower center",
-            ncol=2,
-            fontsize=8,
+            ncol=ncol,
             frameon=False,
             bbox_to_anchor=(0.5, 0),
         )
@@ -115,11 +119,12 @@ def plot_history(
     return fig
 
 
+@book_figure
 def plot_training_error(runs: Mapping[str, History], *, source: str | None = None):
     """Training error (%) per epoch of each run, plain networks (names starting "plain") dashed,
     residual ones solid: He et al.'s Figure 1 (left), from ``runs`` of
     :meth:`~resnet_lab.book.widgets.TrainingRace.run` or any ``{name: History}``."""
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.6))
     for name, h in runs.items():
         ax.plot(
             h["epoch"],
@@ -135,11 +140,12 @@ def plot_training_error(runs: Mapping[str, History], *, source: str | None = Non
         title="training error: plain (dashed) vs residual (solid)",
     )
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend()
     caption(fig, source if source is not None else history_caption(next(iter(runs.values()))))
     return fig
 
 
+@book_figure
 def show_images(
     images: torch.Tensor,
     labels: torch.Tensor | None = None,
@@ -148,49 +154,54 @@ def show_images(
     ncols: int = 8,
     titles: Sequence[str] | None = None,
     source: str | None = None,
-    scale: float = 1.2,
 ):
-    """A grid of images: uint8 (N, 3, H, W), or floats in [0, 1]."""
+    """A grid of images: uint8 (N, 3, H, W), or floats in [0, 1], across the book's column,
+    each under its title (``titles``, or the class name of its label)."""
     images = images.detach().cpu()
     if images.dtype == torch.uint8:
         images = images.float() / 255
     n = len(images)
     nrows = -(-n // ncols)
-    fig, axes = plt.subplots(
-        nrows, ncols, figsize=(scale * ncols, scale * nrows + 0.3), squeeze=False
-    )
-    for i, ax in enumerate(axes.flat):
+    if titles is None and labels is not None and classes is not None:
+        titles = [classes[int(y)] for y in labels]
+    lines = max((str(t).count("\n") + 1 for t in titles), default=0) if titles else 0
+    title_in = lines * SMALL * 1.3 / 72  # the height of the titles' lines, in inches
+    width, height = grid_size(nrows, ncols, title=title_in)
+    fig = plt.figure(figsize=(width, height))
+    cell, gap = width / ncols, 0.04  # inches; gap: the white between two images
+    for i in range(n):
+        r, c = divmod(i, ncols)
+        bottom = height - (r + 1) * (cell + title_in) + gap / 2
+        box = (c * cell + gap / 2, bottom, cell - gap, cell - gap)
+        ax = fig.add_axes([box[0] / width, box[1] / height, box[2] / width, box[3] / height])
         ax.axis("off")
-        if i >= n:
-            continue
         ax.imshow(images[i].permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
         if titles is not None:
-            ax.set_title(titles[i], fontsize=7)
-        elif labels is not None and classes is not None:
-            ax.set_title(classes[int(labels[i])], fontsize=7)
-    fig.tight_layout()
+            ax.set_title(titles[i], fontsize=SMALL, pad=2)
     if source:
         caption(fig, source)
     return fig
 
 
+@book_figure
 def plot_lr_schedules(
     curves: dict[str, Sequence[float]], *, steps_per_epoch: int, source: str | None = None
 ):
     """Learning rate per optimiser step, one line per schedule (``{label: [lr per step]}``),
     against epochs."""
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.2))
     for label, lrs in curves.items():
         ax.plot(np.arange(len(lrs)) / steps_per_epoch, lrs, label=label)
     ax.set(xlabel="epoch", ylabel="learning rate")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend()
     fig.tight_layout()
     if source:
         caption(fig, source)
     return fig
 
 
+@book_figure
 def plot_layer_values(
     series: dict[str, Sequence[float]],
     *,
@@ -203,14 +214,14 @@ def plot_layer_values(
     """One line per network: a value per layer (gradient norms, activation std), input to output."""
     fig = None
     if ax is None:
-        fig, ax = plt.subplots(figsize=(7, 3.6))
+        fig, ax = plt.subplots(figsize=(WIDTH, 3.6))
     for label, values in series.items():
         ax.plot(range(1, len(values) + 1), values, "-o", ms=2.5, label=label)
     if log:
         ax.set_yscale("log")
     ax.set(xlabel="layer (input → output)", ylabel=ylabel, title=title)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    ax.legend()
     if fig is not None:
         fig.tight_layout()
         if source:
@@ -240,6 +251,7 @@ def runs_caption(runs: dict[str, Sequence[History]]) -> str:
     )
 
 
+@book_figure
 def plot_seed_bands(
     runs: dict[str, Sequence[History]],
     metric: str = "train_acc",
@@ -253,7 +265,7 @@ def plot_seed_bands(
     """Mean over seeds per epoch as a line, ± one standard deviation as a band, for each
     experiment in ``runs`` (``{name: [History per seed]}``).
     ``error=True`` plots 100 x (1 - metric)."""
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.6))
     for name, hs in runs.items():
         rows = [[r.get(metric) for r in h.epochs] for h in hs]
         n = min(len(r) for r in rows)
@@ -269,12 +281,13 @@ def plot_seed_bands(
         xlabel="epoch", ylabel=ylabel or (f"{metric} error (%)" if error else metric), title=title
     )
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend()
     fig.tight_layout()
     caption(fig, source if source is not None else runs_caption(runs))
     return fig
 
 
+@book_figure
 def plot_mean_sd(
     summary: dict[str, tuple[float, float, int]],
     *,
@@ -288,29 +301,32 @@ def plot_mean_sd(
     :func:`resnet_lab.lab.results.summarize`), with the number of runs; ``reference`` adds
     published values as black diamonds."""
     labels = list(summary)
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(labels) + 1.4))
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.45 * len(labels) + 1.4))
     y = np.arange(len(labels))
     means = [scale * summary[k][0] for k in labels]
     sds = [scale * summary[k][1] for k in labels]
     ax.barh(y, means, xerr=sds, capsize=4, color="#9fc5e8", edgecolor="0.3")
     for yi, k, m, s in zip(y, labels, means, sds):
-        ax.text(m + s + 0.3, yi, f"{m:.1f} ± {s:.1f} (n={summary[k][2]})", va="center", fontsize=8)
+        ax.text(
+            m + s + 0.3, yi, f"{m:.1f} ± {s:.1f} (n={summary[k][2]})", va="center", fontsize=SMALL
+        )
     for k, v in (reference or {}).items():
         if k in labels:
             ax.plot(v, labels.index(k), "kD", ms=5, label="published")
-    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_yticks(y, labels, fontsize=TICKS)
     ax.invert_yaxis()
     ax.set(xlabel=ylabel, title=title)
     ax.set_xlim(0, max(m + s for m, s in zip(means, sds)) * 1.25)
     ax.grid(alpha=0.3, axis="x")
     if reference:
         handles, names = ax.get_legend_handles_labels()
-        ax.legend(handles[:1], names[:1], fontsize=8, loc="lower right")
+        ax.legend(handles[:1], names[:1], loc="lower right")
     fig.tight_layout()
     caption(fig, source)
     return fig
 
 
+@book_figure
 def plot_differences(
     comparison: dict[str, dict], *, xlabel: str, title: str = "", source: str, scale: float = 100.0
 ):
@@ -318,7 +334,7 @@ def plot_differences(
     :func:`resnet_lab.lab.results.compare`): a dot at the difference of the means, whiskers of
     twice its standard error, and the verdict. A whisker that crosses zero is noise."""
     labels = list(comparison)
-    fig, ax = plt.subplots(figsize=(7, 0.42 * len(labels) + 1.5))
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.42 * len(labels) + 1.5))
     y = np.arange(len(labels))
     diffs = np.array([scale * comparison[k]["diff"] for k in labels])
     whisk = np.nan_to_num(
@@ -336,9 +352,9 @@ def plot_differences(
             yi,
             f"{comparison[k]['verdict']} (n={comparison[k]['n']})",
             va="center",
-            fontsize=8,
+            fontsize=SMALL,
         )
-    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_yticks(y, labels, fontsize=TICKS)
     ax.invert_yaxis()
     left = np.nanmin(diffs - whisk)
     ax.set_xlim(min(left, 0) - 0.2 * scale / 100, right + 1.6 * scale / 100)
@@ -349,6 +365,7 @@ def plot_differences(
     return fig
 
 
+@book_figure
 def plot_transfer(
     summary: dict[tuple[str, int], tuple[float, float, int]],
     methods: Sequence[str],
@@ -360,7 +377,7 @@ def plot_transfer(
     mean ± sd over seeds, from ``{(method, labels_per_class): (mean, sd, n)}`` (as from
     :func:`resnet_lab.lab.transfer.transfer_summary`). The methods are nudged apart sideways."""
     budgets = sorted({b for _, b in summary})
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(WIDTH, 4))
     for i, method in enumerate(methods):
         pts = [(b, *summary[(method, b)]) for b in budgets if (method, b) in summary]
         if not pts:
@@ -384,9 +401,9 @@ def plot_transfer(
         title=title,
     )
     ax.axhline(25, color="0.5", lw=0.8, ls=":")
-    ax.text(budgets[0], 26, "chance", fontsize=8, color="0.4")
+    ax.text(budgets[0], 26, "chance", fontsize=SMALL, color="0.4")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend()
     fig.tight_layout()
     caption(fig, source)
     return fig

@@ -14,14 +14,18 @@ ipywidgets and matplotlib are imported here only, never by ``import resnet_lab``
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import re
+import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
 from resnet_lab.book.analysis import depth_profile, lesion_curve
+from resnet_lab.book.style import RECORD_KEY, SMALL, WIDTH, book_figure, book_style, text_record
 from resnet_lab.config import TrainConfig
 from resnet_lab.evaluation import evaluate
 from resnet_lab.loader import normalize
@@ -69,13 +73,14 @@ class _Explorer:
     out = None
 
     @contextlib.contextmanager
-    def _figure(self, ncols: int = 1, figsize: tuple[float, float] = (7, 3.2)):
-        """Clear the output, yield fresh axes to draw on, then show the figure there."""
+    def _figure(self, ncols: int = 1, height: float = 3.2):
+        """Clear the output, yield fresh axes (the book's style) to draw on, then show the
+        figure there."""
         import matplotlib.pyplot as plt
 
-        with self.out:
+        with self.out, book_style():
             self.out.clear_output(wait=True)
-            fig, axes = plt.subplots(1, ncols, figsize=figsize)
+            fig, axes = plt.subplots(1, ncols, figsize=(WIDTH, height))
             yield axes
             fig.tight_layout()
             plt.show()
@@ -113,7 +118,7 @@ def _draw_profiles(axes, profiles: dict[str, dict]) -> None:
     )
     for ax in axes:
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
+        ax.legend()
 
 
 class DepthExplorer(_Explorer):
@@ -194,7 +199,7 @@ class DepthExplorer(_Explorer):
             f"<b>{main['name']}</b>: {main['params']:,} parameters; gradient ratio first/last conv "
             f"{ratio}; computed in {self.seconds:.2f} s"
         )
-        with self._figure(ncols=2, figsize=(10, 3.4)) as axes:
+        with self._figure(ncols=2, height=3.4) as axes:
             _draw_profiles(axes, shown)
 
 
@@ -206,6 +211,7 @@ def _gradient_ratio(g: list[float]) -> str:
     return f"{g[0] / g[-2]:.3g}" if g[-2] > 0 else "n/a (last conv gradient is 0)"
 
 
+@book_figure
 def depth_animation(
     images: torch.Tensor,
     labels: torch.Tensor,
@@ -234,7 +240,7 @@ def depth_animation(
     }
     g_all = [v for f in frames.values() for p in f.values() for v in p["grad_norms"]]
     a_all = [v for f in frames.values() for p in f.values() for v in p["act_std"]]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, axes = plt.subplots(1, 2, figsize=(WIDTH, 3.6))
 
     def draw(i):
         d = depths[i]
@@ -245,16 +251,34 @@ def depth_animation(
         axes[0].set_xlim(0, max(depths) + 1)
         axes[1].set_ylim(0, max(a_all) * 1.1)
         axes[1].set_xlim(0, (max(depths) - 2) // 2 + 1)
-        fig.suptitle(f"depth {d}: freshly initialised ResNet-{d} and plain-{d}", fontsize=10)
+        fig.suptitle(f"depth {d}: freshly initialised ResNet-{d} and plain-{d}")
         if caption:
-            fig.text(0.01, 0.01, caption, fontsize=7, color="0.35")
+            fig.text(0.01, 0.01, caption, fontsize=SMALL, color="0.35", wrap=True)
         return []
 
     fig.tight_layout(rect=(0, 0.05, 1, 0.92))
     anim = FuncAnimation(fig, draw, frames=len(depths), interval=800, blit=False)
-    html = offline_jshtml(anim.to_jshtml(default_mode="once"))
+    html = offline_jshtml(_jshtml_with_text_record(anim, fig, draw, len(depths), fps=1.25))
     plt.close(fig)
     return HTML(html), frames
+
+
+def _jshtml_with_text_record(anim, fig, draw, n: int, fps: float) -> str:
+    """``anim.to_jshtml(default_mode="once")``, each frame's PNG carrying the smallest text of
+    all the frames (:func:`resnet_lab.book.style.text_record`), as the book's figures do."""
+    from matplotlib.animation import HTMLWriter
+
+    records = []
+    for i in range(n):
+        draw(i)
+        records.append(text_record(fig))
+    smallest = min(records, key=lambda r: r.get("min_pt", float("inf")))
+    metadata = {RECORD_KEY: json.dumps(smallest)}
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder, "player.html")
+        writer = HTMLWriter(fps=fps, embed_frames=True, default_mode="once")
+        anim.save(str(path), writer=writer, savefig_kwargs={"metadata": metadata})
+        return path.read_text()
 
 
 # The player's buttons as text. Only characters of WGL4, the set that Arial, Helvetica,
@@ -370,7 +394,7 @@ class TrainingRace(_Explorer):
                 )
             ax.set(xlabel="epoch", ylabel="training loss", title="plain vs residual")
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=8)
+            ax.legend()
 
 
 def _check_lesion_inputs(resnet, plain, loader) -> None:
@@ -439,4 +463,4 @@ class LesionExplorer(_Explorer):
             ax.axvline(self.block.value, color="red", lw=0.8)
             ax.set(xlabel="block removed", ylabel="test accuracy (%)", ylim=(0, 100))
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=8)
+            ax.legend()

@@ -26,6 +26,7 @@ import contextlib
 import copy
 import math
 import numbers
+import textwrap
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -42,8 +43,10 @@ class NotYet(AssertionError):
         super().__init__(message)
         self.mistake = mistake
 
-    def _render_traceback_(self) -> list[str]:  # what IPython shows: this line, no traceback
-        return [f"{type(self).__name__}: {self}"]
+    def _render_traceback_(self) -> list[str]:
+        """What IPython shows: the message, no traceback, in lines that fit the book's column
+        (77 characters)."""
+        return textwrap.wrap(f"{type(self).__name__}: {self}", 77, subsequent_indent="  ")
 
 
 class NotAttempted(NotYet):
