@@ -291,10 +291,40 @@ def zh_config(root: Path = ROOT) -> str:
 GENERATED = {"_toc.yml": zh_toc, "_config.yml": zh_config}
 
 
+CODE_CELL = re.compile(r"^```\{code-cell\}.*?^```[ \t]*$", re.S | re.M)
+
+
+def sync_code(zh: Path, root: Path = ROOT) -> str:
+    """Where the English page changed only inside its code cells since the recorded hash, copy
+    its code cells into the Chinese page, in order, and restamp it. Refused (SystemExit) where
+    its prose changed too: that needs a translator."""
+    meta = front_matter(zh).get("translation") or {}
+    en = root / str(meta.get("source", ""))
+    old = subprocess.run(
+        ["git", "cat-file", "-p", str(meta.get("blob", ""))],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
+    new = en.read_text(encoding="utf-8")
+    if old.returncode or CODE_CELL.sub("", old.stdout) != CODE_CELL.sub("", new):
+        raise SystemExit(f"{zh.relative_to(root)}: the English prose changed too: translate it")
+    cells, text = CODE_CELL.findall(new), zh.read_text(encoding="utf-8")
+    if len(CODE_CELL.findall(text)) != len(cells):
+        raise SystemExit(f"{zh.relative_to(root)}: not as many code cells as {en.name}")
+    it = iter(cells)
+    zh.write_text(CODE_CELL.sub(lambda _m: next(it), text), encoding="utf-8")
+    return stamp(zh, root)
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["stamp"] and len(argv) > 1:
         for page in argv[1:]:
             print(stamp(Path(page)))
+        return 0
+    if argv[:1] == ["code"] and len(argv) > 1:
+        for page in argv[1:]:
+            print(sync_code(Path(page).resolve()))
         return 0
     if argv[:1] == ["sync"]:
         for name, make in GENERATED.items():
