@@ -96,7 +96,7 @@ def test_two_cli_runs_into_one_folder_one_refuses(image_folder, tmp_path):
     )
     assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == (25, 3)[winner]
     # Which check refuses depends on timing: the lock while the first holds it, or the
-    # overwrite check once the first has saved an epoch. The lock alone is tested by the tests above it.
+    # overwrite check once the first has saved an epoch. The lock has tests of its own.
 
 
 def test_a_lock_that_fails_for_another_reason_leaves_no_descriptor(tmp_path, monkeypatch):
