@@ -171,3 +171,19 @@ def test_a_quotation_that_is_not_the_article_is_found(tmp_path):
     assert tr.quote_problems(zh, seed) == []
     zh.write_text(zh.read_text() + "\n又说「它解决了梯度爆炸问题」。\n")  # back-translated
     assert len(tr.quote_problems(zh, seed)) == 1
+
+
+def test_a_code_only_change_is_carried_over_and_a_prose_change_is_refused(tmp_path):
+    """`translations.py code`: the English code cells copied into the translation, restamped,
+    only where the English prose did not change."""
+    root = _planted(tmp_path)
+    en, zh = root / "book" / "01_a.md", root / "book" / "zh" / "01_a.md"
+    en.write_text(en.read_text().replace("x = 1", "x = 1\nprint(x)"))
+    assert tr.stale(en, zh, root) is not None and tr.code_differs(en, zh) is not None
+    tr.sync_code(zh, root)
+    assert tr.stale(en, zh, root) is None and tr.code_differs(en, zh) is None
+    assert "批归一化。" in zh.read_text()  # the Chinese prose kept
+    subprocess.run(["git", "-C", str(root), "add", "-A"], check=True)
+    en.write_text(en.read_text().replace("Batch normalisation.", "Batch norm, twice."))
+    with pytest.raises(SystemExit, match="prose changed too"):
+        tr.sync_code(zh, root)
