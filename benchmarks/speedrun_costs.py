@@ -22,7 +22,7 @@ from resnet_lab.cifar10 import load_cifar10
 from resnet_lab.device import hardware_name
 from resnet_lab.distributed import Ranks
 from resnet_lab.lab.experiments import EXPERIMENTS
-from resnet_lab.models import build_model
+from resnet_lab.lab.names import build_model
 from resnet_lab.run import build_run
 from resnet_lab.train import train_step
 

@@ -4,10 +4,10 @@ Everything here is written atomically (a temporary file in the same folder, then
 a crash or Ctrl-C in the middle of a write never leaves a half-written file behind. Checkpoints
 are read with ``torch.load(..., weights_only=True)``: a checkpoint cannot run code.
 
-A checkpoint records how to rebuild its model (``build``: the :func:`~resnet_lab.models.build_model`
-name and arguments), its layer signature, the TrainConfig, the data it was trained on and the
-History so far, so that resuming or evaluating it with another network or other data is refused
-with a message that names both sides.
+A checkpoint records how to rebuild its model (``build``: a name and arguments for
+:func:`~resnet_lab.lab.names.build_model`), its layer signature, the TrainConfig, the data
+it was trained on and the History so far, so that resuming or evaluating it with another
+network or other data is refused with a message that names both sides.
 """
 
 from __future__ import annotations

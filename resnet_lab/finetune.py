@@ -18,7 +18,6 @@ towards the new data: frozen means frozen.
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from torch import nn
 
 from resnet_lab.blocks import check_num_classes
 from resnet_lab.checkpoints import CheckpointMismatch, load_checkpoint, model_name
-from resnet_lab.models import IMAGENET_LAYERS, ResNet, count_params
+from resnet_lab.models import ResNet, count_params
 
 
 def _require_resnet(model: nn.Module) -> ResNet:
@@ -155,8 +154,9 @@ def trainable_parts(model: nn.Module) -> dict[str, bool]:
 
 @dataclass
 class Pretrained:
-    """What :func:`load_pretrained` did. ``loaded`` is False when nothing was loaded (offline,
-    say): the model then keeps its own random weights and ``message`` says so."""
+    """What :func:`load_pretrained` (or the ImageNet weights' loader) did. ``loaded`` is False
+    when nothing was loaded (offline, say): the model keeps its random weights, as ``message``
+    says."""
 
     loaded: bool
     source: str
@@ -166,11 +166,6 @@ class Pretrained:
 
     def __bool__(self) -> bool:
         return self.loaded
-
-
-class PretrainedNotLoaded(UserWarning):
-    """:func:`load_pretrained` loaded nothing (offline, say): the model keeps its random weights.
-    ``warnings.simplefilter("error", PretrainedNotLoaded)`` makes it an error."""
 
 
 def _fit(model: nn.Module, state: dict, source: str) -> tuple[dict, list[str]]:
@@ -205,114 +200,31 @@ def _same_network(model: nn.Module, state: dict) -> bool:
     return arch(theirs) == arch(ours)
 
 
-def _load_backbone(model: nn.Module, state: dict, source: str) -> Pretrained:
-    """Load ``state`` into ``model``: all of it, or all but a head of another size."""
+def load_weights(model: nn.Module, state: dict, source: str) -> Pretrained:
+    """Load the state dict ``state`` (from ``source``) into ``model``: all of it, or all but a
+    head of another size; any other key or shape that does not fit raises a ValueError."""
     body, skipped = _fit(model, state, source)
     model.load_state_dict({**model.state_dict(), **body})
     what = "all weights but the head (its number of classes differs)" if skipped else "all weights"
     return Pretrained(True, source, f"loaded {what} from {source}", skipped)
 
 
-def _is_path(source) -> bool:
-    """A checkpoint rather than a torchvision weight name: a Path, or a str that ends in .pt or
-    .pth, has a folder separator, or names an existing file."""
-    if isinstance(source, os.PathLike):
-        return True
-    if not isinstance(source, str):
-        return False
-    looks_like_path = Path(source).suffix in (".pt", ".pth") or "/" in source or os.sep in source
-    return looks_like_path or Path(source).is_file()
-
-
-def load_pretrained(
-    model: nn.Module, source, *, progress: bool = False, warn: bool = True
-) -> Pretrained:
-    """Load pretrained weights into ``model`` (in place), all but a head of another size.
-
-    ``source`` is
-    - a path to one of our checkpoints or exported weights (a ``Path``, or a string that ends
-      in ``.pt``/``.pth``, holds a ``/`` or names an existing file, whatever its suffix): the
-      network must be the same apart from the head (a ResNet's weights are refused by its
-      plain twin, with :class:`~resnet_lab.checkpoints.CheckpointMismatch`); or
-    - torchvision ImageNet weights for our ``resnet18`` ... ``resnet152``: a ``weights=`` enum
-      (``torchvision.models.ResNet18_Weights.IMAGENET1K_V1``) or its name (``"IMAGENET1K_V1"``,
-      ``"DEFAULT"``). They are downloaded once, and torchvision checks the file's hash.
-
-    Offline, or whenever a download fails, nothing is loaded and nothing is raised: the returned
-    :class:`Pretrained` is false, and its one-line ``message``, also issued as a
-    :class:`PretrainedNotLoaded` warning (``warn=False``: not issued, for a caller that prints
-    the message itself), says what was skipped and that the model keeps its random weights, so a
-    chapter can go on and never passes random weights off as pretrained.
-    """
+def load_pretrained(model: nn.Module, path: str | os.PathLike) -> Pretrained:
+    """Load one of our checkpoints or exported weights (``path``) into ``model`` (in place), all
+    but a head of another size. The network must be the same apart from the head: a ResNet's
+    weights are refused by its plain twin, with
+    :class:`~resnet_lab.checkpoints.CheckpointMismatch`. (torchvision's ImageNet weights load
+    with :func:`resnet_lab.book.imagenet.load_imagenet_weights`.)"""
     model = _require_resnet(model)
-    if _is_path(source):
-        state = load_checkpoint(source)
-        _fit(model, state["model"], str(source))  # other shapes first: that error names the layers
-        if not _same_network(model, state):
-            theirs, ours = state.get("model_name"), model_name(model)
-            raise CheckpointMismatch(
-                f"{source} holds a {theirs} but the model is a {ours}: their layers have the same "
-                f"shapes, but they are different networks; build a {theirs} to load it"
-            )
-        return _load_backbone(model, state["model"], str(source))
-    result = _load_torchvision(model, source, progress)
-    if not result and warn:
-        warnings.warn(result.message, PretrainedNotLoaded, stacklevel=2)
-    return result
-
-
-def _weights_enum(model: ResNet, weights):
-    """torchvision's weight enum for ``model`` (an ImageNet ResNet), refusing what cannot fit."""
-    import torchvision  # 1.2 s to import: only when ImageNet weights are asked for
-
-    spec = getattr(model, "build_spec", None) or {}
-    depth = spec.get("kwargs", {}).get("depth")
-    if spec.get("name") != "imagenet_resnet" or depth is None:
-        names = {"DEFAULT"} | {
-            w.name
-            for d in IMAGENET_LAYERS
-            for w in torchvision.models.get_model_weights(f"resnet{d}")
-        }
-        if isinstance(weights, str) and weights not in names:
-            raise ValueError(
-                f"{weights!r} is neither an existing file nor a torchvision weight "
-                f"name ({sorted(names)}, for resnet18 ... resnet152)"
-            )
-        raise ValueError(
-            "torchvision's ImageNet weights fit only our ImageNet ResNets (resnet18 ... resnet152)"
-        )
-    if not model.skip:
+    if not isinstance(path, (str, os.PathLike)) or not Path(path).is_file():
+        imagenet = "resnet_lab.book.imagenet.load_imagenet_weights loads torchvision's weights"
+        raise FileNotFoundError(f"no checkpoint at {path}: give a checkpoint's path ({imagenet})")
+    state = load_checkpoint(path)
+    _fit(model, state["model"], str(path))  # other shapes first: that error names the layers
+    if not _same_network(model, state):
+        theirs, ours = state.get("model_name"), model_name(model)
         raise CheckpointMismatch(
-            f"torchvision's resnet{depth} weights are a ResNet's but the model is a "
-            f"{model_name(model)}: their layers have the same shapes, but they are different "
-            f"networks; build resnet{depth}() to load them"
+            f"{path} holds a {theirs} but the model is a {ours}: their layers have the same "
+            f"shapes, but they are different networks; build a {theirs} to load it"
         )
-    return torchvision.models.get_model_weights(f"resnet{depth}"), depth
-
-
-def _load_torchvision(model: ResNet, weights, progress: bool) -> Pretrained:
-    enum, depth = _weights_enum(model, weights)
-    if isinstance(weights, str):
-        names = [w.name for w in enum] + ["DEFAULT"]
-        if weights not in names:
-            raise ValueError(
-                f"{weights!r} is neither an existing file nor a weight set of "
-                f"torchvision's resnet{depth}; give a checkpoint path or one of "
-                f"{names}"
-            )
-        weights = enum[weights] if weights != "DEFAULT" else enum.DEFAULT
-    if not isinstance(weights, enum):
-        raise ValueError(f"{weights} are not weights of torchvision's resnet{depth}")
-    source = f"torchvision {enum.__name__}.{weights.name}"
-    try:
-        state = weights.get_state_dict(progress=progress, check_hash=True)
-    except Exception as e:  # offline: URLError, OSError, RuntimeError; a bad hash: RuntimeError
-        offline = isinstance(e, OSError)  # URLError is one
-        why = "offline, or no network" if offline else "download or hash check failed"
-        reason = " ".join(str(e).split())[:100]
-        message = (
-            f"{source} not loaded: could not download them ({why}; {type(e).__name__}: "
-            f"{reason}); the model keeps its random weights"
-        )
-        return Pretrained(False, source, message)
-    return _load_backbone(model, state, source)
+    return load_weights(model, state["model"], str(path))

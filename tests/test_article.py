@@ -6,7 +6,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from resnet_lab.book.article import ArticleNet, ArticleNetFixed
-from resnet_lab.models import build_model, count_params
+from resnet_lab.lab.names import build_model
+from resnet_lab.models import count_params
 
 
 def test_article_net_as_written_fails_and_fixed_works():

@@ -8,7 +8,7 @@ import torch
 import resnet_lab.book.article  # noqa: F401  (registers the article's networks by name)
 from resnet_lab.cifar10 import load_cifar10
 from resnet_lab.lab.cli import build_parser, main
-from resnet_lab.models import build_model
+from resnet_lab.lab.names import build_model
 from resnet_lab.train import train
 from tests.conftest import ONE_EPOCH, TRAIN_ARGS, cli_train, last_error
 

@@ -12,8 +12,8 @@ from resnet_lab.lab.experiments import (
     run_sweep,
     sweep_runs,
 )
+from resnet_lab.lab.names import build_model
 from resnet_lab.lab.results import compare, load_results, mean_sd, summarize
-from resnet_lab.models import build_model
 
 FAST = dict(
     epochs=1, compile=False, precision="fp32", channels_last=False, device="cpu", batch_size=50

@@ -9,6 +9,7 @@ from resnet_lab.book.imagenet import (
     ImageNetRun,
     imagenet_report,
     imagenet_transfer,
+    load_imagenet_weights,
     prediction_grid,
     stage_inputs,
     use_weights_transforms,
@@ -26,6 +27,7 @@ from resnet_lab.finetune import (
     unfreeze,
 )
 from resnet_lab.lab import transfer
+from resnet_lab.lab.names import build_model
 from resnet_lab.lab.probe import choose_probe, fit_linear_head, fold_ids, pooled_features
 from resnet_lab.lab.transfer import (
     PROTOCOL,
@@ -36,7 +38,7 @@ from resnet_lab.lab.transfer import (
     transfer_summary,
 )
 from resnet_lab.loader import CifarLoader, normalize
-from resnet_lab.models import build_model, cifar_resnet, count_params, resnet18, resnet50
+from resnet_lab.models import cifar_resnet, count_params, resnet18, resnet50
 from resnet_lab.optim import make_optimizer
 from resnet_lab.run import build_run
 from resnet_lab.train import train
@@ -168,7 +170,7 @@ def test_torchvision_weights_offline_give_a_message_not_an_error(monkeypatch, ca
     model = resnet18(num_classes=4)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.warns(UserWarning, match="not loaded"):
-        result = load_pretrained(model, "IMAGENET1K_V1")
+        result = load_imagenet_weights(model, "IMAGENET1K_V1")
     assert not result and "not loaded" in result.message and "random weights" in result.message
     assert "\n" not in result.message
     assert all(
@@ -184,13 +186,13 @@ def test_torchvision_weights_load_into_ours(monkeypatch):
         torchvision.models.WeightsEnum, "get_state_dict", lambda self, *a, **k: theirs.state_dict()
     )
     ours = resnet18(num_classes=4)
-    result = load_pretrained(ours, torchvision.models.ResNet18_Weights.IMAGENET1K_V1)
+    result = load_imagenet_weights(ours, torchvision.models.ResNet18_Weights.IMAGENET1K_V1)
     assert result and result.skipped == ["fc.weight", "fc.bias"]
     assert torch.equal(ours.conv1.weight, theirs.conv1.weight)
-    with pytest.raises(ValueError, match="neither an existing file nor a weight set of .*resnet18"):
-        load_pretrained(resnet18(), "IMAGENET9K")
+    with pytest.raises(ValueError, match="'IMAGENET9K' is not a weight set of .*resnet18"):
+        load_imagenet_weights(resnet18(), "IMAGENET9K")
     with pytest.raises(ValueError, match="only our ImageNet ResNets"):
-        load_pretrained(cifar_resnet(20), "IMAGENET1K_V1")
+        load_imagenet_weights(cifar_resnet(20), "IMAGENET1K_V1")
 
 
 def _weights_file(model, path):
@@ -224,7 +226,7 @@ def test_pretrained_resnet_is_refused_by_its_plain_twin(tmp_path, monkeypatch):
     with pytest.raises(
         CheckpointMismatch, match="resnet18 weights are a ResNet's but .* a plain18"
     ):
-        load_pretrained(resnet18(skip=False), "IMAGENET1K_V1")
+        load_imagenet_weights(resnet18(skip=False), "IMAGENET1K_V1")
 
 
 def test_offline_default_weights_warn_that_the_model_stays_random(monkeypatch):
@@ -237,7 +239,7 @@ def test_offline_default_weights_warn_that_the_model_stays_random(monkeypatch):
 
     monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", offline)
     with pytest.warns(UserWarning) as caught:
-        result = load_pretrained(resnet18(num_classes=4), "DEFAULT")
+        result = load_imagenet_weights(resnet18(num_classes=4))
     assert not result and len(caught) == 1
     line = str(caught[0].message)
     assert line == result.message and "\n" not in line
@@ -246,7 +248,7 @@ def test_offline_default_weights_warn_that_the_model_stays_random(monkeypatch):
     assert caught[0].filename == __file__  # points at the caller's line
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # warn=False: the caller prints the message itself
-        assert load_pretrained(resnet18(num_classes=4), "DEFAULT", warn=False).message == line
+        assert load_imagenet_weights(resnet18(num_classes=4), warn=False).message == line
 
 
 def test_a_path_is_a_checkpoint_whatever_its_suffix(tmp_path, monkeypatch):
@@ -261,15 +263,10 @@ def test_a_path_is_a_checkpoint_whatever_its_suffix(tmp_path, monkeypatch):
     assert load_pretrained(cifar_resnet(8, width=4), "weights")  # an existing file, no folder
     with pytest.raises(FileNotFoundError, match=f"no checkpoint at {tmp_path}/missing"):
         load_pretrained(cifar_resnet(8, width=4), f"{tmp_path}/missing")
-    neither = "'wieghts' is neither an existing file nor a"
-    names = r"\['DEFAULT', 'IMAGENET1K_V1', 'IMAGENET1K_V2'\]"
-    with pytest.raises(ValueError, match=f"{neither} torchvision weight name \\({names}"):
-        load_pretrained(cifar_resnet(8, width=4), "wieghts")
-    names = r"\['IMAGENET1K_V1', 'IMAGENET1K_V2', 'DEFAULT'\]"
-    with pytest.raises(
-        ValueError, match=f"{neither} weight set of torchvision's resnet50; .*{names}"
-    ):
-        load_pretrained(resnet50(), "wieghts")
+    hint = "no checkpoint at wieghts: give a checkpoint's path .*load_imagenet_weights"
+    for model in (cifar_resnet(8, width=4), resnet50()):
+        with pytest.raises(FileNotFoundError, match=hint):  # a typo, or a torchvision weight name
+            load_pretrained(model, "wieghts")
 
 
 def test_freeze_without_parts_names_the_parts():

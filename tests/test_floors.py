@@ -111,10 +111,6 @@ def test_imports_run_only_downward():
     assert upward_imports(SOURCES) == []
 
 
-# Not met yet (issue 28 stays open): the core is 3,115 lines, 416 of them CIFAR-10 loading
-# (its own 350 not met either). Strict: the day the core fits, this test fails until the
-# marker goes.
-@pytest.mark.xfail(strict=True, reason="the core is 3,115 lines, over 3,000 (issue 28 open)")
 def test_the_core_is_at_most_3000_lines():
     lines = core_lines(SOURCES)
     assert lines <= CORE_LINES, f"the core is {lines} lines, over {CORE_LINES}"
@@ -213,3 +209,41 @@ def test_a_heavy_import_is_found(tmp_path):
     (tmp_path / "planted.py").write_text("import resnet_lab\nimport matplotlib.pyplot\n")
     (tmp_path / "resnet_lab").symlink_to(PACKAGE)
     assert "matplotlib.pyplot" in heavy_imports(["resnet_lab", "planted"], tmp_path)
+
+
+# ---------------------------------------------------------------------------- the README's map
+
+
+def readme_map(readme: str) -> set[str]:
+    """The modules the README's map names (``resnet_lab/lab/cli.py`` ...): the ``.py`` names
+    under each floor's folder line, in the fenced block whose first line names THE CORE."""
+    block = readme[readme.index("\nresnet_lab/ ", readme.index("```\nresnet_lab/")) :]
+    folder, named = "resnet_lab", set()
+    for line in block.split("```", 1)[0].splitlines():
+        if line.startswith("resnet_lab/"):
+            folder = line.split()[0].rstrip("/")
+        elif line.startswith("  "):
+            names = line.split("  ")[1].strip()
+            named |= {
+                f"{folder}/{n.strip()}" for n in names.split(",") if n.strip().endswith(".py")
+            }
+    return named
+
+
+def tree_map(package: Path = PACKAGE) -> set[str]:
+    """The modules a map must name: all but ``__init__``/``__main__`` and the exercises' own."""
+    return {
+        p.relative_to(package.parent).as_posix()
+        for p in package.rglob("*.py")
+        if p.stem not in ("__init__", "__main__") and "exercises" not in p.parts
+    }
+
+
+def test_the_readmes_map_names_every_module_and_no_other():
+    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    named, tree = readme_map(readme), tree_map()
+    assert named == tree, f"not in the tree: {named - tree}; not on the map: {tree - named}"
+    planted = readme.replace("  finetune.py ", "  finetuning.py ")
+    assert readme_map(planted) != tree  # a renamed module is caught
+    count = len(list(PACKAGE.rglob("*.py")))
+    assert f"package's\n{count} modules" in readme, f"the README's module count is not {count}"

@@ -8,9 +8,8 @@ import resnet_lab.book.article  # noqa: F401  (registers the article's networks 
 from resnet_lab.book.reference import load_reference_weights
 from resnet_lab.checkpoints import model_signature
 from resnet_lab.lab.cli import main
+from resnet_lab.lab.names import build_model, check_model_name
 from resnet_lab.models import (
-    build_model,
-    check_model_name,
     cifar_blocks_per_stage,
     cifar_resnet,
     count_params,

@@ -11,6 +11,7 @@ import torch
 from resnet_lab.checkpoints import History, load_checkpoint, model_name
 from resnet_lab.config import TrainConfig, lr_factor
 from resnet_lab.lab.experiments import EXPERIMENTS
+from resnet_lab.lab.names import build_model
 from resnet_lab.lab.results import (
     ABLATION_BASELINE,
     NOT_RECIPE,
@@ -35,7 +36,6 @@ from resnet_lab.lab.results import (
     summarize,
 )
 from resnet_lab.lab.transfer import PROTOCOL, load_transfer, transfer_summary
-from resnet_lab.models import build_model
 
 
 def test_config_differences_lists_each_changed_field_in_order():

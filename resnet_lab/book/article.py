@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from resnet_lab.blocks import BasicBlock, check_num_classes, conv3x3
-from resnet_lab.models import register_model
+from resnet_lab.lab.names import register_model
 
 
 class ArticleNet(nn.Module):

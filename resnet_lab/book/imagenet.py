@@ -1,6 +1,8 @@
-"""torchvision's ImageNet weights on CIFAR images: their own preprocessing, and fine-tuning.
+"""torchvision's ImageNet weights on CIFAR images: loading them, their own preprocessing, and
+fine-tuning.
 
-ImageNet networks were trained on photographs resized and cropped to 224 x 224 pixels and
+:func:`load_imagenet_weights` loads them into our ``resnet18`` ... ``resnet152``. ImageNet
+networks were trained on photographs resized and cropped to 224 x 224 pixels and
 normalised with ImageNet's channel statistics; ``weights.transforms()`` is that preprocessing.
 :func:`use_weights_transforms` makes a network apply it to the trainer's CIFAR batches, and
 :func:`imagenet_transfer` fine-tunes ResNet-18 from its ImageNet weights that way (chapter 8).
@@ -15,20 +17,88 @@ Offline nothing is trained, and :class:`ImageNetRun` says what was skipped.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from resnet_lab.checkpoints import History
+from resnet_lab.checkpoints import CheckpointMismatch, History, model_name
 from resnet_lab.cifar10 import MEAN, STD, CifarData
 from resnet_lab.config import TrainConfig
 from resnet_lab.evaluation import eval_mode, predict
-from resnet_lab.finetune import Pretrained, load_pretrained
+from resnet_lab.finetune import Pretrained, load_weights
 from resnet_lab.loader import CifarLoader
-from resnet_lab.models import resnet18
+from resnet_lab.models import ResNet, resnet18
 from resnet_lab.train import seed_everything, train
+
+
+class PretrainedNotLoaded(UserWarning):
+    """:func:`load_imagenet_weights` loaded nothing (offline, say): the model keeps its random
+    weights. ``warnings.simplefilter("error", PretrainedNotLoaded)`` makes it an error."""
+
+
+def load_imagenet_weights(
+    model: ResNet, weights="DEFAULT", *, progress: bool = False, warn: bool = True
+) -> Pretrained:
+    """Load torchvision's ImageNet weights into our ``resnet18`` ... ``resnet152`` (in place),
+    all but a head of another size. ``weights`` is a ``weights=`` enum
+    (``torchvision.models.ResNet18_Weights.IMAGENET1K_V1``) or its name (``"IMAGENET1K_V1"``,
+    ``"DEFAULT"``); they are downloaded once, and torchvision checks the file's hash.
+
+    Offline, or whenever a download fails, nothing is loaded and nothing is raised: the returned
+    :class:`~resnet_lab.finetune.Pretrained` is false, and its one-line ``message``, also issued
+    as a :class:`PretrainedNotLoaded` warning (``warn=False``: not issued, for a caller that
+    prints the message itself), says what was skipped and that the model keeps its random
+    weights, so a chapter can go on and never passes random weights off as pretrained.
+    """
+    enum, depth = _weights_enum(model, weights)
+    if isinstance(weights, str):
+        names = [w.name for w in enum] + ["DEFAULT"]
+        if weights not in names:
+            raise ValueError(
+                f"{weights!r} is not a weight set of torchvision's resnet{depth}; give one of "
+                f"{names}"
+            )
+        weights = enum[weights] if weights != "DEFAULT" else enum.DEFAULT
+    if not isinstance(weights, enum):
+        raise ValueError(f"{weights} are not weights of torchvision's resnet{depth}")
+    source = f"torchvision {enum.__name__}.{weights.name}"
+    try:
+        state = weights.get_state_dict(progress=progress, check_hash=True)
+    except Exception as e:  # offline: URLError, OSError, RuntimeError; a bad hash: RuntimeError
+        why = (
+            "offline, or no network" if isinstance(e, OSError) else "download or hash check failed"
+        )
+        reason = " ".join(str(e).split())[:100]
+        message = (
+            f"{source} not loaded: could not download them ({why}; {type(e).__name__}: "
+            f"{reason}); the model keeps its random weights"
+        )
+        if warn:
+            warnings.warn(message, PretrainedNotLoaded, stacklevel=2)
+        return Pretrained(False, source, message)
+    return load_weights(model, state, source)
+
+
+def _weights_enum(model: ResNet, weights):
+    """torchvision's weight enum for ``model`` (an ImageNet ResNet), refusing what cannot fit."""
+    import torchvision  # 1.2 s to import: only when ImageNet weights are asked for
+
+    spec = getattr(model, "build_spec", None) or {}
+    depth = spec.get("kwargs", {}).get("depth")
+    if spec.get("name") != "imagenet_resnet" or depth is None:
+        raise ValueError(
+            "torchvision's ImageNet weights fit only our ImageNet ResNets (resnet18 ... resnet152)"
+        )
+    if not model.skip:
+        raise CheckpointMismatch(
+            f"torchvision's resnet{depth} weights are a ResNet's but the model is a "
+            f"{model_name(model)}: their layers have the same shapes, but they are different "
+            f"networks; build resnet{depth}() to load them"
+        )
+    return torchvision.models.get_model_weights(f"resnet{depth}"), depth
 
 
 def use_weights_transforms(model: nn.Module, weights) -> RemovableHandle:
@@ -85,7 +155,7 @@ def imagenet_transfer(
     weights = weights or torchvision.models.ResNet18_Weights.IMAGENET1K_V1
     seed_everything(seed)
     net = resnet18(num_classes=len(data.classes))
-    loaded = load_pretrained(net, weights, warn=False)
+    loaded = load_imagenet_weights(net, weights, warn=False)
     if not loaded:
         return ImageNetRun(loaded)
     use_weights_transforms(net, weights)

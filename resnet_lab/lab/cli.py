@@ -29,6 +29,7 @@ from resnet_lab.device import pick_device
 from resnet_lab.distributed import distributed_setup
 from resnet_lab.evaluation import evaluate
 from resnet_lab.lab.experiments import run_name, run_sweep, sweep_status
+from resnet_lab.lab.names import build_model, check_model_name
 from resnet_lab.lab.records import book_results_to_write, own_results_dir
 from resnet_lab.lab.runfolder import RunLockedError, train_in_folder
 from resnet_lab.lab.transfer import (
@@ -39,7 +40,6 @@ from resnet_lab.lab.transfer import (
     transfer_summary,
 )
 from resnet_lab.loader import CifarLoader
-from resnet_lab.models import build_model, check_model_name
 from resnet_lab.train import seed_everything
 
 TRUE, FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")

@@ -1,6 +1,6 @@
 """Named experiments and sweeps whose records the book plots.
 
-An *experiment* is a model (a :func:`~resnet_lab.models.build_model` name and arguments), a
+An *experiment* is a model (a :func:`~resnet_lab.lab.names.build_model` name and arguments), a
 recipe (a :class:`~resnet_lab.train.TrainConfig`), the data it trains on and the seeds to run it
 with. A *sweep* is a group of experiments sharing a prefix (``degradation/plain20``,
 ``degradation/resnet20``, ...), run as one: ``python -m resnet_lab experiment degradation``.
@@ -23,15 +23,15 @@ from tqdm.auto import tqdm
 from resnet_lab.checkpoints import CHECKPOINT_NAME, History, atomic_save, load_checkpoint
 from resnet_lab.cifar10 import load_cifar10
 from resnet_lab.config import TrainConfig
+from resnet_lab.lab.names import build_model
 from resnet_lab.lab.records import git_commit, own_results_dir
 from resnet_lab.lab.runfolder import RunExistsError, check_results_folder, train_in_folder
-from resnet_lab.models import build_model
 from resnet_lab.train import seed_everything
 
 
 @dataclass(frozen=True)
 class Experiment:
-    """A model (by :func:`~resnet_lab.models.build_model` name and arguments) and a recipe."""
+    """A model (by :func:`~resnet_lab.lab.names.build_model` name and arguments) and a recipe."""
 
     model: str
     config: TrainConfig

@@ -27,9 +27,9 @@ from torch import nn
 from resnet_lab.checkpoints import History, load_checkpoint
 from resnet_lab.config import TrainConfig
 from resnet_lab.lab.experiments import EXPERIMENTS, experiment_names, record_path
+from resnet_lab.lab.names import build_model
 from resnet_lab.lab.records import record_dirs
 from resnet_lab.lab.records import results_dir as book_results_dir
-from resnet_lab.models import build_model
 
 
 def _record_files(exp_name: str, root: Path, note) -> list[tuple[int, Path]]:

@@ -32,6 +32,7 @@ from resnet_lab.device import hardware_name, pick_device
 from resnet_lab.evaluation import evaluate
 from resnet_lab.finetune import load_pretrained, replace_head
 from resnet_lab.lab.experiments import DEGRADATION, export_weights
+from resnet_lab.lab.names import build_model
 from resnet_lab.lab.probe import (
     L2_GRID,
     augmented_features,
@@ -44,7 +45,7 @@ from resnet_lab.lab.records import git_commit, own_results_dir, record_dirs
 from resnet_lab.lab.results import mean_sd
 from resnet_lab.lab.runfolder import check_results_folder, train_in_folder
 from resnet_lab.loader import CifarLoader
-from resnet_lab.models import build_model, count_params
+from resnet_lab.models import count_params
 from resnet_lab.train import seed_everything, train
 
 ANIMALS = ("bird", "cat", "deer", "dog", "frog", "horse")
