@@ -18,6 +18,7 @@ import os
 import pickle
 import re
 import shutil
+import textwrap
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -182,12 +183,14 @@ class History:
         return cls(epochs=list(epochs), meta=dict(meta))
 
     def summary(self) -> str:
-        f = self.final
-        acc = f.get("test_acc")
+        """The run in a sentence, wrapped to the page's 77 columns."""
+        acc = self.final.get("test_acc")
         acc_s = f"{100 * acc:.2f}%" if acc is not None else "n/a"
-        return (
+        return textwrap.fill(
             f"{self.meta.get('model', '?')}: test accuracy {acc_s} after {len(self)} epochs, "
-            f"{self.train_seconds / 60:.1f} min of training on {self.meta.get('hardware', '?')}"
+            f"{self.train_seconds / 60:.1f} min of training on {self.meta.get('hardware', '?')}",
+            77,
+            subsequent_indent="  ",
         )
 
 

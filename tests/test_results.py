@@ -196,10 +196,15 @@ def test_ablation_runs_put_the_baseline_first_and_name_each_by_its_change():
 
 
 def test_format_verdicts_prints_points_and_twice_the_standard_error():
-    verdicts = compare({"a": (0.5, 0.01, 3), "b": (0.48, 0.01, 3)})
-    (line,) = format_verdicts(verdicts, width=4).splitlines()
-    assert line.startswith("b     -2.0 points (worse; 2 x standard error")
-    assert line.endswith(f"{200 * verdicts['b']['se']:.1f})")
+    verdicts = compare({"a": (0.5, 0.01, 3), "bb": (0.48, 0.01, 3), "c": (0.6, 0.01, 3)})
+    lines = format_verdicts(verdicts).splitlines()
+    assert lines[0].startswith("bb  -2.0 points (worse; 2 SE ")  # names padded alike
+    assert lines[0].endswith(f"{200 * verdicts['bb']['se']:.1f})")
+    assert lines[1].startswith("c  +10.0 points (better; 2 SE")
+    # a line over the width: the numbers go under the name, and every line fits
+    narrow = format_verdicts(verdicts, width=30).splitlines()
+    assert narrow[:2] == ["bb", "    " + lines[0][3:]]
+    assert max(map(len, format_verdicts(verdicts, width=40).splitlines())) <= 40
 
 
 def test_paper_protocol_counts_the_papers_iterations_on_its_split():

@@ -17,6 +17,7 @@ from resnet_lab.lab.speedruns import (
     ema_span,
     epoch_costs,
     format_technique_diffs,
+    full_epoch_line,
     low_res_line,
     run_line,
     technique_runs,
@@ -116,3 +117,21 @@ def test_describe_recipe_gives_its_mean_and_what_changed():
         describe_recipe([start], start)
         == "a: 90.00% over 1 seed(s), 1.0-1.0 min of training on cpu"
     )
+
+
+def test_every_line_fits_the_page_with_a_long_processor_name():
+    """The lines the appendix prints wrap to 77 columns, whatever the hardware is called."""
+    cfg = asdict(replace(TrainConfig(), epochs=6, low_res=24, low_res_fraction=0.5))
+    hardware = "Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz, 2 threads"
+    h = _run(0.875, config=cfg, seconds=(50, 10, 12, 40, 20, 22), hardware=hardware)
+    h.meta["experiment"] = "cpu_speedrun_plus_long"
+    texts = [
+        run_line("cpu_speedrun_plus_long", h),
+        compile_line("cpu_speedrun_plus_long", h),
+        low_res_line(h),
+        full_epoch_line(h),
+        describe_recipe([h, h], h),
+    ]
+    lines = [line for text in texts for line in text.splitlines()]
+    assert max(map(len, lines)) <= 77, max(lines, key=len)
+    assert "points short of 90%" in " ".join(texts[0].split())  # nothing cut, only wrapped

@@ -42,7 +42,7 @@ def test_caption_counts_runs_seeds_minutes_and_warns_of_a_shared_cpu():
     assert "(1 runs shared the CPU" in text and text.endswith("on cpu; commit abc.")
     pre = History(epochs=[{"epoch": 1, "seconds": 60.0, "test_acc": 0.8}], meta={})
     alone = transfer_caption(records[:1], pre)
-    assert f"({pre.summary()})" in alone and "shared the CPU" not in alone
+    assert f"({' '.join(pre.summary().split())})" in alone and "shared the CPU" not in alone
 
 
 def test_summary_and_recipes_are_one_line_per_setting_seeds_in_order():
@@ -55,8 +55,10 @@ def test_summary_and_recipes_are_one_line_per_setting_seeds_in_order():
     assert list(picks) == [("linear_probe", 10), ("scratch", 10)]
     assert [r["seed"] for r in picks[("scratch", 10)]] == [0, 1]
     assert recipe_text(records[1]) == "L2 1e-03, 8 view(s)"
-    lines = format_recipes(picks).splitlines()
-    assert lines[1].endswith("lr 0.1, 250 steps; lr 0.2, 500 steps (one candidate)")
+    text = format_recipes(picks)
+    assert max(map(len, text.splitlines())) <= 77  # fits the page
+    scratch = " ".join(text.split("\n", 1)[1].split())  # its entry, wrapped
+    assert scratch.endswith("lr 0.1, 250 steps; lr 0.2, 500 steps (one candidate)")
     summary = format_summary(transfer_summary(records)).splitlines()
     assert summary[1] == "scratch           10/class:  50.0 ± 0.0%  (n=2)"
 
@@ -91,8 +93,9 @@ def test_comparison_tables_judge_each_method_against_each_base_at_each_budget():
     assert tables["scratch"][50]["finetune"]["verdict"] == "within noise"
     lines = format_comparisons(tables).splitlines()
     assert lines[0] == "minus scratch, points ± standard error of the difference:"
-    assert lines[1].startswith("  10/class: finetune +20.0 ± 0.8 better")
-    assert len(lines) == 6
+    assert lines[1] == "  10/class:"
+    assert lines[2].startswith("    finetune        +20.0 ± 0.8 better")
+    assert len(lines) == 10 and max(map(len, lines)) <= 77
 
 
 def test_chosen_steps_are_the_schedules_of_one_method_by_budget():
@@ -106,7 +109,7 @@ def test_chosen_steps_are_the_schedules_of_one_method_by_budget():
 
 
 def test_grids_say_what_each_method_chooses_from():
-    text = format_grids(TRANSFER)
+    text = " ".join(format_grids(TRANSFER).split())  # wrapped to the page: read as one text
     assert "L2 in 1e-05," in text and f"{TRANSFER.folds}-fold cross-validation" in text
     assert f"scratch: lr {TRANSFER.scratch_lrs} at {TRANSFER.steps} steps, then" in text
     assert "then" not in format_grids(replace(TRANSFER, long_steps=None))

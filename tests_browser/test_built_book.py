@@ -159,7 +159,7 @@ GLYPHS = """() => {
 def test_the_players_buttons_show_their_glyphs(browser):
     """⏮ ⏸ ⏭ showed as empty boxes with fonts that lack them: every character on the
     kernel-free player's buttons must draw ink, and not the empty box of a missing glyph."""
-    page, _ = open_page(browser, HTML / "book" / "02_residual_math.html")
+    page, _ = open_page(browser, HTML / "book" / "03_deep_networks.html")
     glyphs = page.evaluate(GLYPHS)
     page.close()
     assert len({g["button"] for g in glyphs}) == 9, glyphs

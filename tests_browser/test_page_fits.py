@@ -75,11 +75,6 @@ def measured(browser):  # noqa: F811
     return {chapter.name: measure_chapter(browser, chapter) for chapter in CHAPTERS}
 
 
-# Not met yet (issue 32 stays open): the core's and the lab's printouts (CifarData's lines,
-# History.summary, the transfer and speed-run tables), chapter 6 and 7's new prints and the
-# tracebacks of raises-exception cells still overflow. Strict: when every output fits, this
-# fails until the marker goes.
-@pytest.mark.xfail(strict=True, reason="outputs of the core, the lab and chapters 6-7 overflow")
 def test_outputs_fit_their_column(measured):
     """Every printed output fits the column: no block scrolls sideways."""
     wide = {

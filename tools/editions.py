@@ -26,6 +26,8 @@ def other_edition(edition: str, pagename: str) -> tuple[str, str, str]:
 
 def _templates(app, config) -> None:
     config.templates_path.append(str(Path(__file__).parent / "edition_templates"))
+    config.html_static_path.append(str(Path(__file__).parent / "edition_static"))
+    app.add_css_file("editions.css")
     items = config.html_theme_options.get("article_header_end") or ["article-header-buttons.html"]
     if isinstance(items, str):
         items = [s.strip() for s in items.split(",")]

@@ -291,14 +291,17 @@ def ablation_runs(*, notes: list[str] | None = None) -> dict[str, list[History]]
     return {k: v for k, v in runs.items() if v}
 
 
-def format_verdicts(verdicts: dict[str, dict], width: int = 55) -> str:
-    """:func:`compare`'s verdicts, one line each: the name (padded to ``width``), the
-    difference in points, the verdict and twice the standard error."""
-    return "\n".join(
-        f"{name:{width}s} {100 * v['diff']:+5.1f} points "
-        f"({v['verdict']}; 2 x standard error {200 * v['se']:.1f})"
-        for name, v in verdicts.items()
-    )
+def format_verdicts(verdicts: dict[str, dict], width: int = 77) -> str:
+    """:func:`compare`'s verdicts: the name (names padded alike), the difference in points, the
+    verdict and twice the standard error, on one line where it fits in ``width`` columns, else
+    the numbers indented on the line under the name."""
+    pad = max(map(len, verdicts), default=0)
+    rows = []
+    for name, v in verdicts.items():
+        numbers = f"{100 * v['diff']:+5.1f} points ({v['verdict']}; 2 SE {200 * v['se']:.1f})"
+        line = f"{name:{pad}s} {numbers}"
+        rows.append(line if len(line) <= width else f"{name}\n    {numbers}")
+    return "\n".join(rows)
 
 
 # He et al. 2015, §4.2, CIFAR-10, as far as a TrainConfig says it. It is gpu_resnet20's recipe:

@@ -11,6 +11,7 @@ these return.
 from __future__ import annotations
 
 import statistics
+import textwrap
 
 from resnet_lab.checkpoints import History
 from resnet_lab.config import low_res_epochs
@@ -32,12 +33,17 @@ def cpu_runs(*, notes: list[str] | None = None) -> dict[str, list[History]]:
     }
 
 
+def fit(line: str) -> str:
+    """``line`` wrapped to the page's 77 columns, its continuation indented."""
+    return textwrap.fill(line, 77, subsequent_indent="  ")
+
+
 def run_line(name: str, h: History) -> str:
     """Run ``h`` of experiment ``name`` in a line: its test accuracy, minutes of training and
     hardware; for a speed run, how far short of the :data:`GOAL` it fell."""
     acc = h.final["test_acc"]
     goal = f", {100 * (GOAL - acc):.1f} points short of 90%" if name in SPEED_RUNS else ""
-    return f"{name}: {acc:.2%} in {h.train_seconds / 60:.1f} min on {h.meta['hardware']}{goal}"
+    return fit(f"{name}: {acc:.2%} in {h.train_seconds / 60:.1f} min on {h.meta['hardware']}{goal}")
 
 
 def epoch_costs(h: History) -> dict[str, float | None]:
@@ -85,8 +91,8 @@ def compile_line(name: str, h: History) -> str:
     with progressive resizing): the difference is what compiling cost."""
     cost = epoch_costs(h)
     same = cost["low_res"] or cost["full"]  # the size of the first epoch
-    return (
-        f"{name:22s} seed {h.meta['seed']}: first epoch {cost['first']:.0f} s, the others of"
+    return fit(
+        f"{name} seed {h.meta['seed']}: first epoch {cost['first']:.0f} s, the others of"
         f" its size {same:.0f} s (median), {cost['first'] - same:+.1f} s"
     )
 
@@ -103,7 +109,7 @@ def format_technique_diffs(
     for name in sorted(diffs, key=lambda k: -diffs[k]["diff"]):
         d = diffs[name]
         lines.append(
-            f"{100 * d['diff']:+.2f} ± {200 * d['se']:.2f} points ({d['verdict']}): {name}"
+            fit(f"{100 * d['diff']:+.2f} ± {200 * d['se']:.2f} points ({d['verdict']}): {name}")
         )
     return "\n".join(lines)
 
@@ -121,7 +127,7 @@ def low_res_line(h: History) -> str:
     """What an epoch at progressive resizing's small size cost run ``h``, against one at full
     size (medians, :func:`epoch_costs`)."""
     cfg, cost = as_config(h.meta["config"]), epoch_costs(h)
-    return (
+    return fit(
         f"{h.meta['hardware']}: {low_res_epochs(cfg)} of {len(h)} epochs at"
         f" {cfg.low_res}x{cfg.low_res}, {cost['low_res']:.0f} s each; at 32x32"
         f" {cost['full']:.0f} s ({cost['low_res'] / cost['full']:.2f} of it, medians)"
@@ -138,8 +144,10 @@ def describe_recipe(runs: list[History], start: History) -> str:
     minutes = sorted(h.train_seconds / 60 for h in runs)
     spread = f" ± {sd:.2%}" if n > 1 else ""
     lines = [
-        f"{name}: {m:.2%}{spread} over {n} seed(s), {minutes[0]:.1f}-{minutes[-1]:.1f} min"
-        f" of training on {first.meta['hardware']}"
+        fit(
+            f"{name}: {m:.2%}{spread} over {n} seed(s), {minutes[0]:.1f}-{minutes[-1]:.1f}"
+            f" min of training on {first.meta['hardware']}"
+        )
     ]
     for field, was, now in config_differences(start.meta["config"], first.meta["config"]):
         lines.append(f"  changed from {start.meta['experiment']}: {field} {was} -> {now}")
@@ -148,7 +156,7 @@ def describe_recipe(runs: list[History], start: History) -> str:
 
 def full_epoch_line(h: History) -> str:
     """Run ``h``'s experiment, hardware, and the median seconds of its full-size epochs."""
-    return (
-        f"{h.meta['experiment']:24s} {h.meta['hardware']:28s}"
-        f" {epoch_costs(h)['full']:.0f} s per 32x32 epoch (median)"
+    seconds = f"{h.meta['hardware']}: {epoch_costs(h)['full']:.0f} s per 32x32 epoch (median)"
+    return f"{h.meta['experiment']}\n" + textwrap.fill(
+        seconds, 77, initial_indent="  ", subsequent_indent="    "
     )

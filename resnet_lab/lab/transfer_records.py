@@ -14,6 +14,7 @@ return.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 
 from resnet_lab.checkpoints import History
@@ -29,12 +30,12 @@ def format_grids(study: TransferStudy = TRANSFER) -> str:
     and its folds; each network method's learning rates and steps, and its held-out fold."""
     l2s = ", ".join(f"{l2:.0e}" for l2 in study.probe_l2)
     lines = [
-        f"linear_probe: L2 in {l2s};",
+        textwrap.fill(f"linear_probe: L2 in {l2s};", 77, subsequent_indent="  "),
         f"  views per image {study.probe_views}; {study.folds}-fold cross-validation",
     ]
     longer = f"then {study.long_steps} steps at the best; " if study.long_steps else ""
     lines += [
-        f"{method}: lr {study.lrs(method)} at {study.steps} steps, {longer}"
+        f"{method}: lr {study.lrs(method)} at {study.steps} steps,\n  {longer}"
         f"1 fold of {study.folds} held out"
         for method in NETWORK_METHODS
     ]
@@ -52,7 +53,7 @@ def transfer_caption(records: list[dict], pretrained: History | None) -> str:
     cost = f"{minutes:.0f} min in all, choosing the recipes included"
     if shared:
         cost += f" ({shared} runs shared the CPU with other jobs: their minutes overstate)"
-    source = pretrained.summary() if pretrained else "see results/transfer/"
+    source = " ".join(pretrained.summary().split()) if pretrained else "see results/transfer/"
     return (
         f"Recorded in transfer.json: {len(records)} runs, mean ± sd over {n_seeds} seeds;"
         " each method's recipe chosen on its labelled images;"
@@ -87,11 +88,15 @@ def recipe_text(record: dict) -> str:
 
 
 def format_recipes(picks: dict[tuple[str, int], list[dict]]) -> str:
-    """One line per setting of :func:`runs_by_setting`: each seed's recipe, and how the recipes
-    were chosen (the records' ``selection["by"]``: folds and images)."""
+    """One entry per setting of :func:`runs_by_setting`: each seed's recipe, and how the recipes
+    were chosen (the records' ``selection["by"]``: folds and images), wrapped to 77 columns."""
     return "\n".join(
-        f"{method:15s} {b:4d}/class: {'; '.join(map(recipe_text, runs))}"
-        f" ({runs[0]['selection']['by']})"
+        textwrap.fill(
+            f"{method:15s} {b:4d}/class: {'; '.join(map(recipe_text, runs))}"
+            f" ({runs[0]['selection']['by']})",
+            77,
+            subsequent_indent=" " * 4,
+        )
         for (method, b), runs in picks.items()
     )
 
@@ -127,16 +132,16 @@ def comparison_tables(
 
 def format_comparisons(tables: dict[str, dict[int, dict[str, dict]]]) -> str:
     """:func:`comparison_tables` as lines: per baseline, per budget, each method's difference
-    ± its standard error (points), and its verdict."""
+    ± its standard error (points), and its verdict, one method to a line."""
     lines = []
     for base, table in tables.items():
         lines.append(f"minus {base}, points ± standard error of the difference:")
         for b, row in table.items():
-            cells = [
-                f"{m} {100 * c['diff']:+5.1f} ± {100 * c['se']:3.1f} {c['verdict']}"
+            lines.append(f"{b:4d}/class:")
+            lines += [
+                f"    {m:15s} {100 * c['diff']:+5.1f} ± {100 * c['se']:3.1f} {c['verdict']}"
                 for m, c in row.items()
             ]
-            lines.append(" ".join([f"{b:4d}/class:", *cells]))
     return "\n".join(lines)
 
 
