@@ -21,8 +21,8 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-# the install lines of the README and the preface: `git+` and the address
-ADDRESS_LINES = (ROOT / "README.md", ROOT / "book" / "index.md")
+# the install lines of the README and the preface, in both editions: `git+` and the address
+ADDRESS_LINES = (ROOT / "README.md", ROOT / "book" / "index.md", ROOT / "book" / "zh" / "index.md")
 GIT_URL = re.compile(r"git\+https?://[^\s\"'`)]+")
 FIRST_CELL = re.compile(
     r"```\{code-cell\} ipython3\n:tags: \[remove-output, hide-input\]\n.*?\n```", re.S
