@@ -210,7 +210,8 @@ def cifar_resnet(
 
 
 def resnet20(**kw) -> ResNet:
-    """The paper's ResNet-20; every other depth by name: ``build_model("plain56")``."""
+    """The paper's ResNet-20; every other depth: ``cifar_resnet(56, skip=False)``, or by name
+    with :func:`resnet_lab.lab.names.build_model` (``"plain56"``)."""
     return cifar_resnet(20, **kw)
 
 

@@ -320,3 +320,16 @@ def test_temporary_files_of_dead_writers_are_removed_and_a_live_ones_kept(tmp_pa
         p.write_bytes(b"half")
     assert remove_dead_temps(tmp_path) == [left]
     assert not left.exists() and live.exists() and other.exists()
+
+
+def test_the_summary_is_one_sentence_wrapped_to_the_page():
+    hardware = "Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz, 2 threads"
+    h = History(
+        epochs=[{"epoch": 1, "seconds": 90.0, "test_acc": 0.143}],
+        meta={"model": "plain20", "hardware": hardware},
+    )
+    lines = h.summary().splitlines()
+    assert len(lines) > 1 and max(map(len, lines)) <= 77
+    assert " ".join(h.summary().split()) == (
+        f"plain20: test accuracy 14.30% after 1 epochs, 1.5 min of training on {hardware}"
+    )

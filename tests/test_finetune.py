@@ -7,6 +7,7 @@ import torch
 
 from resnet_lab.book.imagenet import (
     ImageNetRun,
+    PretrainedNotLoaded,
     imagenet_report,
     imagenet_transfer,
     load_imagenet_weights,
@@ -169,7 +170,7 @@ def test_torchvision_weights_offline_give_a_message_not_an_error(monkeypatch, ca
     monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", offline)
     model = resnet18(num_classes=4)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    with pytest.warns(UserWarning, match="not loaded"):
+    with pytest.warns(PretrainedNotLoaded, match="not loaded"):
         result = load_imagenet_weights(model, "IMAGENET1K_V1")
     assert not result and "not loaded" in result.message and "random weights" in result.message
     assert "\n" not in result.message
@@ -238,7 +239,7 @@ def test_offline_default_weights_warn_that_the_model_stays_random(monkeypatch):
         raise URLError("[Errno -3] Temporary failure in name resolution")
 
     monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", offline)
-    with pytest.warns(UserWarning) as caught:
+    with pytest.warns(PretrainedNotLoaded) as caught:
         result = load_imagenet_weights(resnet18(num_classes=4))
     assert not result and len(caught) == 1
     line = str(caught[0].message)
@@ -568,8 +569,10 @@ def test_imagenet_report_says_what_ran_or_why_not(tiny_data, monkeypatch):
     monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", no_network)
     offline = imagenet_transfer(tiny_data.select_classes(["ship", "truck"]), labels_per_class=2)
     assert not offline.pretrained and offline.model is None
-    assert imagenet_report(None, offline.pretrained, 5).startswith(
-        f"skipped here: {offline.pretrained.message}. No ImageNet network"
+    skipped = imagenet_report(None, offline.pretrained, 5)
+    assert max(map(len, skipped.splitlines())) <= 77  # wrapped to the page
+    assert " ".join(skipped.split()).startswith(
+        " ".join(f"skipped here: {offline.pretrained.message}. No ImageNet network".split())
     )
     theirs = torchvision.models.resnet18(weights=None).state_dict()
     monkeypatch.setattr(
@@ -577,7 +580,9 @@ def test_imagenet_report_says_what_ran_or_why_not(tiny_data, monkeypatch):
     )
     data = tiny_data.select_classes(["ship", "truck"])
     run = imagenet_transfer(data, labels_per_class=2, steps=1, test_images=4)
-    line = imagenet_report(run, offline.pretrained, 1)
+    report = imagenet_report(run, offline.pretrained, 1)
+    assert max(map(len, report.splitlines())) <= 77
+    line = " ".join(report.split())
     assert line.startswith(f"ran here: {run.pretrained.message}; fine-tuned on 4 labelled")
     assert line.endswith(
         f"{100 * run.history.final['test_acc']:.1f}% test accuracy on 4 test images of its"

@@ -130,8 +130,20 @@ def test_every_line_fits_the_page_with_a_long_processor_name():
         compile_line("cpu_speedrun_plus_long", h),
         low_res_line(h),
         full_epoch_line(h),
-        describe_recipe([h, h], h),
+        describe_recipe([h, h], _run(0.9, config=asdict(TrainConfig()), name="cpu_resnet20")),
+        format_technique_diffs(
+            {"unchanged": (0.9, 0.01, 3)},
+            {
+                "alternating flips + BN biases at 4x + progressive resizing + batch 512": {
+                    "diff": 0.0011,
+                    "se": 0.0022,
+                    "verdict": "within noise",
+                }
+            },
+            "unchanged",
+        ),
     ]
+    assert "changed from cpu_resnet20" in texts[4]  # the recipe's differences are listed
     lines = [line for text in texts for line in text.splitlines()]
     assert max(map(len, lines)) <= 77, max(lines, key=len)
     assert "points short of 90%" in " ".join(texts[0].split())  # nothing cut, only wrapped

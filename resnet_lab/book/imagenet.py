@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from resnet_lab.book.style import fit
 from resnet_lab.checkpoints import CheckpointMismatch, History, model_name
 from resnet_lab.cifar10 import MEAN, STD, CifarData
 from resnet_lab.config import TrainConfig
@@ -201,20 +202,20 @@ def stage_inputs(
 
 
 def imagenet_report(run: ImageNetRun | None, offline: Pretrained, steps: int) -> str:
-    """One line on what :func:`imagenet_transfer` did on this machine: "ran here" with what it
-    loaded, on how many images, for how many ``steps``, and its test accuracy; or "skipped
-    here" and why (``run``'s message, or ``offline``'s when it was not even tried: ``run`` is
-    None)."""
+    """A sentence, wrapped to the page, on what :func:`imagenet_transfer` did on this
+    machine: "ran here" with what it loaded, on how many images, for how many ``steps``, and
+    its test accuracy; or "skipped here" and why (``run``'s message, or ``offline``'s when it
+    was not even tried: ``run`` is None)."""
     if run is not None and run.pretrained:
         few = run.data
-        return (
+        return fit(
             f"ran here: {run.pretrained.message}; fine-tuned on {len(few.train_labels)}"
             f" labelled images for {len(run.history)} epochs (about {steps} steps):"
             f" {100 * run.history.final['test_acc']:.1f}% test accuracy"
             f" on {len(few.test_labels)} test images of its {len(few.classes)} classes"
         )
     why = (run.pretrained if run is not None else offline).message
-    return (
+    return fit(
         f"skipped here: {why}. No ImageNet network was fine-tuned, so no accuracy"
         " or predictions of one appear on this page."
     )

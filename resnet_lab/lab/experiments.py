@@ -15,6 +15,7 @@ skipped. :func:`~resnet_lab.lab.results.load_results` reads the records back.
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -453,5 +454,6 @@ def run_sweep(
         done.append(h)
         if h.interrupted:
             break
-        bar.write(f"{run_name(exp_name, seed)}: {h.summary()}")
+        line = f"{run_name(exp_name, seed)}: {' '.join(h.summary().split())}"
+        bar.write(textwrap.fill(line, 77, subsequent_indent="  "))
     return done

@@ -39,8 +39,9 @@ def fit(line: str) -> str:
 
 
 def run_line(name: str, h: History) -> str:
-    """Run ``h`` of experiment ``name`` in a line: its test accuracy, minutes of training and
-    hardware; for a speed run, how far short of the :data:`GOAL` it fell."""
+    """Run ``h`` of experiment ``name`` in a sentence wrapped to 77 columns: its test accuracy,
+    minutes of training and hardware; for a speed run, how far short of the :data:`GOAL` it
+    fell."""
     acc = h.final["test_acc"]
     goal = f", {100 * (GOAL - acc):.1f} points short of 90%" if name in SPEED_RUNS else ""
     return fit(f"{name}: {acc:.2%} in {h.train_seconds / 60:.1f} min on {h.meta['hardware']}{goal}")
