@@ -126,3 +126,22 @@ def last_error(capsys) -> str:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: "), f"expected a one-line error, got {err}"
     return err[0]
+
+
+@pytest.fixture
+def interrupt_checkpoint_write(monkeypatch):
+    """``interrupt_checkpoint_write(epoch)``: from then on, the trainer's checkpoint write of
+    ``epoch`` raises KeyboardInterrupt (Ctrl-C in the middle of saving); the others write."""
+    import resnet_lab.run as run  # where save_run writes the checkpoint
+
+    real = run.save_checkpoint
+
+    def arm(epoch: int) -> None:
+        def save(path, model, optimizer, scheduler, at, *args, **kwargs):
+            if at == epoch:
+                raise KeyboardInterrupt
+            return real(path, model, optimizer, scheduler, at, *args, **kwargs)
+
+        monkeypatch.setattr(run, "save_checkpoint", save)
+
+    return arm

@@ -409,18 +409,9 @@ def test_ctrl_c_in_the_first_checkpoint_write_offers_no_resume(
 
 
 def test_ctrl_c_in_a_later_write_counts_only_the_saved_epochs(
-    image_folder, tmp_path, capsys, monkeypatch
+    image_folder, tmp_path, capsys, interrupt_checkpoint_write
 ):
-    import resnet_lab.run as R
-
-    real = R.save_checkpoint
-
-    def interrupted_in_the_second_write(path, model, optimizer, scheduler, epoch, *a, **k):
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return real(path, model, optimizer, scheduler, epoch, *a, **k)
-
-    monkeypatch.setattr(R, "save_checkpoint", interrupted_in_the_second_write)
+    interrupt_checkpoint_write(2)
     out = tmp_path / "run"
     assert cli_train(image_folder, out, "--epochs", "3") == 130
     last = capsys.readouterr().err.strip().splitlines()[-1]

@@ -194,19 +194,10 @@ def test_batch_larger_than_data(tiny_data):
 
 
 def test_ctrl_c_during_a_checkpoint_write_names_the_epoch_resume_starts_from(
-    tiny_data, tmp_path, capsys, monkeypatch
+    tiny_data, tmp_path, capsys, interrupt_checkpoint_write
 ):
     """The message used to say 'continues from epoch 3' when the checkpoint held only epoch 1."""
-    import resnet_lab.run as T  # where save_run writes the checkpoint
-
-    real = T.save_checkpoint
-
-    def interrupted_in_the_second_write(path, model, optimizer, scheduler, epoch, *a, **k):
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return real(path, model, optimizer, scheduler, epoch, *a, **k)
-
-    monkeypatch.setattr(T, "save_checkpoint", interrupted_in_the_second_write)
+    interrupt_checkpoint_write(2)
     h = train(small_model(), tiny_data, CFG, progress=False, checkpoint_dir=tmp_path)
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["epoch"] == 1
     assert len(h) == 2 and "continues from epoch 2." in capsys.readouterr().out
